@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Benchmarks side by side with the tools a user would otherwise use, in one run:
+#   1. Arrow -> CSV/JSONL encoding (benches/csv_encode.rs, with arrow-csv and Python csv anchors)
+#   2. Full extraction of `orders` (N rows, default 1,000,000) from the machine's PostgreSQL
+#      (5432) and MariaDB (3306): psql \copy, mariadb --quick, ConnectorX, the book's Python,
+#      and tributary's COPY path, typed PostgreSQL path and MySQL path.
+# Usage: scripts/bench.sh [N]     Needs ../shared/bench (seed and anchors) beside the checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000000}
+BENCH=${TRIBUTARY_BENCH_DIR:-../shared/bench}
+VENV=${ANCHORS_VENV:-$HOME/.cache/tributary-anchors-venv}
+if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import psycopg2, pymysql, connectorx, pyarrow, requests' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q psycopg2-binary pymysql mysql-replication connectorx pyarrow requests
+fi
+echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%FT%TZ)"
+echo "== encoding"
+cargo bench --quiet --bench csv_encode 2>/dev/null
+echo "== seeding $N rows"
+bash "$BENCH/seed.sh" "$N"
+echo "== anchors"
+bash "$BENCH/anchors.sh" "$VENV"
+echo "== tributary"
+cargo bench --quiet --all-features --bench extract 2>/dev/null
+echo "== REST (100k items, 1,000 per page, loopback)"
+ANCHORS_VENV=$VENV cargo bench --quiet --all-features --bench rest 2>/dev/null

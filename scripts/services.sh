@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Install (if missing), configure and start every server the tests need, on their own
+# ports and with the settings the tests need, leaving the machine's own servers alone:
+#   PostgreSQL  127.0.0.1:5433  cluster "tributary", trust auth, wal_level=logical, db test
+#   MariaDB     127.0.0.1:3307  own datadir, ROW binlog with full metadata, db test, user tributary
+#   S3          127.0.0.1:9000  s3s-fs (crates.io), bucket tributary-test
+#   Airflow 3   127.0.0.1:18080 API server (PyPI), metadata DB airflow_meta in the PostgreSQL above
+# Idempotent: re-running starts only what is down. Prints `export ...` lines for the tests
+# (also written to $TRIBUTARY_SERVICES_HOME/env.sh).
+# Usage: scripts/services.sh [start|stop|status]
+set -euo pipefail
+
+HOME_DIR=${TRIBUTARY_SERVICES_HOME:-/var/tmp/tributary-services}
+PG_PORT=${TRIBUTARY_PG_PORT:-5433}
+MY_PORT=${TRIBUTARY_MY_PORT:-3307}
+S3_PORT=${TRIBUTARY_S3_PORT:-9000}
+S3_BUCKET=tributary-test
+S3_KEY=tributary
+S3_SECRET=tributary-secret
+S3S_VERSION=0.14.1   # 0.17 needs a newer rustc
+CARGO_ROOT=${TRIBUTARY_CARGO_ROOT:-$HOME/.cache/tributary-services/cargo}
+
+RUN=$HOME_DIR/run; LOGS=$HOME_DIR/logs; DATA=$HOME_DIR/data
+mkdir -p "$RUN" "$LOGS" "$DATA"
+chmod 755 "$HOME_DIR" "$RUN" "$DATA"
+
+log() { printf '[services %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+wait_for() { # name timeout_s command...
+  local name=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    (( SECONDS < deadline )) || { log "$name not ready after ${timeout}s; last log lines:"; tail -20 "$LOGS/$name.log" >&2 2>/dev/null || true; exit 1; }
+    sleep 0.2
+  done
+}
+
+apt_updated=0
+need_pkg() { # command package...
+  local cmd=$1; shift
+  command -v "$cmd" >/dev/null 2>&1 && return
+  if (( apt_updated == 0 )); then apt-get update -qq >&2; apt_updated=1; fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+# ------------------------------------------------------------------ PostgreSQL
+pg_version() { ls /usr/lib/postgresql | sort -V | tail -1; }
+start_postgres() {
+  need_pkg pg_createcluster postgresql
+  need_pkg psql postgresql-client
+  local v; v=$(pg_version)
+  if ! pg_lsclusters -h | awk '{print $2}' | grep -qx tributary; then
+    log "creating PostgreSQL $v cluster 'tributary' on port $PG_PORT"
+    pg_createcluster "$v" tributary -p "$PG_PORT" -- --auth=trust >&2
+    local conf=/etc/postgresql/$v/tributary/postgresql.conf
+    cat >>"$conf" <<CONF
+# tributary tests
+listen_addresses = '127.0.0.1'
+wal_level = logical
+max_replication_slots = 20
+max_wal_senders = 20
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+CONF
+    echo "host replication all 127.0.0.1/32 trust" >>"/etc/postgresql/$v/tributary/pg_hba.conf"
+  fi
+  if ! pg_lsclusters -h | awk '$2=="tributary"{print $4}' | grep -qx online; then
+    pg_ctlcluster --skip-systemctl-redirect "$v" tributary start >&2
+  fi
+  wait_for postgres 60 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc 'select 1'
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc "select 1 from pg_database where datname='test'" | grep -q 1 \
+    || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc 'create database test' >&2
+}
+
+# ------------------------------------------------------------------ MariaDB
+my_alive() { [[ -f $RUN/mariadb.pid ]] && kill -0 "$(cat "$RUN/mariadb.pid")" 2>/dev/null; }
+my_root() { mariadb --socket="$RUN/mariadb.sock" -uroot "$@"; }
+start_mariadb() {
+  need_pkg mariadbd mariadb-server
+  need_pkg mariadb mariadb-client
+  local dir=$DATA/mariadb
+  if [[ ! -d $dir/mysql ]]; then
+    log "initialising MariaDB datadir $dir"
+    mkdir -p "$dir"; chown mysql:mysql "$dir"
+    mariadb-install-db --datadir="$dir" --user=mysql --auth-root-authentication-method=socket >"$LOGS/mariadb-install.log" 2>&1 \
+      || { tail -20 "$LOGS/mariadb-install.log" >&2; exit 1; }
+  fi
+  chown mysql:mysql "$RUN"
+  if ! my_alive; then
+    log "starting MariaDB on port $MY_PORT"
+    nohup mariadbd --no-defaults --datadir="$dir" --port="$MY_PORT" --bind-address=127.0.0.1 \
+      --socket="$RUN/mariadb.sock" --pid-file="$RUN/mariadbd.pid" --user=mysql \
+      --server-id=1 --log-bin="$dir/binlog" --binlog-format=ROW --binlog-row-image=FULL \
+      --binlog-row-metadata=FULL --innodb-flush-log-at-trx-commit=2 --sync-binlog=0 \
+      --max-connections=300 >"$LOGS/mariadb.log" 2>&1 &
+    echo $! >"$RUN/mariadb.pid"
+  fi
+  wait_for mariadb 60 my_root -e 'select 1'
+  my_root <<SQL
+CREATE DATABASE IF NOT EXISTS test;
+CREATE USER IF NOT EXISTS 'tributary'@'localhost' IDENTIFIED BY 'tributary';
+CREATE USER IF NOT EXISTS 'tributary'@'127.0.0.1' IDENTIFIED BY 'tributary';
+GRANT ALL PRIVILEGES ON *.* TO 'tributary'@'localhost' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO 'tributary'@'127.0.0.1' WITH GRANT OPTION;
+FLUSH PRIVILEGES;
+SQL
+}
+
+# ------------------------------------------------------------------ S3 (s3s-fs)
+s3_alive() { [[ -f $RUN/s3.pid ]] && kill -0 "$(cat "$RUN/s3.pid")" 2>/dev/null; }
+s3_ready() { local c; c=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3_PORT/") && [[ $c =~ ^[2345] ]]; }
+start_s3() {
+  need_pkg curl curl
+  if [[ ! -x $CARGO_ROOT/bin/s3s-fs ]]; then
+    log "cargo install s3s-fs@$S3S_VERSION (first time only, ~2-3 min)"
+    cargo install "s3s-fs@$S3S_VERSION" --locked --features binary --root "$CARGO_ROOT" >"$LOGS/cargo-install-s3s.log" 2>&1 \
+      || { tail -30 "$LOGS/cargo-install-s3s.log" >&2; exit 1; }
+  fi
+  mkdir -p "$DATA/s3/$S3_BUCKET"
+  if ! s3_alive; then
+    log "starting s3s-fs on port $S3_PORT"
+    nohup "$CARGO_ROOT/bin/s3s-fs" --host 127.0.0.1 --port "$S3_PORT" \
+      --access-key "$S3_KEY" --secret-key "$S3_SECRET" "$DATA/s3" >"$LOGS/s3.log" 2>&1 &
+    echo $! >"$RUN/s3.pid"
+  fi
+  wait_for s3 30 s3_ready
+}
+
+# ------------------------------------------------------------------ Airflow 3 (PyPI)
+AF_VENV=${TRIBUTARY_AIRFLOW_VENV:-$HOME/.cache/tributary-services/airflow-venv}
+AF_HOME=$HOME_DIR/airflow
+AF_PORT=${TRIBUTARY_AIRFLOW_PORT:-18080}
+af_env() {
+  export AIRFLOW_HOME=$AF_HOME
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://postgres@127.0.0.1:$PG_PORT/airflow_meta
+  export AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGS_FOLDER=$AF_HOME/dags
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$AF_HOME/passwords.json
+}
+af_alive() { [[ -f $RUN/airflow-api.pid ]] && kill -0 "$(cat "$RUN/airflow-api.pid")" 2>/dev/null; }
+af_ready() { curl -sf "http://127.0.0.1:$AF_PORT/api/v2/monitor/health"; }
+start_airflow() {
+  if [[ ! -x $AF_VENV/bin/airflow ]]; then
+    log "installing apache-airflow into $AF_VENV (first time only, ~1 min)"
+    python3 -m venv "$AF_VENV"
+    "$AF_VENV/bin/pip" install -q "apache-airflow[postgres]" >"$LOGS/airflow-install.log" 2>&1 \
+      || { tail -20 "$LOGS/airflow-install.log" >&2; exit 1; }
+  fi
+  af_env
+  mkdir -p "$AF_HOME/dags"
+  echo '{"admin": "admin"}' >"$AF_HOME/passwords.json"
+  cat >"$AF_HOME/dags/tributary_dags.py" <<'PY'
+from datetime import datetime
+from airflow.sdk import DAG
+from airflow.providers.standard.operators.bash import BashOperator
+
+with DAG("tributary_ok", start_date=datetime(2026, 1, 1), schedule=None, catchup=False):
+    BashOperator(task_id="ok", bash_command="echo ok")
+
+with DAG("tributary_fail", start_date=datetime(2026, 1, 1), schedule=None, catchup=False):
+    BashOperator(task_id="fail", bash_command="exit 1")
+PY
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc "select 1 from pg_database where datname='airflow_meta'" | grep -q 1 \
+    || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc 'create database airflow_meta' >&2
+  "$AF_VENV/bin/airflow" db migrate >"$LOGS/airflow-migrate.log" 2>&1 || { tail -20 "$LOGS/airflow-migrate.log" >&2; exit 1; }
+  # Real runs, one that succeeds and one that fails, the first time.
+  if ! psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d airflow_meta -Atc "select count(*) from dag_run" | grep -qv '^0$'; then
+    log "making two real Airflow runs (tributary_ok, tributary_fail)"
+    "$AF_VENV/bin/airflow" dags test tributary_ok >"$LOGS/airflow-run-ok.log" 2>&1 || { tail -20 "$LOGS/airflow-run-ok.log" >&2; exit 1; }
+    "$AF_VENV/bin/airflow" dags test tributary_fail >"$LOGS/airflow-run-fail.log" 2>&1 || true
+  fi
+  if ! af_alive; then
+    log "starting the Airflow API server on port $AF_PORT"
+    setsid nohup "$AF_VENV/bin/airflow" api-server --host 127.0.0.1 --port "$AF_PORT" >"$LOGS/airflow-api.log" 2>&1 &
+    echo $! >"$RUN/airflow-api.pid"
+  fi
+  wait_for airflow-api 120 af_ready
+}
+
+env_lines() {
+  cat <<ENV
+export TRIBUTARY_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/test
+export TRIBUTARY_TEST_MYSQL_URL=mysql://tributary:tributary@127.0.0.1:$MY_PORT/test
+export TRIBUTARY_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export TRIBUTARY_TEST_S3_BUCKET=$S3_BUCKET
+export TRIBUTARY_TEST_S3_ACCESS_KEY=$S3_KEY
+export TRIBUTARY_TEST_S3_SECRET_KEY=$S3_SECRET
+export TRIBUTARY_TEST_AIRFLOW_DB_URL=postgres://postgres@127.0.0.1:$PG_PORT/airflow_meta
+export TRIBUTARY_TEST_AIRFLOW_API=http://127.0.0.1:$AF_PORT
+export TRIBUTARY_TEST_AIRFLOW_USER=admin TRIBUTARY_TEST_AIRFLOW_PASSWORD=admin
+ENV
+}
+
+stop_all() {
+  if my_alive; then kill "$(cat "$RUN/mariadb.pid")" && log "stopped MariaDB"; fi
+  if s3_alive; then kill "$(cat "$RUN/s3.pid")" && log "stopped s3s-fs"; fi
+  if af_alive; then kill -- -"$(cat "$RUN/airflow-api.pid")" 2>/dev/null || kill "$(cat "$RUN/airflow-api.pid")"; log "stopped the Airflow API server"; fi
+  if pg_lsclusters -h 2>/dev/null | awk '{print $2}' | grep -qx tributary; then
+    pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" tributary stop >&2 || true
+    log "stopped PostgreSQL cluster tributary"
+  fi
+}
+
+case ${1:-start} in
+  start)
+    t0=$SECONDS
+    # Headless Chromium checks that the HTML report renders (no service to start).
+    need_pkg chromium chromium
+    start_postgres
+    start_mariadb
+    start_s3
+    start_airflow
+    env_lines >"$HOME_DIR/env.sh"
+    log "all services ready in $((SECONDS - t0))s (environment in $HOME_DIR/env.sh)"
+    env_lines
+    ;;
+  stop) stop_all ;;
+  status)
+    pg_lsclusters | grep -E 'Ver|tributary' || echo "postgres: no cluster"
+    if my_alive; then echo "mariadb up"; else echo "mariadb down"; fi
+    if s3_alive; then echo "s3 up"; else echo "s3 down"; fi
+    ;;
+  *) die "usage: $0 [start|stop|status]" ;;
+esac

@@ -1,0 +1,288 @@
+//! The crate's one error type, [`Error`], and its [`Result`] alias.
+//!
+//! Variants are chosen by what a caller can do about them: fix configuration, wait and
+//! retry, grant a permission, re-snapshot after a lost position, and so on. Every variant
+//! names the component (connector or store) it came from. Whether an error is worth
+//! retrying is decided in one place, [`Error::is_retryable`].
+
+use std::borrow::Cow;
+
+/// A boxed error from a dependency, kept as the [`std::error::Error::source`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in tributary.
+///
+/// ```
+/// use tributary::Error;
+/// let e = Error::config("csv", "delimiter must be one byte");
+/// assert!(!e.is_retryable());
+/// assert_eq!(e.to_string(), "csv: invalid configuration: delimiter must be one byte");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is wrong or incomplete. Fix it; retrying will not help.
+    #[error("{component}: invalid configuration: {message}")]
+    Config {
+        /// What was being configured (`pipeline.conf`, `csv`, `s3`, ...).
+        component: Cow<'static, str>,
+        /// What is wrong, naming the offending key or value.
+        message: String,
+    },
+    /// A server or store could not be reached, or the connection broke. Usually temporary.
+    #[error("{component}: connection failed: {message}")]
+    Connection {
+        /// The connector or store.
+        component: Cow<'static, str>,
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Wrong credentials or missing privileges.
+    #[error("{component}: permission denied: {message}")]
+    PermissionDenied {
+        /// The connector or store.
+        component: Cow<'static, str>,
+        /// What was denied.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A table, column, bucket, object or other named thing does not exist.
+    #[error("{component}: not found: {message}")]
+    NotFound {
+        /// The connector or store.
+        component: Cow<'static, str>,
+        /// What is missing.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The source is reachable but not set up as required (e.g. `binlog_format` is not `ROW`).
+    #[error("{component}: prerequisite not met: {message}")]
+    Prerequisite {
+        /// The connector.
+        component: Cow<'static, str>,
+        /// Which prerequisite, and how to meet it.
+        message: String,
+    },
+    /// A saved position can no longer be resumed from (purged binlog, dropped slot).
+    /// A new snapshot is needed.
+    #[error("{component}: position lost: {message}")]
+    PositionLost {
+        /// The connector.
+        component: Cow<'static, str>,
+        /// Which position, and why it is gone.
+        message: String,
+    },
+    /// A value or type cannot be represented losslessly, or a schema does not match.
+    #[error("{component}: {message}")]
+    Type {
+        /// The connector or format.
+        component: Cow<'static, str>,
+        /// The column, its type and what to do about it.
+        message: String,
+    },
+    /// A query or request failed on the server side.
+    #[error("{component}: query failed: {message}")]
+    Query {
+        /// The connector.
+        component: Cow<'static, str>,
+        /// The server's message.
+        message: String,
+        /// Whether retrying the same call may succeed (deadlock, serialization failure, ...).
+        retryable: bool,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Writing to or reading from a store failed.
+    #[error("{component}: storage error: {message}")]
+    Storage {
+        /// The store.
+        component: Cow<'static, str>,
+        /// What failed.
+        message: String,
+        /// Whether retrying may succeed.
+        retryable: bool,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Someone else changed shared state first (e.g. two runners advancing one checkpoint).
+    #[error("{component}: conflict: {message}")]
+    Conflict {
+        /// The state store or object store.
+        component: Cow<'static, str>,
+        /// What conflicted.
+        message: String,
+    },
+    /// A validator with severity `halt` failed.
+    #[error("validation {name} failed: {message}")]
+    Validation {
+        /// The validator's name.
+        name: String,
+        /// What was found.
+        message: String,
+    },
+    /// The run was cancelled by its caller.
+    #[error("run cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// Whether the same operation may succeed if tried again later.
+    ///
+    /// Connection failures are retryable; so are queries and storage errors that their
+    /// connector marked as temporary (timeouts, throttling, deadlocks). Configuration,
+    /// permission, missing objects, type errors, conflicts and lost positions are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Connection { .. } => true,
+            Error::Query { retryable, .. } | Error::Storage { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// The component (connector or store) the error came from, if any.
+    pub fn component(&self) -> Option<&str> {
+        match self {
+            Error::Config { component, .. }
+            | Error::Connection { component, .. }
+            | Error::PermissionDenied { component, .. }
+            | Error::NotFound { component, .. }
+            | Error::Prerequisite { component, .. }
+            | Error::PositionLost { component, .. }
+            | Error::Type { component, .. }
+            | Error::Query { component, .. }
+            | Error::Storage { component, .. }
+            | Error::Conflict { component, .. } => Some(component),
+            Error::Validation { .. } | Error::Cancelled => None,
+        }
+    }
+
+    /// A [`Error::Config`] error.
+    pub fn config(component: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Error::Config {
+            component: component.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A [`Error::Type`] error.
+    pub fn type_error(component: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Error::Type {
+            component: component.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Convert an `object_store` error, naming the store it came from.
+    pub(crate) fn from_object_store(
+        store: impl Into<Cow<'static, str>>,
+        e: object_store::Error,
+    ) -> Self {
+        use object_store::Error as E;
+        let component = store.into();
+        let message = e.to_string();
+        match e {
+            E::NotFound { .. } => Error::NotFound {
+                component,
+                message,
+                source: Some(Box::new(e)),
+            },
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => Error::PermissionDenied {
+                component,
+                message,
+                source: Some(Box::new(e)),
+            },
+            E::AlreadyExists { .. } | E::Precondition { .. } => {
+                Error::Conflict { component, message }
+            }
+            E::InvalidPath { .. }
+            | E::UnknownConfigurationKey { .. }
+            | E::NotSupported { .. }
+            | E::NotImplemented { .. } => Error::Config { component, message },
+            other => match local_io_kind(&other) {
+                Some(
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem,
+                ) => Error::PermissionDenied {
+                    component,
+                    message,
+                    source: Some(Box::new(other)),
+                },
+                Some(
+                    std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::NotConnected
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::BrokenPipe,
+                ) => Error::Connection {
+                    component,
+                    message,
+                    source: Some(Box::new(other)),
+                },
+                // object_store keeps its HTTP error type private; its text carries the status.
+                None if http_status(&message).is_some_and(|s| s == 401 || s == 403) => {
+                    Error::PermissionDenied {
+                        component,
+                        message,
+                        source: Some(Box::new(other)),
+                    }
+                }
+                None if http_status(&message) == Some(404) || message.contains("NoSuchBucket") => {
+                    Error::NotFound {
+                        component,
+                        message,
+                        source: Some(Box::new(other)),
+                    }
+                }
+                None if http_status(&message)
+                    .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429) =>
+                {
+                    Error::Storage {
+                        component,
+                        message,
+                        retryable: false,
+                        source: Some(Box::new(other)),
+                    }
+                }
+                // Generic errors carry I/O and HTTP failures. Remote ones that outlived the
+                // client's own retries may still pass on a later retry of the whole run;
+                // local ones such as a file where a folder should be will not.
+                io => Error::Storage {
+                    component,
+                    message,
+                    retryable: io.is_none(),
+                    source: Some(Box::new(other)),
+                },
+            },
+        }
+    }
+}
+
+/// The HTTP status in an object_store error message (`... status code: 403 Forbidden ...`).
+fn http_status(message: &str) -> Option<u16> {
+    let rest = &message[message.find("status code: ")? + "status code: ".len()..];
+    rest.get(..3)?.parse().ok()
+}
+
+/// The kind of the first `std::io::Error` in the chain, if the failure was local I/O.
+fn local_io_kind(e: &object_store::Error) -> Option<std::io::ErrorKind> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = err.source();
+    }
+    None
+}

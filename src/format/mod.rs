@@ -1,0 +1,85 @@
+//! Output formats: [`Csv`] (the book's `|`-delimited default, with COPY dialects) and
+//! [`JsonLines`]. Encoders stream: they turn one batch at a time into bytes.
+
+mod csv;
+mod jsonl;
+pub(crate) mod value;
+
+pub use self::csv::{Csv, CsvDialect};
+pub use jsonl::JsonLines;
+pub use value::BinaryEncoding;
+
+use crate::Result;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use std::fmt::Debug;
+
+/// A file format: how batches become the bytes of one object.
+pub trait Format: Debug + Send + Sync + 'static {
+    /// File name extension, without the dot (`csv`, `jsonl`).
+    fn extension(&self) -> &str;
+
+    /// MIME type of the objects.
+    fn content_type(&self) -> &str;
+
+    /// An encoder for one object whose batches have `schema`. Fails if the format cannot
+    /// write a column of that schema.
+    fn encoder(&self, schema: &SchemaRef) -> Result<Box<dyn Encoder>>;
+
+    /// The CSV dialect, when this format is CSV (sources that encode CSV themselves ask).
+    fn csv_dialect(&self) -> Option<&CsvDialect> {
+        None
+    }
+}
+
+impl Format for Box<dyn Format> {
+    fn extension(&self) -> &str {
+        (**self).extension()
+    }
+    fn content_type(&self) -> &str {
+        (**self).content_type()
+    }
+    fn encoder(&self, schema: &SchemaRef) -> Result<Box<dyn Encoder>> {
+        (**self).encoder(schema)
+    }
+    fn csv_dialect(&self) -> Option<&CsvDialect> {
+        (**self).csv_dialect()
+    }
+}
+
+/// Encodes the batches of one object, appending bytes to a buffer the caller drains.
+pub trait Encoder: Send {
+    /// Bytes at the start of the object (a header row). Called once, before any batch.
+    fn begin(&mut self, _out: &mut Vec<u8>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Append one batch.
+    fn encode(&mut self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<()>;
+
+    /// Bytes at the end of the object (a footer). Called once, after the last batch.
+    fn finish(&mut self, _out: &mut Vec<u8>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Compression applied to whole objects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compression {
+    /// None.
+    #[default]
+    None,
+    /// gzip, at the default level; objects get a `.gz` suffix.
+    Gzip,
+}
+
+impl Compression {
+    /// The suffix added to object keys (`""` or `".gz"`).
+    pub fn suffix(&self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+        }
+    }
+}

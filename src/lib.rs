@@ -1,0 +1,106 @@
+//! # tributary
+//!
+//! Embeddable, streaming data ingestion pipelines: extract tables (full or incremental),
+//! land them as `|`-delimited CSV or JSON Lines on a local folder or object storage,
+//! keep checkpoints that never run ahead of committed data, validate, and keep run
+//! history. The jobs of *Data Pipelines Pocket Reference* as a typed Rust library.
+//!
+//! ```text
+//!  Extractor ──batches──▶ BatchValidators ──▶ Format (csv | jsonl) ──▶ Sink (object store)
+//!     ▲   each batch carries the Checkpoint it reaches                      │ commit
+//!     └──────── StateStore saves that Checkpoint only after the commit ◀────┘
+//! ```
+//!
+//! ## Quick example
+//! ```
+//! # #[cfg(feature = "sqlite")]
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! use tributary::{Pipeline, PipelineOptions};
+//! use tributary::sources::sqlite::SqliteExtractor;
+//! use tributary::sources::sql::{Cursor, SqlSource};
+//! use tributary::stores::{ObjectSink, ObjectStateStore};
+//!
+//! let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+//! sqlx::query("CREATE TABLE Orders (OrderId INTEGER, OrderStatus TEXT, LastUpdated TEXT)")
+//!     .execute(&pool).await.unwrap();
+//! sqlx::query("INSERT INTO Orders VALUES (1,'Backordered','2020-06-01 12:00:00'),
+//!                                        (1,'Shipped','2020-06-09 12:00:25')")
+//!     .execute(&pool).await.unwrap();
+//!
+//! let sink = ObjectSink::memory();
+//! let pipeline = Pipeline::builder("orders")
+//!     .extractor(SqliteExtractor::new(pool, SqlSource::table("Orders").incremental(Cursor::new("LastUpdated"))))
+//!     .sink(sink.clone())
+//!     .state(ObjectStateStore::new(sink.clone(), "_state"))
+//!     .build()?;
+//! let report = pipeline.run().await.into_result()?;
+//! assert_eq!(report.rows, 2);
+//! let csv = sink.read(&report.objects[0].key).await?;
+//! assert_eq!(&csv[..], b"1|Backordered|2020-06-01 12:00:00\n1|Shipped|2020-06-09 12:00:25\n");
+//! // Nothing new: the next run lands no object and keeps the checkpoint.
+//! assert_eq!(pipeline.run().await.into_result()?.rows, 0);
+//! # Ok::<(), tributary::Error>(()) }).unwrap();
+//! ```
+//!
+//! ## Cargo features
+//! | feature | what it enables |
+//! |---|---|
+//! | `fs` (default) | local folder store |
+//! | `sqlite` (default) | SQLite source and warehouse ([`sources::sqlite`], [`warehouse`]) |
+//! | `postgres` | PostgreSQL source ([`sources::postgres`]: full, incremental, partitioned, `COPY` fast path) and warehouse |
+//! | `mysql` | MySQL/MariaDB source ([`sources::mysql`]) and warehouse |
+//! | `rest` | REST API source ([`sources::rest`]) |
+//! | `airflow` | Airflow DAG run history ([`monitor::airflow`]) |
+//! | `s3`, `gcs`, `azure` | cloud object stores for [`stores::ObjectSink`] |
+//! | `test-util` | conformance suites in [`testing`] |
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod config;
+mod error;
+pub mod format;
+pub mod model;
+mod pipeline;
+pub mod sources;
+pub mod stores;
+mod traits;
+mod util;
+pub mod validate;
+
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
+
+#[cfg(feature = "sql")]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql")))
+)]
+pub mod monitor;
+
+#[cfg(feature = "sql")]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql")))
+)]
+pub mod warehouse;
+
+pub use error::{BoxError, Error, Result};
+pub use model::{Batch, BatchStream, Checkpoint, CursorValue, Watermark};
+pub use pipeline::{
+    ObjectReport, Outcome, Pipeline, PipelineBuilder, PipelineOptions, Progress, RunLog, RunReport,
+};
+pub use traits::{
+    BatchValidator, Extractor, ObjectTarget, Receipt, Severity, Sink, SinkWriter,
+    ValidationOutcome, Validator,
+};
+pub use util::{Secret, redact_url};
+
+/// Re-exported so that callers name the same Arrow types tributary uses.
+pub use arrow_array;
+/// Re-exported so that callers name the same Arrow types tributary uses.
+pub use arrow_schema;
+/// Re-exported so that callers can build their own stores.
+pub use object_store;
+/// Re-exported so that callers use the same `CancellationToken`.
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,89 @@
+//! [`Batch`]: rows in flight, as an Arrow `RecordBatch`, with the checkpoint they reach.
+
+use crate::{Checkpoint, Result};
+use arrow_array::RecordBatch;
+use futures::stream::BoxStream;
+
+/// A stream of batches that owns its state (connections, cursors), as returned by
+/// [`Extractor::extract`](crate::Extractor::extract).
+pub type BatchStream = BoxStream<'static, Result<Batch>>;
+
+/// Rows extracted together, and the position reached once they are durably written.
+///
+/// `checkpoint` is `None` when the batch ends somewhere that cannot be resumed from
+/// (inside a source transaction, or in a full extraction that has no position). The
+/// pipeline saves a checkpoint only after the sink committed every batch up to it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
+/// use arrow_schema::{DataType, Field, Schema};
+/// use tributary::Batch;
+/// let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+/// let rb = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
+/// let batch = Batch::new(rb);
+/// assert_eq!(batch.num_rows(), 3);
+/// assert!(batch.checkpoint.is_none());
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Batch {
+    /// The rows.
+    pub records: RecordBatch,
+    /// The position reached after these rows, if it is one that can be resumed from.
+    pub checkpoint: Option<Checkpoint>,
+    /// Which of a source's parallel partitions the rows come from. The pipeline writes
+    /// each partition to objects of its own (numbered `partition * 10000 + k`).
+    pub partition: Option<u32>,
+}
+
+impl Batch {
+    /// A batch with no checkpoint.
+    pub fn new(records: RecordBatch) -> Self {
+        Batch {
+            records,
+            checkpoint: None,
+            partition: None,
+        }
+    }
+
+    /// Mark the batch as coming from partition `p` of a parallel extraction.
+    pub fn with_partition(mut self, p: u32) -> Self {
+        self.partition = Some(p);
+        self
+    }
+
+    /// Attach the checkpoint reached after these rows.
+    pub fn with_checkpoint(mut self, checkpoint: Checkpoint) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
+    }
+
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.records.num_rows()
+    }
+}
+
+/// Collect a whole stream into memory. For tests and small extractions only: pipelines
+/// never do this.
+pub async fn collect(stream: BatchStream) -> Result<Vec<Batch>> {
+    use futures::TryStreamExt;
+    stream.try_collect().await
+}
+
+/// Bytes of the output format that a source encoded itself (see
+/// [`Extractor::extract_encoded`](crate::Extractor::extract_encoded)). Every chunk ends
+/// at a row boundary, so the pipeline may start a new object after any chunk.
+#[derive(Clone, Debug)]
+pub struct EncodedChunk {
+    /// Whole rows of the output format.
+    pub bytes: bytes::Bytes,
+    /// How many rows `bytes` holds.
+    pub rows: u64,
+    /// The position reached after these rows, if resumable.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// A stream of pre-encoded chunks.
+pub type EncodedStream = BoxStream<'static, Result<EncodedChunk>>;

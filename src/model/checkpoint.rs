@@ -1,0 +1,148 @@
+//! Checkpoints: where an extractor is, so that the next run resumes there.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A position in a source, saved by a [`StateStore`](crate::stores::StateStore) only after
+/// the data up to it has been committed by the sink.
+///
+/// Serialized as JSON with a `kind` tag, so saved states stay readable and stable:
+///
+/// ```
+/// use tributary::{Checkpoint, CursorValue, Watermark};
+/// let cp = Checkpoint::Watermark(Watermark::new(CursorValue::Int(42)));
+/// let json = serde_json::to_string(&cp).unwrap();
+/// assert_eq!(json, r#"{"kind":"watermark","cursor":{"int":42},"seen":[]}"#);
+/// assert_eq!(serde_json::from_str::<Checkpoint>(&json).unwrap(), cp);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Checkpoint {
+    /// An incremental SQL extraction's high-water mark.
+    Watermark(Watermark),
+    /// A MySQL/MariaDB binlog position, taken at a transaction boundary.
+    Binlog {
+        /// Binlog file name.
+        file: String,
+        /// Byte offset of the next event to read.
+        pos: u64,
+        /// Executed GTID set (MySQL) or GTID position (MariaDB), when GTIDs are on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gtid: Option<String>,
+        /// The server's UUID or server id, to detect a resume against another server.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
+    },
+    /// A PostgreSQL log sequence number (commit end LSN of the last transaction).
+    Lsn {
+        /// The LSN as a 64-bit integer.
+        lsn: u64,
+    },
+    /// Kafka partition offsets: the next offset to read per `topic/partition`.
+    Offsets {
+        /// `"topic/partition"` → next offset.
+        offsets: BTreeMap<String, i64>,
+    },
+    /// Any connector-specific position, as JSON (a page cursor, a resume token, ...).
+    Custom {
+        /// The connector's own representation.
+        value: serde_json::Value,
+    },
+}
+
+/// The high-water mark of an incremental extraction by a cursor column.
+///
+/// `cursor` is the greatest cursor value extracted so far. The next run reads rows with
+/// `cursor >= cursor` (a closed bound, so rows that share the last value or commit late
+/// with an equal value are not lost) and drops the rows whose fingerprints are in `seen`
+/// (the rows already extracted *at* that value, so nothing is duplicated).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// The greatest cursor value extracted so far.
+    pub cursor: CursorValue,
+    /// Fingerprints of the rows already extracted whose cursor equals `cursor`.
+    #[serde(default)]
+    pub seen: Vec<String>,
+}
+
+impl Watermark {
+    /// A watermark at `cursor` with no row seen at that value yet
+    /// (the next run reads every row with `cursor >=` it).
+    pub fn new(cursor: CursorValue) -> Self {
+        Watermark {
+            cursor,
+            seen: Vec::new(),
+        }
+    }
+}
+
+/// A typed cursor value, so that it binds to the source with the column's own type.
+#[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CursorValue {
+    /// A whole number.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// Exact decimal, as text.
+    Decimal(String),
+    /// Text (also date-times stored as text, as in SQLite).
+    Text(String),
+    /// A date.
+    Date(chrono::NaiveDate),
+    /// A date-time without time zone.
+    Timestamp(chrono::NaiveDateTime),
+    /// A date-time with time zone, in UTC.
+    TimestampTz(chrono::DateTime<chrono::Utc>),
+}
+
+impl CursorValue {
+    /// This value as the same kind as `like`, when this is text read from somewhere that
+    /// only speaks text (a warehouse's `MAX(col)::text`): `"2020-07-12 12:00:00"` becomes
+    /// a timestamp when the source column is one. Unchanged when it cannot be read so.
+    pub fn coerce_like(&self, like: &CursorValue) -> CursorValue {
+        let CursorValue::Text(t) = self else {
+            return self.clone();
+        };
+        let t = t.trim();
+        let naive = |t: &str| {
+            chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f"))
+                .ok()
+        };
+        let coerced = match like {
+            CursorValue::Int(_) => t.parse().ok().map(CursorValue::Int),
+            CursorValue::Float(_) => t.parse().ok().map(CursorValue::Float),
+            CursorValue::Decimal(_) => Some(CursorValue::Decimal(t.to_string())),
+            CursorValue::Date(_) => chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                .ok()
+                .map(CursorValue::Date),
+            CursorValue::Timestamp(_) => naive(t).map(CursorValue::Timestamp),
+            CursorValue::TimestampTz(_) => {
+                chrono::DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z")
+                    .or_else(|_| chrono::DateTime::parse_from_rfc3339(t))
+                    .map(|d| d.with_timezone(&chrono::Utc))
+                    .ok()
+                    .or_else(|| naive(t).map(|n| n.and_utc()))
+                    .map(CursorValue::TimestampTz)
+            }
+            CursorValue::Text(_) => None,
+        };
+        coerced.unwrap_or_else(|| self.clone())
+    }
+}
+
+impl std::fmt::Display for CursorValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CursorValue::Int(v) => write!(f, "{v}"),
+            CursorValue::Float(v) => write!(f, "{v}"),
+            CursorValue::Decimal(v) | CursorValue::Text(v) => f.write_str(v),
+            CursorValue::Date(v) => write!(f, "{v}"),
+            CursorValue::Timestamp(v) => write!(f, "{v}"),
+            CursorValue::TimestampTz(v) => write!(f, "{}", v.to_rfc3339()),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The data model: [`Batch`], [`Checkpoint`] and the JSON column convention.
+
+mod batch;
+mod checkpoint;
+mod fingerprint;
+
+pub use batch::{Batch, BatchStream, EncodedChunk, EncodedStream, collect};
+pub use checkpoint::{Checkpoint, CursorValue, Watermark};
+pub use fingerprint::{fingerprint_hex, row_fingerprints};
+
+/// Field metadata key marking a UTF-8 column as holding JSON text, so that JSON Lines
+/// output embeds it as JSON rather than as a string (Arrow's canonical `arrow.json`
+/// extension type).
+pub const EXTENSION_NAME_KEY: &str = "ARROW:extension:name";
+/// The extension name for JSON text columns.
+pub const JSON_EXTENSION: &str = "arrow.json";
+/// Field metadata key marking a UTF-8 column as exact decimal text (a `numeric` whose
+/// precision or scale is unknown); JSON Lines writes it as a number with every digit.
+pub const NUMERIC_TEXT_KEY: &str = "tributary.numeric";
+/// The extension name for UUIDs stored as `FixedSizeBinary(16)`.
+pub const UUID_EXTENSION: &str = "arrow.uuid";
+
+/// A UTF-8 field that carries JSON text.
+///
+/// ```
+/// let f = tributary::model::json_field("payload", true);
+/// assert!(tributary::model::is_json_field(&f));
+/// ```
+pub fn json_field(name: &str, nullable: bool) -> arrow_schema::Field {
+    arrow_schema::Field::new(name, arrow_schema::DataType::Utf8, nullable).with_metadata(
+        std::collections::HashMap::from([(
+            EXTENSION_NAME_KEY.to_string(),
+            JSON_EXTENSION.to_string(),
+        )]),
+    )
+}
+
+/// Whether a field is marked as JSON text.
+pub fn is_json_field(field: &arrow_schema::Field) -> bool {
+    field.metadata().get(EXTENSION_NAME_KEY).map(String::as_str) == Some(JSON_EXTENSION)
+}
+
+/// Whether a field is marked as a UUID.
+pub fn is_uuid_field(field: &arrow_schema::Field) -> bool {
+    field.metadata().get(EXTENSION_NAME_KEY).map(String::as_str) == Some(UUID_EXTENSION)
+}

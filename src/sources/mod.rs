@@ -1,0 +1,36 @@
+//! Extractors, one module per source, each behind its own cargo feature.
+
+mod memory;
+pub use memory::MemoryExtractor;
+
+/// A stream over a channel of batches (for sources that produce in a task of their own).
+#[cfg(any(feature = "sql", feature = "rest"))]
+pub(crate) fn channel_stream(
+    mut rx: tokio::sync::mpsc::Receiver<crate::Result<crate::Batch>>,
+) -> crate::BatchStream {
+    use futures::StreamExt;
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+#[cfg(feature = "sql")]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql")))
+)]
+pub mod sql;
+
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
+
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub mod mysql;
+
+#[cfg(feature = "rest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rest")))]
+pub mod rest;

@@ -1,0 +1,454 @@
+use super::types::{ColumnInfo, Dec};
+use crate::sources::sql::{
+    BuiltQuery, Dialect, Emitter, From, SqlSource, build_query, channel_stream, lag_bound,
+    resume_from, sqlx_error,
+};
+use crate::{Batch, BatchStream, Checkpoint, CursorValue, Error, Extractor, Result};
+use arrow_array::builder::{ArrayBuilder, make_builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{Schema, SchemaRef};
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use sqlx::mysql::{MySqlArguments, MySqlConnection, MySqlPool};
+use sqlx::{Arguments, Column, ConnectOptions, Executor, Row, TypeInfo, ValueRef};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+fn my_err(e: sqlx::Error, what: &str) -> Error {
+    sqlx_error("mysql", e, what)
+}
+
+/// Extracts a MySQL or MariaDB table or query, fully or incrementally, streaming with
+/// flat memory inside one `REPEATABLE READ` transaction started `WITH CONSISTENT
+/// SNAPSHOT`, in a UTC session (so `TIMESTAMP` values and bounds are UTC).
+///
+/// See [`types`](super::types) for the mapping to Arrow.
+///
+/// ```no_run
+/// # async fn f() -> tributary::Result<()> {
+/// use tributary::sources::mysql::MySqlExtractor;
+/// use tributary::sources::sql::{Cursor, SqlSource};
+/// let orders = MySqlExtractor::connect_lazy(
+///     "mysql://etl:secret@db/shop",
+///     SqlSource::table("Orders").incremental(Cursor::new("LastUpdated")),
+/// )?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct MySqlExtractor {
+    pool: MySqlPool,
+    source: SqlSource,
+}
+
+struct Prepared {
+    source: SqlSource,
+    sql: String,
+    binds: Vec<CursorValue>,
+    decoders: Vec<Dec>,
+    schema: SchemaRef,
+}
+
+impl MySqlExtractor {
+    /// Read `source` through `pool` (its connect options; each extraction opens its own
+    /// connection for its snapshot).
+    pub fn new(pool: MySqlPool, source: SqlSource) -> Self {
+        MySqlExtractor { pool, source }
+    }
+
+    /// Connect on first use to a `mysql://` URL (MariaDB too).
+    pub fn connect_lazy(url: &str, source: SqlSource) -> Result<Self> {
+        let pool = sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(4)
+            .connect_lazy(url)
+            .map_err(|e| {
+                Error::config(
+                    "mysql",
+                    format!("invalid URL {}: {e}", crate::redact_url(url)),
+                )
+            })?;
+        Ok(Self::new(pool, source))
+    }
+
+    async fn connection(&self) -> Result<MySqlConnection> {
+        let mut conn = self
+            .pool
+            .connect_options()
+            .connect()
+            .await
+            .map_err(|e| my_err(e, "connecting"))?;
+        // UTC, so TIMESTAMP values and bounds mean the same instant everywhere; a long
+        // write timeout, so a slow sink does not make the server abort the stream.
+        for stmt in [
+            "SET time_zone = '+00:00', SESSION net_write_timeout = 3600",
+            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        ] {
+            conn.execute(stmt)
+                .await
+                .map_err(|e| my_err(e, "configuring the session"))?;
+        }
+        Ok(conn)
+    }
+
+    /// Exact column types of a table source from `information_schema` (DECIMAL precision
+    /// and scale, MariaDB's JSON columns). Empty for query sources or if unreadable.
+    async fn table_info(
+        conn: &mut MySqlConnection,
+        source: &SqlSource,
+    ) -> HashMap<String, ColumnInfo> {
+        let From::Table(table) = &source.from else {
+            return HashMap::new();
+        };
+        let (schema, name) = match table.split_once('.') {
+            Some((s, t)) => (Some(s.to_string()), t.to_string()),
+            None => (None, table.clone()),
+        };
+        let mut out = HashMap::new();
+        // information_schema columns vary in type and collation between MySQL and
+        // MariaDB versions: read them as text through `Decode`, which skips sqlx's
+        // type-compatibility check.
+        fn text(row: &sqlx::mysql::MySqlRow, i: usize) -> Option<String> {
+            let raw = row.try_get_raw(i).ok()?;
+            if raw.is_null() {
+                return None;
+            }
+            <&[u8] as sqlx::Decode<sqlx::MySql>>::decode(raw)
+                .ok()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        }
+        let rows = sqlx::query(
+            "SELECT COLUMN_NAME, CAST(NUMERIC_PRECISION AS CHAR), CAST(NUMERIC_SCALE AS CHAR), DATA_TYPE \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
+        )
+        .bind(schema.clone())
+        .bind(&name)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_default();
+        for row in &rows {
+            let Some(c) = text(row, 0) else { continue };
+            out.insert(
+                c.to_ascii_lowercase(),
+                ColumnInfo {
+                    precision: text(row, 1).and_then(|v| v.parse().ok()),
+                    scale: text(row, 2).and_then(|v| v.parse().ok()),
+                    json: false,
+                    data_type: text(row, 3).map(|t| t.to_ascii_lowercase()),
+                },
+            );
+        }
+        // MariaDB's JSON is LONGTEXT with CHECK (json_valid(`col`)).
+        let rows = sqlx::query(
+            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
+        )
+        .bind(schema)
+        .bind(&name)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_default();
+        for row in &rows {
+            let Some(clause) = text(row, 0) else { continue };
+            if let Some(col) = clause
+                .trim()
+                .strip_prefix("json_valid(`")
+                .and_then(|r| r.strip_suffix("`)"))
+            {
+                out.entry(col.to_ascii_lowercase()).or_default().json = true;
+            }
+        }
+        out
+    }
+
+    async fn prepare(
+        &self,
+        conn: &mut MySqlConnection,
+        from: Option<&crate::Watermark>,
+    ) -> Result<Prepared> {
+        let plain = build_query(&self.source, Dialect::MySql, None, None)?;
+        let described = conn
+            .describe(&plain.sql)
+            .await
+            .map_err(|e| my_err(e, "preparing the query"))?;
+        let info = Self::table_info(conn, &self.source).await;
+        let columns = described.columns();
+        let decoders = columns
+            .iter()
+            .map(|c| {
+                Dec::for_type(
+                    c.type_info().name(),
+                    c.name(),
+                    info.get(&c.name().to_ascii_lowercase()),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let fields: Vec<_> = columns
+            .iter()
+            .zip(&decoders)
+            .enumerate()
+            .map(|(i, (c, d))| d.field(c.name(), described.nullable(i).unwrap_or(true)))
+            .collect();
+        if let Some(c) = &self.source.cursor {
+            let col = columns
+                .iter()
+                .zip(&decoders)
+                .find(|(x, _)| x.name().eq_ignore_ascii_case(&c.column))
+                .ok_or_else(|| Error::NotFound {
+                    component: "mysql".into(),
+                    message: format!("cursor column {:?} is not in the result", c.column),
+                    source: None,
+                })?;
+            if c.lag.is_some() && !matches!(col.1, Dec::Date | Dec::DateTime | Dec::Timestamp) {
+                return Err(Error::config(
+                    "mysql",
+                    format!(
+                        "a lag needs a DATE, DATETIME or TIMESTAMP cursor; {} is {}",
+                        c.column,
+                        col.0.type_info().name()
+                    ),
+                ));
+            }
+        }
+        let upper = lag_bound(&self.source).map(CursorValue::TimestampTz);
+        let BuiltQuery { sql, binds } = build_query(&self.source, Dialect::MySql, from, upper)?;
+        Ok(Prepared {
+            source: self.source.clone(),
+            sql,
+            binds,
+            decoders,
+            schema: Arc::new(Schema::new(fields)),
+        })
+    }
+}
+
+fn text_args(binds: &[CursorValue]) -> Result<MySqlArguments> {
+    let mut args = MySqlArguments::default();
+    for v in binds {
+        // MySQL converts a text parameter to the column's type in the comparison.
+        let text = match v {
+            CursorValue::Timestamp(t) => t.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
+            CursorValue::TimestampTz(t) => t.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
+            other => other.to_string(),
+        };
+        args.add(text)
+            .map_err(|e| Error::type_error("mysql", format!("binding {v}: {e}")))?;
+    }
+    Ok(args)
+}
+
+#[async_trait]
+impl Extractor for MySqlExtractor {
+    fn source(&self) -> &str {
+        "mysql"
+    }
+
+    fn stream(&self) -> &str {
+        self.source.stream_name()
+    }
+
+    async fn check(&self) -> Result<()> {
+        let mut conn = self.connection().await?;
+        self.prepare(&mut conn, None).await.map(|_| ())
+    }
+
+    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
+        if let (Some((column, n)), None) = (&self.source.partition, &self.source.cursor) {
+            if from.is_some() {
+                return Err(Error::config(
+                    "mysql",
+                    "a partitioned full extraction cannot resume from a checkpoint",
+                ));
+            }
+            return self.extract_partitioned(column, *n).await;
+        }
+        let watermark = resume_from("mysql", &self.source, from.as_ref())?;
+        let mut conn = self.connection().await?;
+        let Prepared {
+            sql,
+            binds,
+            decoders,
+            schema,
+            ..
+        } = self.prepare(&mut conn, watermark.as_ref()).await?;
+        let args = text_args(&binds)?;
+        let batch_rows = self.source.batch_rows;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Batch>>(2);
+        let mut emitter = Emitter::new(&self.source, watermark.as_ref(), tx);
+        tokio::spawn(async move {
+            let result = stream_rows(
+                &mut conn,
+                &sql,
+                args,
+                &schema,
+                &decoders,
+                batch_rows,
+                Out::Emitter(&mut emitter),
+            )
+            .await;
+            if let Err(e) = result {
+                emitter.fail(e).await;
+            }
+        });
+        Ok(channel_stream(rx))
+    }
+}
+
+/// Where finished batches go.
+enum Out<'a> {
+    /// Through the watermark logic (plain and incremental extractions).
+    Emitter(&'a mut Emitter),
+    /// Straight to the consumer, tagged with a partition.
+    Partition(tokio::sync::mpsc::Sender<Result<Batch>>, u32),
+}
+
+impl Out<'_> {
+    /// `Ok(false)` when the consumer has gone away.
+    async fn emit(&mut self, rb: RecordBatch) -> Result<bool> {
+        match self {
+            Out::Emitter(e) => e.emit(rb).await,
+            Out::Partition(tx, p) => {
+                Ok(tx.send(Ok(Batch::new(rb).with_partition(*p))).await.is_ok())
+            }
+        }
+    }
+}
+
+/// Stream the rows of `sql` in one consistent snapshot, handing each finished batch on.
+async fn stream_rows(
+    conn: &mut MySqlConnection,
+    sql: &str,
+    args: MySqlArguments,
+    schema: &SchemaRef,
+    decoders: &[Dec],
+    batch_rows: usize,
+    mut out: Out<'_>,
+) -> Result<()> {
+    conn.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await
+        .map_err(|e| my_err(e, "starting a snapshot"))?;
+    let mut builders: Vec<Box<dyn ArrayBuilder>> = schema
+        .fields()
+        .iter()
+        .map(|f| make_builder(f.data_type(), batch_rows))
+        .collect();
+    let finish = |builders: &mut Vec<Box<dyn ArrayBuilder>>| -> Result<RecordBatch> {
+        let cols: Vec<ArrayRef> = builders.iter_mut().map(|b| b.finish()).collect();
+        RecordBatch::try_new(schema.clone(), cols)
+            .map_err(|e| Error::type_error("mysql", format!("building a batch: {e}")))
+    };
+    let mut n = 0;
+    {
+        let mut rows = sqlx::query_with(sql, args).fetch(&mut *conn);
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .map_err(|e| my_err(e, "reading rows"))?
+        {
+            for (i, (dec, b)) in decoders.iter().zip(builders.iter_mut()).enumerate() {
+                let raw = row
+                    .try_get_raw(i)
+                    .map_err(|e| my_err(e, "reading a value"))?;
+                let v = if raw.is_null() { None } else { Some(raw) };
+                dec.append(b.as_mut(), v, schema.field(i).name())?;
+            }
+            n += 1;
+            if n == batch_rows {
+                n = 0;
+                if !out.emit(finish(&mut builders)?).await? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    if n > 0 && !out.emit(finish(&mut builders)?).await? {
+        return Ok(());
+    }
+    conn.execute("COMMIT")
+        .await
+        .map_err(|e| my_err(e, "ending the snapshot"))?;
+    Ok(())
+}
+
+impl MySqlExtractor {
+    /// A full extraction in parallel ranges of `column`, each range in a consistent
+    /// snapshot of its own (MySQL cannot share one between connections).
+    async fn extract_partitioned(&self, column: &str, n: u32) -> Result<BatchStream> {
+        use crate::sources::sql::{KeyKind, partition_query, split_bounds};
+        let mut coord = self.connection().await?;
+        let prep = self.prepare(&mut coord, None).await?;
+        let (field, dec) = prep
+            .schema
+            .fields()
+            .iter()
+            .zip(&prep.decoders)
+            .find(|(f, _)| f.name().eq_ignore_ascii_case(column))
+            .ok_or_else(|| Error::NotFound {
+                component: "mysql".into(),
+                message: format!("partition column {column:?} is not in the result"),
+                source: None,
+            })?;
+        let kind = match dec {
+            Dec::I8 | Dec::I16 | Dec::I32 | Dec::I64 | Dec::U8 | Dec::U16 | Dec::U32 | Dec::U64 => {
+                KeyKind::Int
+            }
+            Dec::Date => KeyKind::Date,
+            Dec::DateTime | Dec::Timestamp => KeyKind::Timestamp,
+            _ => {
+                return Err(Error::config(
+                    "mysql",
+                    format!(
+                        "partition column {column} must be an integer, date or timestamp column"
+                    ),
+                ));
+            }
+        };
+        let column = field.name().clone();
+        let plain = build_query(&prep.source, Dialect::MySql, None, None)?;
+        let q = Dialect::MySql.quote_ident(&column);
+        let row = sqlx::query(&format!(
+            "SELECT CAST(MIN(q.{q}) AS CHAR), CAST(MAX(q.{q}) AS CHAR) FROM ({}) AS q",
+            plain.sql
+        ))
+        .fetch_one(&mut coord)
+        .await
+        .map_err(|e| my_err(e, "finding the partition range"))?;
+        let text = |i: usize| -> Option<String> {
+            let raw = row.try_get_raw(i).ok()?;
+            if raw.is_null() {
+                return None;
+            }
+            <&[u8] as sqlx::Decode<sqlx::MySql>>::decode(raw)
+                .ok()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        let bounds = match (text(0), text(1)) {
+            (Some(l), Some(h)) => split_bounds(kind, &l, &h, n, &column)?,
+            _ => Vec::new(),
+        };
+        let parts = bounds.len() + 1;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Batch>>(2 * parts);
+        for i in 0..parts {
+            let BuiltQuery { sql, binds } =
+                partition_query(&prep.source, Dialect::MySql, &column, &bounds, i, None)?;
+            let args = text_args(&binds)?;
+            let (me, tx) = (self.clone(), tx.clone());
+            let (schema, decoders, batch_rows) = (
+                prep.schema.clone(),
+                prep.decoders.clone(),
+                self.source.batch_rows,
+            );
+            tokio::spawn(async move {
+                let result: Result<()> = async {
+                    let mut conn = me.connection().await?;
+                    let out = Out::Partition(tx.clone(), i as u32);
+                    stream_rows(&mut conn, &sql, args, &schema, &decoders, batch_rows, out).await
+                }
+                .await;
+                if let Err(e) = result {
+                    let _ = tx.send(Err(e)).await;
+                }
+            });
+        }
+        drop(tx);
+        Ok(channel_stream(rx))
+    }
+}

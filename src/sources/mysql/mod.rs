@@ -1,0 +1,6 @@
+//! MySQL and MariaDB source (feature `mysql`): tables and queries, full or incremental.
+
+mod extractor;
+pub mod types;
+
+pub use extractor::MySqlExtractor;

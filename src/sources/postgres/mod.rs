@@ -1,0 +1,6 @@
+//! PostgreSQL source (feature `postgres`): tables and queries, full or incremental.
+
+mod extractor;
+pub mod types;
+
+pub use extractor::PostgresExtractor;

@@ -1,0 +1,567 @@
+//! PostgreSQL values (binary wire format) to Arrow, by type OID.
+//!
+//! | PostgreSQL | Arrow |
+//! |---|---|
+//! | `boolean` | Boolean |
+//! | `smallint`, `integer`, `bigint` | Int16, Int32, Int64 |
+//! | `oid` | UInt32 |
+//! | `real`, `double precision` | Float32, Float64 |
+//! | `numeric(p,s)`, p ≤ 38 / ≤ 76 | Decimal128(p,s) / Decimal256(p,s) |
+//! | `numeric` unconstrained (or from a query whose scale is unknown) | Utf8, exact text (marked `tributary.numeric`) |
+//! | `text`, `varchar`, `char(n)`, `name`, `"char"`, enums, `xml` | Utf8 (`char(n)` keeps its padding, as PostgreSQL prints it) |
+//! | `json`, `jsonb` | Utf8 marked `arrow.json` |
+//! | `bytea` | Binary |
+//! | `date` | Date32 |
+//! | `time` | Time64(µs) |
+//! | `timetz` | Utf8 (`12:00:00+05:30`: Arrow has no time-with-zone type) |
+//! | `timestamp` / `timestamptz` | Timestamp(µs) / Timestamp(µs, "+00:00") |
+//! | `interval` | Interval(MonthDayNano) |
+//! | `uuid` | FixedSizeBinary(16) marked `arrow.uuid` |
+//! | `inet`, `cidr`, `macaddr`, `macaddr8`, `bit`, `varbit` | Utf8, as PostgreSQL prints them |
+//! | one-dimensional arrays of any of these | List |
+//! | domains | their base type |
+//!
+//! Anything else (ranges, composites, geometric types, `money`, multi-dimensional arrays,
+//! `infinity` dates) is an error naming the column and its type; cast it in a custom query
+//! (`SELECT col::text ...`).
+
+use crate::model::{EXTENSION_NAME_KEY, JSON_EXTENSION, NUMERIC_TEXT_KEY, UUID_EXTENSION};
+use crate::{Error, Result};
+use arrow_array::builder::*;
+use arrow_array::types::IntervalMonthDayNanoType;
+use arrow_buffer::i256;
+use arrow_schema::{DataType, Field, IntervalUnit, TimeUnit};
+use sqlx::TypeInfo;
+use sqlx::postgres::{PgTypeInfo, PgTypeKind};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const PG_EPOCH_DAYS: i32 = 10_957; // 2000-01-01 - 1970-01-01
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// How one column is decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Dec {
+    Bool,
+    I16,
+    I32,
+    I64,
+    Oid,
+    F32,
+    F64,
+    Text,
+    Char1,
+    Json,
+    Jsonb,
+    Bytea,
+    Date,
+    Time,
+    TimeTz,
+    Ts,
+    TsTz,
+    Interval,
+    Uuid,
+    Decimal(u8, i8),
+    NumericText,
+    Inet,
+    Mac,
+    Bits,
+    Array(Box<Dec>),
+}
+
+fn unsupported(column: &str, ty: &str) -> Error {
+    Error::type_error(
+        "postgres",
+        format!(
+            "column {column} has type {ty}, which cannot be converted losslessly; \
+             cast it in a custom query, e.g. SELECT {column}::text"
+        ),
+    )
+}
+
+impl Dec {
+    /// The decoder for a column of type `ti` (with type modifier `typmod`, -1 if unknown).
+    pub(crate) fn for_type(ti: &PgTypeInfo, typmod: i32, column: &str) -> Result<Dec> {
+        match ti.kind() {
+            PgTypeKind::Domain(base) => return Dec::for_type(base, typmod, column),
+            PgTypeKind::Enum(_) => return Ok(Dec::Text),
+            PgTypeKind::Array(elem) => {
+                let inner = Dec::for_type(elem, -1, column)?;
+                if matches!(inner, Dec::Array(_)) {
+                    return Err(unsupported(column, ti.name()));
+                }
+                return Ok(Dec::Array(Box::new(inner)));
+            }
+            PgTypeKind::Composite(_) | PgTypeKind::Range(_) | PgTypeKind::Pseudo => {
+                return Err(unsupported(column, ti.name()));
+            }
+            PgTypeKind::Simple => {}
+        }
+        let oid = ti.oid().map(|o| o.0).unwrap_or(0);
+        Ok(match oid {
+            16 => Dec::Bool,
+            17 => Dec::Bytea,
+            18 => Dec::Char1,
+            19 | 25 | 142 | 705 | 1042 | 1043 => Dec::Text,
+            20 => Dec::I64,
+            21 => Dec::I16,
+            23 => Dec::I32,
+            26 => Dec::Oid,
+            114 => Dec::Json,
+            3802 => Dec::Jsonb,
+            700 => Dec::F32,
+            701 => Dec::F64,
+            1082 => Dec::Date,
+            1083 => Dec::Time,
+            1266 => Dec::TimeTz,
+            1114 => Dec::Ts,
+            1184 => Dec::TsTz,
+            1186 => Dec::Interval,
+            2950 => Dec::Uuid,
+            650 | 869 => Dec::Inet,
+            829 | 774 => Dec::Mac,
+            1560 | 1562 => Dec::Bits,
+            1700 => {
+                // typmod = ((precision << 16) | scale) + 4
+                if typmod >= 4 {
+                    let p = ((typmod - 4) >> 16) & 0xffff;
+                    let s = ((typmod - 4) & 0x7ff) as i16;
+                    // Negative scales (PostgreSQL 15) are stored in 11 bits.
+                    let s = if s > 1000 { s - 2048 } else { s };
+                    if p <= 76 {
+                        Dec::Decimal(p as u8, s as i8)
+                    } else {
+                        Dec::NumericText
+                    }
+                } else {
+                    Dec::NumericText
+                }
+            }
+            _ => {
+                // Extension types like citext arrive as custom simple types whose binary
+                // form is their text.
+                if ti.name().eq_ignore_ascii_case("citext") {
+                    Dec::Text
+                } else {
+                    return Err(unsupported(column, ti.name()));
+                }
+            }
+        })
+    }
+
+    pub(crate) fn data_type(&self) -> DataType {
+        match self {
+            Dec::Bool => DataType::Boolean,
+            Dec::I16 => DataType::Int16,
+            Dec::I32 => DataType::Int32,
+            Dec::I64 => DataType::Int64,
+            Dec::Oid => DataType::UInt32,
+            Dec::F32 => DataType::Float32,
+            Dec::F64 => DataType::Float64,
+            Dec::Text
+            | Dec::Char1
+            | Dec::Json
+            | Dec::Jsonb
+            | Dec::TimeTz
+            | Dec::NumericText
+            | Dec::Inet
+            | Dec::Mac
+            | Dec::Bits => DataType::Utf8,
+            Dec::Bytea => DataType::Binary,
+            Dec::Date => DataType::Date32,
+            Dec::Time => DataType::Time64(TimeUnit::Microsecond),
+            Dec::Ts => DataType::Timestamp(TimeUnit::Microsecond, None),
+            Dec::TsTz => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            Dec::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+            Dec::Uuid => DataType::FixedSizeBinary(16),
+            Dec::Decimal(p, s) if *p <= 38 => DataType::Decimal128((*p).max(1), *s),
+            Dec::Decimal(p, s) => DataType::Decimal256(*p, *s),
+            Dec::Array(inner) => DataType::List(Arc::new(inner.field("item", true))),
+        }
+    }
+
+    pub(crate) fn field(&self, name: &str, nullable: bool) -> Field {
+        let f = Field::new(name, self.data_type(), nullable);
+        let ext = match self {
+            Dec::Json | Dec::Jsonb => Some((EXTENSION_NAME_KEY, JSON_EXTENSION)),
+            Dec::Uuid => Some((EXTENSION_NAME_KEY, UUID_EXTENSION)),
+            Dec::NumericText => Some((NUMERIC_TEXT_KEY, "true")),
+            _ => None,
+        };
+        match ext {
+            Some((k, v)) => f.with_metadata(HashMap::from([(k.to_string(), v.to_string())])),
+            None => f,
+        }
+    }
+
+    /// Append one value (`None` = NULL) to a builder made by `make_builder` for
+    /// [`Dec::data_type`].
+    pub(crate) fn append(
+        &self,
+        b: &mut dyn ArrayBuilder,
+        v: Option<&[u8]>,
+        column: &str,
+    ) -> Result<()> {
+        macro_rules! get {
+            ($t:ty) => {
+                b.as_any_mut()
+                    .downcast_mut::<$t>()
+                    .expect("builder matches the decoder")
+            };
+        }
+        macro_rules! simple {
+            ($t:ty, $conv:expr) => {{
+                let bld = get!($t);
+                match v {
+                    None => bld.append_null(),
+                    Some(bytes) => bld.append_value($conv(bytes)?),
+                }
+            }};
+        }
+        let bad = |what: &str| {
+            Error::type_error(
+                "postgres",
+                format!("column {column}: malformed {what} value"),
+            )
+        };
+        match self {
+            Dec::Bool => simple!(BooleanBuilder, |x: &[u8]| Ok::<_, Error>(
+                x.first().copied().unwrap_or(0) != 0
+            )),
+            Dec::I16 => simple!(Int16Builder, |x: &[u8]| x
+                .try_into()
+                .map(i16::from_be_bytes)
+                .map_err(|_| bad("int2"))),
+            Dec::I32 => simple!(Int32Builder, |x: &[u8]| x
+                .try_into()
+                .map(i32::from_be_bytes)
+                .map_err(|_| bad("int4"))),
+            Dec::I64 => simple!(Int64Builder, |x: &[u8]| x
+                .try_into()
+                .map(i64::from_be_bytes)
+                .map_err(|_| bad("int8"))),
+            Dec::Oid => simple!(UInt32Builder, |x: &[u8]| x
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| bad("oid"))),
+            Dec::F32 => simple!(Float32Builder, |x: &[u8]| x
+                .try_into()
+                .map(f32::from_be_bytes)
+                .map_err(|_| bad("float4"))),
+            Dec::F64 => simple!(Float64Builder, |x: &[u8]| x
+                .try_into()
+                .map(f64::from_be_bytes)
+                .map_err(|_| bad("float8"))),
+            Dec::Bytea => {
+                let bld = get!(BinaryBuilder);
+                match v {
+                    None => bld.append_null(),
+                    Some(x) => bld.append_value(x),
+                }
+            }
+            Dec::Date => simple!(Date32Builder, |x: &[u8]| {
+                let d = i32::from_be_bytes(x.try_into().map_err(|_| bad("date"))?);
+                if d == i32::MAX || d == i32::MIN {
+                    return Err(infinite(column, "date"));
+                }
+                Ok(d + PG_EPOCH_DAYS)
+            }),
+            Dec::Time => simple!(Time64MicrosecondBuilder, |x: &[u8]| x
+                .try_into()
+                .map(i64::from_be_bytes)
+                .map_err(|_| bad("time"))),
+            Dec::Ts | Dec::TsTz => simple!(TimestampMicrosecondBuilder, |x: &[u8]| {
+                let t = i64::from_be_bytes(x.try_into().map_err(|_| bad("timestamp"))?);
+                if t == i64::MAX || t == i64::MIN {
+                    return Err(infinite(column, "timestamp"));
+                }
+                t.checked_add(PG_EPOCH_MICROS)
+                    .ok_or_else(|| bad("timestamp"))
+            }),
+            Dec::Interval => {
+                let bld = get!(PrimitiveBuilder<IntervalMonthDayNanoType>);
+                match v {
+                    None => bld.append_null(),
+                    Some(x) if x.len() == 16 => {
+                        let micros = i64::from_be_bytes(x[0..8].try_into().expect("len"));
+                        let days = i32::from_be_bytes(x[8..12].try_into().expect("len"));
+                        let months = i32::from_be_bytes(x[12..16].try_into().expect("len"));
+                        let nanos = micros.checked_mul(1000).ok_or_else(|| bad("interval"))?;
+                        bld.append_value(arrow_buffer::IntervalMonthDayNano::new(
+                            months, days, nanos,
+                        ));
+                    }
+                    Some(_) => return Err(bad("interval")),
+                }
+            }
+            Dec::Uuid => {
+                let bld = get!(FixedSizeBinaryBuilder);
+                match v {
+                    None => bld.append_null(),
+                    Some(x) => bld.append_value(x).map_err(|_| bad("uuid"))?,
+                }
+            }
+            Dec::Decimal(p, s) => {
+                let text = match v {
+                    Some(x) => Some(numeric_text(x, column)?),
+                    None => None,
+                };
+                let unscaled = |t: &str| -> Result<String> {
+                    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+                    let want = (*s).max(0) as usize;
+                    if frac.len() > want || ["NaN", "Infinity", "-Infinity"].contains(&t) {
+                        return Err(Error::type_error(
+                            "postgres",
+                            format!(
+                                "column {column}: value {t} does not fit numeric({p},{s}); cast it to text"
+                            ),
+                        ));
+                    }
+                    Ok(format!("{int}{frac}{}", "0".repeat(want - frac.len())))
+                };
+                if *p <= 38 {
+                    let bld = get!(Decimal128Builder);
+                    match text {
+                        None => bld.append_null(),
+                        Some(t) => bld.append_value(
+                            unscaled(&t)?.parse::<i128>().map_err(|_| bad("numeric"))?,
+                        ),
+                    }
+                } else {
+                    let bld = get!(Decimal256Builder);
+                    match text {
+                        None => bld.append_null(),
+                        Some(t) => bld.append_value(
+                            i256::from_string(&unscaled(&t)?).ok_or_else(|| bad("numeric"))?,
+                        ),
+                    }
+                }
+            }
+            Dec::Text
+            | Dec::Json
+            | Dec::Jsonb
+            | Dec::Char1
+            | Dec::TimeTz
+            | Dec::NumericText
+            | Dec::Inet
+            | Dec::Mac
+            | Dec::Bits => {
+                let bld = get!(StringBuilder);
+                match v {
+                    None => bld.append_null(),
+                    Some(x) => {
+                        let text = self.text(x, column)?;
+                        bld.append_value(&text);
+                    }
+                }
+            }
+            Dec::Array(inner) => {
+                let bld = get!(ListBuilder<Box<dyn ArrayBuilder>>);
+                match v {
+                    None => bld.append_null(),
+                    Some(x) => {
+                        let elems = array_elements(x, column)?;
+                        for e in elems {
+                            inner.append(bld.values().as_mut(), e, column)?;
+                        }
+                        bld.append(true);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Text of a text-like value.
+    fn text(&self, x: &[u8], column: &str) -> Result<String> {
+        let utf8 = |b: &[u8]| {
+            std::str::from_utf8(b).map(str::to_string).map_err(|_| {
+                Error::type_error("postgres", format!("column {column}: text is not UTF-8"))
+            })
+        };
+        let bad = |what: &str| {
+            Error::type_error(
+                "postgres",
+                format!("column {column}: malformed {what} value"),
+            )
+        };
+        Ok(match self {
+            Dec::Jsonb => utf8(x.get(1..).ok_or_else(|| bad("jsonb"))?)?,
+            Dec::Char1 => match x.first() {
+                None | Some(0) => String::new(),
+                Some(c) => (*c as char).to_string(),
+            },
+            Dec::NumericText => numeric_text(x, column)?,
+            Dec::TimeTz => {
+                if x.len() != 12 {
+                    return Err(bad("timetz"));
+                }
+                let micros = i64::from_be_bytes(x[0..8].try_into().expect("len"));
+                let west = i32::from_be_bytes(x[8..12].try_into().expect("len"));
+                let mut out = Vec::new();
+                crate::format::value::push_time_nanos(&mut out, micros * 1000);
+                crate::format::value::push_offset(&mut out, -west, false);
+                String::from_utf8(out).expect("ASCII")
+            }
+            Dec::Inet => inet_text(x).ok_or_else(|| bad("inet"))?,
+            Dec::Mac => x
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+            Dec::Bits => {
+                let n = i32::from_be_bytes(
+                    x.get(0..4)
+                        .ok_or_else(|| bad("bit"))?
+                        .try_into()
+                        .expect("len"),
+                ) as usize;
+                let bytes = &x[4..];
+                (0..n)
+                    .map(|i| {
+                        if bytes.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0) {
+                            '1'
+                        } else {
+                            '0'
+                        }
+                    })
+                    .collect()
+            }
+            _ => utf8(x)?,
+        })
+    }
+}
+
+fn infinite(column: &str, ty: &str) -> Error {
+    Error::type_error(
+        "postgres",
+        format!(
+            "column {column}: {ty} 'infinity' has no Arrow value; cast the column to text in a custom query"
+        ),
+    )
+}
+
+/// The exact decimal text of a binary `numeric`.
+pub(crate) fn numeric_text(x: &[u8], column: &str) -> Result<String> {
+    let bad = || {
+        Error::type_error(
+            "postgres",
+            format!("column {column}: malformed numeric value"),
+        )
+    };
+    if x.len() < 8 {
+        return Err(bad());
+    }
+    let rd = |i: usize| i16::from_be_bytes([x[i], x[i + 1]]);
+    let ndigits = rd(0) as usize;
+    let weight = rd(2) as i32;
+    let sign = u16::from_be_bytes([x[4], x[5]]);
+    let dscale = u16::from_be_bytes([x[6], x[7]]) as usize;
+    if x.len() < 8 + 2 * ndigits {
+        return Err(bad());
+    }
+    match sign {
+        0xC000 => return Ok("NaN".into()),
+        0xD000 => return Ok("Infinity".into()),
+        0xF000 => return Ok("-Infinity".into()),
+        _ => {}
+    }
+    let digit = |i: i32| -> i16 {
+        if i >= 0 && (i as usize) < ndigits {
+            rd(8 + 2 * i as usize)
+        } else {
+            0
+        }
+    };
+    let mut s = String::with_capacity(4 * (ndigits + 2));
+    if sign == 0x4000 {
+        s.push('-');
+    }
+    if weight < 0 {
+        s.push('0');
+    } else {
+        for i in 0..=weight {
+            let d = digit(i);
+            if i == 0 {
+                s.push_str(&d.to_string());
+            } else {
+                s.push_str(&format!("{d:04}"));
+            }
+        }
+    }
+    if dscale > 0 {
+        s.push('.');
+        let mut frac = String::with_capacity(dscale + 4);
+        let mut i = weight + 1;
+        while frac.len() < dscale {
+            frac.push_str(&format!("{:04}", digit(i)));
+            i += 1;
+        }
+        frac.truncate(dscale);
+        s.push_str(&frac);
+    }
+    Ok(s)
+}
+
+fn inet_text(x: &[u8]) -> Option<String> {
+    let (family, bits, is_cidr, n) = (*x.first()?, *x.get(1)?, *x.get(2)?, *x.get(3)? as usize);
+    let addr = x.get(4..4 + n)?;
+    let (text, max) = match family {
+        2 => (
+            std::net::Ipv4Addr::from(<[u8; 4]>::try_from(addr).ok()?).to_string(),
+            32,
+        ),
+        3 => (
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(addr).ok()?).to_string(),
+            128,
+        ),
+        _ => return None,
+    };
+    Some(if is_cidr != 0 || bits != max {
+        format!("{text}/{bits}")
+    } else {
+        text
+    })
+}
+
+/// The elements of a one-dimensional binary array (`None` for NULL elements).
+fn array_elements<'a>(x: &'a [u8], column: &str) -> Result<Vec<Option<&'a [u8]>>> {
+    let bad = || {
+        Error::type_error(
+            "postgres",
+            format!("column {column}: malformed array value"),
+        )
+    };
+    let rd = |i: usize| -> Result<i32> {
+        Ok(i32::from_be_bytes(
+            x.get(i..i + 4).ok_or_else(bad)?.try_into().expect("len"),
+        ))
+    };
+    let ndim = rd(0)?;
+    if ndim == 0 {
+        return Ok(Vec::new());
+    }
+    if ndim != 1 {
+        return Err(Error::type_error(
+            "postgres",
+            format!(
+                "column {column}: a {ndim}-dimensional array has no Arrow list form; cast it to text or jsonb"
+            ),
+        ));
+    }
+    let len = rd(12)? as usize;
+    let mut pos = 20;
+    let mut out = Vec::with_capacity(len);
+    for _ in 0..len {
+        let n = rd(pos)?;
+        pos += 4;
+        if n < 0 {
+            out.push(None);
+        } else {
+            let n = n as usize;
+            out.push(Some(x.get(pos..pos + n).ok_or_else(bad)?));
+            pos += n;
+        }
+    }
+    Ok(out)
+}

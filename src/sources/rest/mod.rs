@@ -1,0 +1,9 @@
+//! REST API source (feature `rest`): JSON flattened to rows, pagination, auth, retries,
+//! rate limits, incremental runs. The book's REST job, with what real APIs need.
+
+mod config;
+mod extractor;
+mod types;
+
+pub use config::{Auth, Incremental, Method, Pagination, RestSource, RetryPolicy};
+pub use extractor::RestExtractor;

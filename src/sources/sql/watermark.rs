@@ -1,0 +1,197 @@
+use crate::model::{fingerprint_hex, row_fingerprints};
+use crate::{Checkpoint, CursorValue, Error, Result, Watermark};
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use std::collections::HashSet;
+
+/// Follows the cursor through an ordered result: drops rows already extracted at the
+/// starting value and computes the [`Watermark`] after each batch.
+#[derive(Debug)]
+pub struct WatermarkTracker {
+    column: String,
+    key: Vec<String>,
+    start: Option<CursorValue>,
+    skip: HashSet<String>,
+    current: Option<Watermark>,
+}
+
+impl WatermarkTracker {
+    /// Track `column` (rows identified by `key`, or all columns when empty), starting
+    /// from `from`.
+    pub fn new(column: &str, key: &[String], from: Option<&Watermark>) -> Self {
+        WatermarkTracker {
+            column: column.to_string(),
+            key: key.to_vec(),
+            start: from.map(|w| w.cursor.clone()),
+            skip: from
+                .map(|w| w.seen.iter().cloned().collect())
+                .unwrap_or_default(),
+            current: from.cloned(),
+        }
+    }
+
+    fn find<'a>(&self, batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+        let schema = batch.schema();
+        let idx = schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == name)
+            .or_else(|| {
+                schema
+                    .fields()
+                    .iter()
+                    .position(|f| f.name().eq_ignore_ascii_case(name))
+            })
+            .ok_or_else(|| {
+                Error::config(
+                    "sql",
+                    format!(
+                        "cursor or key column {name:?} is not in the result (columns: {})",
+                        schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?;
+        Ok(batch.column(idx))
+    }
+
+    /// Filter one batch (in cursor order) and return it with the checkpoint after it.
+    pub fn process(&mut self, batch: RecordBatch) -> Result<(RecordBatch, Option<Checkpoint>)> {
+        let n = batch.num_rows();
+        let cursor = self.find(&batch, &self.column)?.clone();
+        let values = (0..n)
+            .map(|i| cursor_value(&cursor, i, &self.column))
+            .collect::<Result<Vec<_>>>()?;
+        // A starting value read as text (from a warehouse) compares as the column's type.
+        if let Some(first) = values.first() {
+            if let Some(start) = self.start.as_mut() {
+                *start = start.coerce_like(first);
+            }
+            if let Some(w) = self.current.as_mut() {
+                w.cursor = w.cursor.coerce_like(first);
+            }
+        }
+        let key_cols: Vec<ArrayRef> = if self.key.is_empty() {
+            batch.columns().to_vec()
+        } else {
+            self.key
+                .iter()
+                .map(|k| self.find(&batch, k).cloned())
+                .collect::<Result<_>>()?
+        };
+        let last = values.last().cloned();
+        // Fingerprints are needed only for rows at the starting value (to drop the ones
+        // already extracted) and at the batch's last value (to remember them).
+        let needs: Vec<bool> = values
+            .iter()
+            .map(|v| self.start.as_ref() == Some(v) || last.as_ref() == Some(v))
+            .collect();
+        let prints: Vec<Option<String>> = if needs.iter().any(|b| *b) {
+            let all = row_fingerprints(&key_cols)?;
+            all.into_iter()
+                .zip(&needs)
+                .map(|(fp, need)| need.then(|| fingerprint_hex(fp)))
+                .collect()
+        } else {
+            vec![None; n]
+        };
+        let mut keep = Vec::with_capacity(n);
+        for (v, fp) in values.iter().zip(&prints) {
+            let already = self.start.as_ref() == Some(v)
+                && fp.as_ref().is_some_and(|f| self.skip.contains(f));
+            keep.push(!already);
+            if already {
+                continue;
+            }
+            match &mut self.current {
+                Some(w) if &w.cursor == v => {
+                    if let Some(f) = fp {
+                        w.seen.push(f.clone());
+                    }
+                }
+                _ => {
+                    self.current = Some(Watermark {
+                        cursor: v.clone(),
+                        seen: fp.iter().cloned().collect(),
+                    });
+                }
+            }
+        }
+        // Rows at a value before the batch's last one were never fingerprinted; they
+        // are not the boundary any more, so their (empty) seen lists do not matter.
+        let filtered = if keep.iter().all(|k| *k) {
+            batch
+        } else {
+            arrow_select::filter::filter_record_batch(&batch, &BooleanArray::from(keep))
+                .map_err(|e| Error::type_error("sql", format!("filtering rows: {e}")))?
+        };
+        Ok((filtered, self.current.clone().map(Checkpoint::Watermark)))
+    }
+
+    /// The watermark reached so far.
+    pub fn watermark(&self) -> Option<&Watermark> {
+        self.current.as_ref()
+    }
+}
+
+/// Read a cursor value from an Arrow column.
+pub(crate) fn cursor_value(a: &ArrayRef, i: usize, column: &str) -> Result<CursorValue> {
+    if a.is_null(i) {
+        return Err(Error::type_error(
+            "sql",
+            format!("cursor column {column} is NULL at row {i}"),
+        ));
+    }
+    Ok(match a.data_type() {
+        DataType::Int8 => CursorValue::Int(a.as_primitive::<Int8Type>().value(i) as i64),
+        DataType::Int16 => CursorValue::Int(a.as_primitive::<Int16Type>().value(i) as i64),
+        DataType::Int32 => CursorValue::Int(a.as_primitive::<Int32Type>().value(i) as i64),
+        DataType::Int64 => CursorValue::Int(a.as_primitive::<Int64Type>().value(i)),
+        DataType::UInt8 => CursorValue::Int(a.as_primitive::<UInt8Type>().value(i) as i64),
+        DataType::UInt16 => CursorValue::Int(a.as_primitive::<UInt16Type>().value(i) as i64),
+        DataType::UInt32 => CursorValue::Int(a.as_primitive::<UInt32Type>().value(i) as i64),
+        DataType::Float32 => CursorValue::Float(a.as_primitive::<Float32Type>().value(i) as f64),
+        DataType::Float64 => CursorValue::Float(a.as_primitive::<Float64Type>().value(i)),
+        DataType::Utf8 => CursorValue::Text(a.as_string::<i32>().value(i).to_string()),
+        DataType::LargeUtf8 => CursorValue::Text(a.as_string::<i64>().value(i).to_string()),
+        DataType::Utf8View => CursorValue::Text(a.as_string_view().value(i).to_string()),
+        DataType::Decimal128(_, s) => {
+            let v = a.as_primitive::<Decimal128Type>().value(i);
+            CursorValue::Decimal(Decimal128Type::format_decimal(v, 38, *s))
+        }
+        DataType::Date32 => CursorValue::Date(
+            a.as_primitive::<Date32Type>()
+                .value_as_date(i)
+                .ok_or_else(|| {
+                    Error::type_error("sql", format!("cursor column {column}: date out of range"))
+                })?,
+        ),
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+            let v = a.as_primitive::<TimestampMicrosecondType>().value(i);
+            let dt = chrono::DateTime::from_timestamp_micros(v).ok_or_else(|| {
+                Error::type_error(
+                    "sql",
+                    format!("cursor column {column}: timestamp out of range"),
+                )
+            })?;
+            match tz {
+                Some(_) => CursorValue::TimestampTz(dt),
+                None => CursorValue::Timestamp(dt.naive_utc()),
+            }
+        }
+        other => {
+            return Err(Error::type_error(
+                "sql",
+                format!(
+                    "cursor column {column} has type {other}, which cannot be a cursor; use an integer, text, date or timestamp column"
+                ),
+            ));
+        }
+    })
+}

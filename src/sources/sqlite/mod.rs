@@ -1,0 +1,6 @@
+//! SQLite source (feature `sqlite`): the embedded default, used by the quickstart.
+
+mod extractor;
+mod types;
+
+pub use extractor::SqliteExtractor;

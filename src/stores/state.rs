@@ -1,0 +1,196 @@
+//! State stores: where a pipeline keeps its checkpoint between runs.
+
+use super::ObjectSink;
+use crate::{Checkpoint, Error, Result, Sink};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// What a pipeline saves after each commit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PipelineState {
+    /// The position up to which data is committed.
+    pub checkpoint: Checkpoint,
+    /// The run that saved it.
+    pub run_id: String,
+    /// The next part number of that run, so a retry of the same run never reuses a key.
+    pub next_part: u32,
+    /// When it was saved.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A saved value and its version, for conditional updates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Versioned<T> {
+    /// Increases by one with every save, starting at 1.
+    pub version: u64,
+    /// The value.
+    pub value: T,
+}
+
+/// Keeps one [`PipelineState`] per pipeline name, with optimistic concurrency: a save
+/// names the version it read, and fails with [`Error::Conflict`] if another runner saved
+/// in between, so two runners can never both advance one checkpoint.
+#[async_trait]
+pub trait StateStore: Debug + Send + Sync + 'static {
+    /// Where the state lives, for logs (no secrets).
+    fn describe(&self) -> String;
+
+    /// The latest saved state, if any.
+    async fn load(&self, pipeline: &str) -> Result<Option<Versioned<PipelineState>>>;
+
+    /// Save `state` if the latest version is still `expected` (`None`: nothing saved yet).
+    /// Returns the new version.
+    async fn save(
+        &self,
+        pipeline: &str,
+        expected: Option<u64>,
+        state: &PipelineState,
+    ) -> Result<u64>;
+}
+
+#[async_trait]
+impl<T: StateStore + ?Sized> StateStore for Arc<T> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    async fn load(&self, pipeline: &str) -> Result<Option<Versioned<PipelineState>>> {
+        (**self).load(pipeline).await
+    }
+    async fn save(
+        &self,
+        pipeline: &str,
+        expected: Option<u64>,
+        state: &PipelineState,
+    ) -> Result<u64> {
+        (**self).save(pipeline, expected, state).await
+    }
+}
+
+/// A [`StateStore`] on an object store: each save creates a new object
+/// `{prefix}/{pipeline}/{version:020}.json` with a create-if-absent put, so of two
+/// runners saving the same next version only one succeeds. Works on local folders,
+/// memory, S3 (`If-None-Match`), GCS and Azure. Keeps the last `keep` versions (default
+/// 10) as a history.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use tributary::{Checkpoint, Error, stores::{ObjectSink, ObjectStateStore, PipelineState, StateStore}};
+/// let state = ObjectStateStore::new(ObjectSink::memory(), "_state");
+/// let s = PipelineState { checkpoint: Checkpoint::Lsn { lsn: 42 }, run_id: "r1".into(),
+///                         next_part: 1, updated_at: chrono::Utc::now() };
+/// let v1 = state.save("orders", None, &s).await?;
+/// assert!(matches!(state.save("orders", None, &s).await, Err(Error::Conflict { .. })));
+/// let v2 = state.save("orders", Some(v1), &s).await?;
+/// assert_eq!(state.load("orders").await?.unwrap().version, v2);
+/// # Ok::<(), tributary::Error>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct ObjectStateStore {
+    store: ObjectSink,
+    prefix: String,
+    keep: u64,
+}
+
+impl ObjectStateStore {
+    /// State objects go under `prefix` in `store`.
+    pub fn new(store: ObjectSink, prefix: impl Into<String>) -> Self {
+        ObjectStateStore {
+            store,
+            prefix: prefix.into().trim_matches('/').to_string(),
+            keep: 10,
+        }
+    }
+
+    /// How many versions to keep (at least 1).
+    pub fn with_keep(mut self, keep: u64) -> Self {
+        self.keep = keep.max(1);
+        self
+    }
+
+    fn dir(&self, pipeline: &str) -> Result<String> {
+        if pipeline.is_empty() || pipeline.contains(['/', '#']) {
+            return Err(Error::config(
+                "state",
+                format!("pipeline name {pipeline:?} cannot contain '/' or '#'"),
+            ));
+        }
+        Ok(if self.prefix.is_empty() {
+            pipeline.to_string()
+        } else {
+            format!("{}/{pipeline}", self.prefix)
+        })
+    }
+
+    async fn versions(&self, pipeline: &str) -> Result<Vec<(u64, String)>> {
+        let dir = self.dir(pipeline)?;
+        let keys = match self.store.list(&dir).await {
+            Ok(k) => k,
+            Err(Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut out: Vec<(u64, String)> = keys
+            .into_iter()
+            .filter_map(|k| {
+                let name = k.rsplit('/').next()?;
+                let v = name.strip_suffix(".json")?.parse().ok()?;
+                Some((v, k))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl StateStore for ObjectStateStore {
+    fn describe(&self) -> String {
+        format!("{}/{}", self.store.describe(), self.prefix)
+    }
+
+    async fn load(&self, pipeline: &str) -> Result<Option<Versioned<PipelineState>>> {
+        let Some((version, key)) = self.versions(pipeline).await?.pop() else {
+            return Ok(None);
+        };
+        let bytes = self.store.read(&key).await?;
+        let value = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::type_error(
+                "state",
+                format!("state object {key} is not a valid pipeline state: {e}"),
+            )
+        })?;
+        Ok(Some(Versioned { version, value }))
+    }
+
+    async fn save(
+        &self,
+        pipeline: &str,
+        expected: Option<u64>,
+        state: &PipelineState,
+    ) -> Result<u64> {
+        let version = expected.unwrap_or(0) + 1;
+        let key = format!("{}/{version:020}.json", self.dir(pipeline)?);
+        let body = serde_json::to_vec_pretty(state).expect("state serializes");
+        self.store.put_if_absent(&key, body.into()).await.map_err(|e| match e {
+            Error::Conflict { component, .. } => Error::Conflict {
+                component,
+                message: format!(
+                    "state of pipeline {pipeline:?} was saved by another runner (version {version} exists); \
+                     reload and retry"
+                ),
+            },
+            other => other,
+        })?;
+        // Prune old versions, best effort: a failure here loses only history.
+        if version > self.keep {
+            for (v, k) in self.versions(pipeline).await.unwrap_or_default() {
+                if v + self.keep <= version {
+                    let _ = self.store.delete(&k).await;
+                }
+            }
+        }
+        Ok(version)
+    }
+}

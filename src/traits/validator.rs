@@ -1,0 +1,171 @@
+use crate::Result;
+use arrow_array::RecordBatch;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a failed check does to the pipeline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Stop: the run fails and nothing after the check is committed.
+    #[default]
+    Halt,
+    /// Warn: the failure is logged and recorded, the run goes on.
+    Warn,
+}
+
+impl Severity {
+    /// `"halt"` or `"warn"`, as the book's validator spells them.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Severity::Halt => "halt",
+            Severity::Warn => "warn",
+        }
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "halt" => Ok(Severity::Halt),
+            "warn" => Ok(Severity::Warn),
+            other => Err(crate::Error::config(
+                "validator",
+                format!("unknown severity {other:?}; expected one of: halt, warn"),
+            )),
+        }
+    }
+}
+
+/// The result of one check, pass or fail, with what was compared.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValidationOutcome {
+    /// The check's name.
+    pub name: String,
+    /// Whether the check passed.
+    pub passed: bool,
+    /// What a failure does.
+    pub severity: Severity,
+    /// The left-hand value compared, rendered as text, when the check compares values.
+    pub left: Option<String>,
+    /// The right-hand value compared.
+    pub right: Option<String>,
+    /// The comparison operator (`equals`, `greater_equals`, ...), when there is one.
+    pub operator: Option<String>,
+    /// What produced the left value (the first SQL script, or its file name).
+    #[serde(default)]
+    pub script_1: Option<String>,
+    /// What produced the right value.
+    #[serde(default)]
+    pub script_2: Option<String>,
+    /// A human-readable summary.
+    pub message: String,
+    /// When the check started.
+    pub started_at: DateTime<Utc>,
+    /// How long it took.
+    #[serde(with = "crate::util::duration_ms")]
+    pub duration: Duration,
+}
+
+impl ValidationOutcome {
+    /// Whether this outcome should stop a pipeline: failed with severity `halt`.
+    pub fn is_halting(&self) -> bool {
+        !self.passed && self.severity == Severity::Halt
+    }
+}
+
+/// A warehouse-level check run on its own or after a load: two queries compared, a row
+/// count, a freshness bound.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use tributary::{Result, Severity, ValidationOutcome, Validator};
+///
+/// #[derive(Debug)]
+/// struct AlwaysPasses;
+///
+/// #[async_trait]
+/// impl Validator for AlwaysPasses {
+///     fn name(&self) -> &str { "always_passes" }
+///     fn severity(&self) -> Severity { Severity::Warn }
+///     async fn validate(&self) -> Result<ValidationOutcome> {
+///         Ok(ValidationOutcome {
+///             name: self.name().into(), passed: true, severity: self.severity(),
+///             left: Some("1".into()), right: Some("1".into()), operator: Some("equals".into()),
+///             script_1: None, script_2: None,
+///             message: "1 equals 1".into(), started_at: chrono::Utc::now(),
+///             duration: std::time::Duration::ZERO,
+///         })
+///     }
+/// }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let outcome = AlwaysPasses.validate().await?;
+/// assert!(outcome.passed && !outcome.is_halting());
+/// # Ok::<(), tributary::Error>(()) }).unwrap();
+/// ```
+#[async_trait]
+pub trait Validator: Debug + Send + Sync + 'static {
+    /// The check's name, as recorded in history.
+    fn name(&self) -> &str;
+
+    /// What a failure does.
+    fn severity(&self) -> Severity;
+
+    /// What the check runs (two SQL scripts, or a query and its expected value), for the
+    /// history of a check that could not run. Default: nothing.
+    fn scripts(&self) -> (Option<String>, Option<String>) {
+        (None, None)
+    }
+
+    /// Run the check. `Err` means the check could not run (bad SQL, unreachable
+    /// database); a check that ran and failed is `Ok` with `passed == false`.
+    async fn validate(&self) -> Result<ValidationOutcome>;
+}
+
+#[async_trait]
+impl<T: Validator + ?Sized> Validator for Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn severity(&self) -> Severity {
+        (**self).severity()
+    }
+    fn scripts(&self) -> (Option<String>, Option<String>) {
+        (**self).scripts()
+    }
+    async fn validate(&self) -> Result<ValidationOutcome> {
+        (**self).validate().await
+    }
+}
+
+/// A check on rows in flight, run by the pipeline on every batch before it is written.
+///
+/// A failing `halt` check stops the run before the failing batch reaches the sink.
+/// Checks see batches in order and may keep state across them (behind a lock).
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
+/// use arrow_schema::{DataType, Field, Schema};
+/// use tributary::{BatchValidator, validate::NotNull};
+/// let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+/// let rb = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![Some(1), None]))]).unwrap();
+/// let problem = NotNull::new(["id"]).check(&rb).unwrap();
+/// assert_eq!(problem.as_deref(), Some("column id has 1 NULL value(s)"));
+/// ```
+pub trait BatchValidator: Debug + Send + Sync + 'static {
+    /// The check's name.
+    fn name(&self) -> &str;
+
+    /// What a failure does.
+    fn severity(&self) -> Severity;
+
+    /// Check one batch: `Ok(None)` when it passes, `Ok(Some(problem))` when it fails,
+    /// `Err` when the check cannot run (e.g. a named column does not exist).
+    fn check(&self, batch: &RecordBatch) -> Result<Option<String>>;
+}

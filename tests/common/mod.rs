@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests: finding the test services.
+#![allow(dead_code)]
+
+/// Whether we run in CI, where a missing service is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The value of `var`, which `scripts/services.sh` sets. Missing: panics in CI, else
+/// prints why the test is skipped and returns `None`.
+pub fn service(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if in_ci() => {
+            panic!("{what} is required in CI but {var} is not set: run scripts/services.sh")
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: {what} not available ({var} not set; run scripts/services.sh first)"
+            );
+            None
+        }
+    }
+}
+
+/// Options for the S3-compatible test server, or `None` (see [`service`]).
+pub fn s3_options() -> Option<(String, Vec<(String, String)>)> {
+    let endpoint = service("TRIBUTARY_TEST_S3_ENDPOINT", "S3-compatible server")?;
+    let bucket =
+        std::env::var("TRIBUTARY_TEST_S3_BUCKET").unwrap_or_else(|_| "tributary-test".into());
+    let key = std::env::var("TRIBUTARY_TEST_S3_ACCESS_KEY").unwrap_or_default();
+    let secret = std::env::var("TRIBUTARY_TEST_S3_SECRET_KEY").unwrap_or_default();
+    Some((
+        bucket,
+        vec![
+            ("aws_endpoint".into(), endpoint),
+            ("aws_allow_http".into(), "true".into()),
+            ("aws_access_key_id".into(), key),
+            ("aws_secret_access_key".into(), secret),
+            ("aws_region".into(), "us-east-1".into()),
+            ("aws_virtual_hosted_style_request".into(), "false".into()),
+        ],
+    ))
+}
+
+/// A unique name for this test run, so tests never see each other's objects or tables.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{t}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -1,0 +1,158 @@
+//! A process killed in the middle of a run (`abort()`, as on OOM or SIGKILL) leaves
+//! nothing at a final key and no checkpoint; the next run lands every row once.
+//!
+//! The test re-runs its own binary as a child that crashes mid-write.
+
+mod common;
+
+use arrow_array::{Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::sync::Arc;
+use tributary::stores::{ObjectSink, ObjectStateStore, StateStore};
+use tributary::*;
+
+#[derive(Debug)]
+struct CrashAfter {
+    batches: i64,
+    crash_at: Option<i64>,
+}
+
+#[async_trait]
+impl Extractor for CrashAfter {
+    fn source(&self) -> &str {
+        "crash"
+    }
+    fn stream(&self) -> &str {
+        "numbers"
+    }
+    async fn extract(&self, _from: Option<Checkpoint>) -> Result<BatchStream> {
+        let (n, crash) = (self.batches, self.crash_at);
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        Ok(futures::stream::iter(0..n)
+            .then(move |i| {
+                let schema = schema.clone();
+                async move {
+                    if Some(i) == crash {
+                        // Let the pipeline push the earlier batches to the store first.
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                        std::process::abort();
+                    }
+                    let ids = Int64Array::from_iter_values(i * 100_000..(i + 1) * 100_000);
+                    let rb = RecordBatch::try_new(schema, vec![Arc::new(ids)]).unwrap();
+                    Ok(Batch::new(rb).with_checkpoint(Checkpoint::Lsn { lsn: i as u64 + 1 }))
+                }
+            })
+            .boxed())
+    }
+}
+
+fn pipeline(sink: ObjectSink, crash_at: Option<i64>) -> Pipeline {
+    Pipeline::builder("crash")
+        .extractor(CrashAfter {
+            batches: 30,
+            crash_at,
+        })
+        .sink(sink.clone())
+        .state(ObjectStateStore::new(sink, "_state"))
+        .build()
+        .unwrap()
+}
+
+fn sink_for(target: &str) -> ObjectSink {
+    match target.strip_prefix("s3:") {
+        Some(prefix) => {
+            let (bucket, opts) = common::s3_options().expect("s3 configured in the parent");
+            ObjectSink::from_url_with_options(&format!("s3://{bucket}/{prefix}"), &opts).unwrap()
+        }
+        None => ObjectSink::local(target).unwrap(),
+    }
+    // Small upload parts, so that the crash happens with parts already uploaded.
+    .with_part_size(5 * 1024 * 1024)
+}
+
+/// The child: runs until it aborts. Only run by `crash_leaves_nothing_*`.
+#[tokio::test]
+#[ignore = "run as a child process by the crash tests"]
+async fn crash_child() {
+    let target = std::env::var("TRIBUTARY_CRASH_TARGET").expect("set by the parent");
+    let _ = pipeline(sink_for(&target), Some(25)).run().await;
+    unreachable!("the child must abort before the run ends");
+}
+
+async fn crash_then_recover(target: &str) {
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child", "--exact", "--ignored", "--nocapture"])
+        .env("TRIBUTARY_CRASH_TARGET", target)
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child should have crashed");
+    let sink = sink_for(target);
+    let visible: Vec<String> = sink.list("").await.unwrap();
+    assert!(
+        visible.iter().all(|k| !k.ends_with(".csv")),
+        "a crashed run left data at a final key: {visible:?}"
+    );
+    assert!(
+        ObjectStateStore::new(sink.clone(), "_state")
+            .load("crash")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The next run lands everything, once.
+    let r = pipeline(sink.clone(), None)
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(r.rows, 3_000_000);
+    let text = sink.read(&r.objects[0].key).await.unwrap();
+    assert_eq!(text.iter().filter(|b| **b == b'\n').count(), 3_000_000);
+    let csv: Vec<String> = sink
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.ends_with(".csv"))
+        .collect();
+    assert_eq!(csv.len(), 1, "{csv:?}");
+}
+
+#[tokio::test]
+async fn crash_leaves_nothing_in_a_local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    crash_then_recover(&dir.path().display().to_string()).await;
+    // The crash really happened mid-object: its staging file (`key#N`) is on disk, holding
+    // the parts written before the crash, and was never listed as an object.
+    let mut staged = vec![];
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().contains(".csv#") {
+                staged.push(std::fs::metadata(&p).unwrap().len());
+            }
+        }
+    }
+    assert_eq!(
+        staged.len(),
+        1,
+        "expected the crashed upload's staging file"
+    );
+    assert!(
+        staged[0] >= 5 * 1024 * 1024,
+        "at least one part was written before the crash: {staged:?}"
+    );
+}
+
+#[tokio::test]
+async fn crash_leaves_nothing_on_s3() {
+    if common::s3_options().is_none() {
+        return;
+    }
+    crash_then_recover(&format!("s3:{}", common::unique("crash"))).await;
+}

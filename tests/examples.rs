@@ -1,0 +1,178 @@
+//! The book-job examples run as a user would run them: a `pipeline.conf`, a table name,
+//! real PostgreSQL and MariaDB, a local folder store and a SQLite warehouse.
+
+mod common;
+
+use sqlx::{Connection, Executor};
+use std::path::{Path, PathBuf};
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run the tests with `cargo test --all-features`",
+        p.display()
+    );
+    p
+}
+
+fn run(name: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(example(name))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{name} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn csv_lines(dir: &Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "csv") {
+                out.extend(
+                    std::fs::read_to_string(&p)
+                        .unwrap()
+                        .lines()
+                        .map(str::to_string),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+const BOOK_ROWS: &str = "(1,'Backordered','2020-06-01 12:00:00'), (1,'Shipped','2020-06-09 12:00:25'),
+    (2,'Shipped','2020-07-11 03:05:00'), (1,'Shipped','2020-06-09 11:50:00'), (3,'Shipped','2020-07-12 12:00:00')";
+
+#[tokio::test]
+async fn postgres_examples() {
+    let Some(url) = common::service("TRIBUTARY_TEST_PG_URL", "PostgreSQL") else {
+        return;
+    };
+    let s = common::unique("ex").replace('-', "_");
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    conn.execute(
+        format!(
+            "CREATE SCHEMA {s}; CREATE TABLE {s}.Orders (OrderId int, OrderStatus varchar(30), LastUpdated timestamp);
+             INSERT INTO {s}.Orders VALUES {BOOK_ROWS}"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("pipeline.conf");
+    let port = url.rsplit(':').next().unwrap().split('/').next().unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "[postgres_config]\nhost = 127.0.0.1\nport = {port}\nusername = postgres\npassword =\ndatabase = test\n\
+             [store]\nurl = file://{0}/out\n[warehouse]\nurl = sqlite://{0}/wh.db\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap();
+    let table = format!("{s}.Orders");
+    let out = run("extract_postgres_full", &[conf, &table]);
+    assert!(out.contains("5 rows in 1 object(s)"), "{out}");
+    let out = run("extract_postgres_incremental", &[conf, &table]);
+    assert!(out.contains("5 rows in 1 object(s)"), "{out}");
+    conn.execute(format!("INSERT INTO {s}.Orders VALUES (4,'Pending','2020-07-12 12:00:00'), (5,'Shipped','2020-07-13 00:00:00')").as_str())
+        .await
+        .unwrap();
+    let out = run("extract_postgres_incremental", &[conf, &table]);
+    assert!(
+        out.contains("2 rows in 1 object(s)"),
+        "only the new rows: {out}"
+    );
+    let lines = csv_lines(&dir.path().join("out"));
+    assert_eq!(lines.len(), 5 + 5 + 2);
+    assert!(lines.contains(&"4|Pending|2020-07-12 12:00:00".to_string()));
+    // A missing table is a clear error and a non-zero exit.
+    let bad = std::process::Command::new(example("extract_postgres_full"))
+        .args([conf, "no_such_table"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_table"));
+    conn.execute(format!("DROP SCHEMA {s} CASCADE").as_str())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn mysql_examples() {
+    let Some(url) = common::service("TRIBUTARY_TEST_MYSQL_URL", "MariaDB") else {
+        return;
+    };
+    let t = common::unique("ex").replace('-', "_");
+    let mut conn = sqlx::MySqlConnection::connect(&url).await.unwrap();
+    conn.execute(
+        format!(
+            "CREATE TABLE {t} (OrderId int, OrderStatus varchar(30), LastUpdated timestamp NULL)"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    conn.execute(format!("INSERT INTO {t} VALUES {BOOK_ROWS}").as_str())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("pipeline.conf");
+    let port = url.rsplit(':').next().unwrap().split('/').next().unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "[mysql_config]\nhostname = 127.0.0.1\nport = {port}\nusername = tributary\npassword = tributary\ndatabase = test\n\
+             [store]\nurl = file://{0}/out\n[warehouse]\nurl = sqlite://{0}/wh.db\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap();
+    let out = run("extract_mysql_full", &[conf, &t]);
+    assert!(out.contains("5 rows in 1 object(s)"), "{out}");
+    let out = run("extract_mysql_incremental", &[conf, &t]);
+    assert!(out.contains("5 rows in 1 object(s)"), "{out}");
+    conn.execute(format!("INSERT INTO {t} VALUES (4,'Pending','2020-07-12 12:00:00')").as_str())
+        .await
+        .unwrap();
+    let out = run("extract_mysql_incremental", &[conf, &t]);
+    assert!(out.contains("1 rows in 1 object(s)"), "{out}");
+    conn.execute(format!("DROP TABLE {t}").as_str())
+        .await
+        .unwrap();
+}
+
+#[test]
+fn rest_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run("extract_rest_api", &[dir.path().to_str().unwrap()]);
+    assert!(out.contains("(5 rows)"), "{out}");
+    let lines = csv_lines(dir.path());
+    assert_eq!(lines.len(), 5);
+    assert!(
+        lines.iter().all(|l| l.starts_with("42.36|71.05|")),
+        "{lines:?}"
+    );
+}

@@ -1,0 +1,112 @@
+//! The pipeline report: numbers, self-contained HTML with SVG charts, Markdown, and the
+//! page rendered by headless Chromium.
+
+use std::path::PathBuf;
+
+fn example() -> PathBuf {
+    let p = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/pipeline_report");
+    assert!(p.exists(), "build the examples: cargo test --all-features");
+    p
+}
+
+fn chromium() -> Option<PathBuf> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH")?
+                .to_str()?
+                .split(':')
+                .map(|d| PathBuf::from(d).join(name))
+                .find(|p| p.exists())
+        });
+    if found.is_none() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(!ci, "chromium is required in CI: run scripts/services.sh");
+        eprintln!("SKIPPED: no chromium (scripts/services.sh installs it)");
+    }
+    found
+}
+
+#[test]
+fn the_report_example_writes_a_page_that_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(example())
+        .args(["/no/such/pipeline.conf", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("demo data"),
+        "says it used demo data: {stdout}"
+    );
+    let html = std::fs::read_to_string(dir.path().join("pipeline_report.html")).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("pipeline_report.md")).unwrap();
+    assert_eq!(html.matches("<svg ").count(), 4, "four charts");
+    for title in [
+        "DAG success rate per day",
+        "Average runtime per DAG per day",
+        "Validation tests per day",
+        "Validation success rate per day",
+    ] {
+        assert!(html.contains(title), "{title}");
+    }
+    assert_eq!(
+        html.matches("<polyline").count(),
+        3 + 3 + 1 + 1,
+        "one line per DAG in two charts, one each in the others"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http"),
+        "self-contained"
+    );
+    assert!(
+        md.contains("`customers_full` on 2026-11-14: 4/4 runs succeeded (100%)"),
+        "{md}"
+    );
+    assert!(md.contains("+47% week over week"), "{md}");
+    assert!(md.contains("Over 14 day(s): 72/84 tests passed."), "{md}");
+
+    let Some(browser) = chromium() else { return };
+    let shot = dir.path().join("report.png");
+    let profile = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=760,1400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!(
+            "file://{}",
+            dir.path().join("pipeline_report.html").display()
+        ))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    // A blank 760x1400 page compresses to a few KB; four charts and text do not.
+    assert!(
+        png.len() > 30_000,
+        "the page rendered with content ({} bytes)",
+        png.len()
+    );
+}
