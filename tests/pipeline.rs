@@ -366,13 +366,21 @@ async fn an_unbounded_stream_lands_data_every_interval() {
     );
     let token = p.cancellation_token();
     let handle = tokio::spawn(async move { p.run().await });
-    // While the stream runs, objects and checkpoints appear.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let landed = data_keys(&sink).await;
-    let state = ObjectStateStore::new(sink.clone(), "_state")
-        .load("numbers")
-        .await
-        .unwrap();
+    // While the stream runs, objects and checkpoints appear (polled, with a deadline far
+    // beyond the 150 ms interval so a loaded machine does not fail the test).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (landed, state) = loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The checkpoint is read first: every object it covers was committed before it.
+        let state = ObjectStateStore::new(sink.clone(), "_state")
+            .load("numbers")
+            .await
+            .unwrap();
+        let landed = data_keys(&sink).await;
+        if (landed.len() >= 2 && state.is_some()) || std::time::Instant::now() > deadline {
+            break (landed, state);
+        }
+    };
     token.cancel();
     let r = handle.await.unwrap();
     assert!(
