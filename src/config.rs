@@ -398,8 +398,10 @@ impl PipelineConfig {
         })
     }
 
-    /// The output format from `[store] format` (`csv`, default, or `jsonl`) and
-    /// `dialect` (`book`, default, `postgres`, `redshift`, `snowflake`).
+    /// The output format from `[store] format` (`csv`, default, `jsonl`, or `parquet`
+    /// with the `parquet` feature) and `dialect` (`book`, default, `postgres`, `redshift`,
+    /// `snowflake`). For Parquet, `[store] compression` names the page compression:
+    /// `snappy` (default), `zstd`, `zstd:LEVEL` or `none`.
     pub fn format(&self) -> Result<Box<dyn Format>> {
         let dialect = match self.get("store", "dialect").unwrap_or("book") {
             "book" => CsvDialect::book(),
@@ -418,15 +420,58 @@ impl PipelineConfig {
         match self.get("store", "format").unwrap_or("csv") {
             "csv" => Ok(Box::new(Csv::new(dialect))),
             "jsonl" | "json" => Ok(Box::new(JsonLines::new())),
+            #[cfg(feature = "parquet")]
+            "parquet" => Ok(Box::new(
+                crate::format::Parquet::new().with_compression(self.parquet_compression()?),
+            )),
+            #[cfg(not(feature = "parquet"))]
+            "parquet" => Err(Error::config(
+                "pipeline.conf",
+                "[store] format \"parquet\": this build lacks the `parquet` feature",
+            )),
             other => Err(Error::config(
                 "pipeline.conf",
-                format!("[store] format {other:?}: expected csv or jsonl"),
+                format!("[store] format {other:?}: expected csv, jsonl or parquet"),
             )),
         }
     }
 
-    /// `[store] compression`: `none` (default) or `gzip`.
+    fn is_parquet(&self) -> bool {
+        self.get("store", "format") == Some("parquet")
+    }
+
+    /// `[store] compression` for Parquet: `snappy` (default), `zstd`, `zstd:LEVEL` or `none`.
+    #[cfg(feature = "parquet")]
+    fn parquet_compression(&self) -> Result<crate::format::ParquetCompression> {
+        use crate::format::ParquetCompression as P;
+        let v = self.get("store", "compression").unwrap_or("snappy");
+        let bad = || {
+            Error::config(
+                "pipeline.conf",
+                format!(
+                    "[store] compression {v:?} with format parquet: expected snappy, zstd, \
+                     zstd:LEVEL (1-22) or none"
+                ),
+            )
+        };
+        match v {
+            "snappy" | "" => Ok(P::Snappy),
+            "none" => Ok(P::None),
+            "zstd" => Ok(P::Zstd(3)),
+            z => match z.strip_prefix("zstd:").map(str::parse::<i32>) {
+                Some(Ok(level)) if (1..=22).contains(&level) => Ok(P::Zstd(level)),
+                _ => Err(bad()),
+            },
+        }
+    }
+
+    /// `[store] compression` of whole objects: `none` (default) or `gzip`. With
+    /// `format = parquet` the setting is Parquet's own (see [`PipelineConfig::format`]) and
+    /// objects are not compressed again.
     pub fn compression(&self) -> Result<Compression> {
+        if self.is_parquet() {
+            return Ok(Compression::None);
+        }
         match self.get("store", "compression").unwrap_or("none") {
             "none" | "" => Ok(Compression::None),
             "gzip" | "gz" => Ok(Compression::Gzip),

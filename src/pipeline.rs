@@ -379,6 +379,17 @@ impl PipelineBuilder {
         let sink = self
             .sink
             .ok_or_else(|| Error::config("pipeline", "no sink: call .sink(...)"))?;
+        if self.format.compresses_itself() && self.options.compression != Compression::None {
+            return Err(Error::config(
+                "pipeline",
+                format!(
+                    "{} objects compress their own contents: set their compression on the \
+                     format, not whole-object {:?}",
+                    self.format.extension(),
+                    self.options.compression
+                ),
+            ));
+        }
         Ok(Pipeline {
             name: self.name,
             extractor,

@@ -1,11 +1,17 @@
-//! Output formats: [`Csv`] (the book's `|`-delimited default, with COPY dialects) and
-//! [`JsonLines`]. Encoders stream: they turn one batch at a time into bytes.
+//! Output formats: [`Csv`] (the book's `|`-delimited default, with COPY dialects),
+//! [`JsonLines`] and, with the `parquet` feature, `Parquet`. Encoders stream: they turn one
+//! batch at a time into bytes.
 
 mod csv;
 mod jsonl;
+#[cfg(feature = "parquet")]
+mod parquet;
 pub(crate) mod value;
 
 pub use self::csv::{Csv, CsvDialect};
+#[cfg(feature = "parquet")]
+#[cfg_attr(docsrs, doc(cfg(feature = "parquet")))]
+pub use self::parquet::{PARQUET_AS_TEXT_KEY, Parquet, ParquetCompression};
 pub use jsonl::JsonLines;
 pub use value::BinaryEncoding;
 
@@ -30,6 +36,12 @@ pub trait Format: Debug + Send + Sync + 'static {
     fn csv_dialect(&self) -> Option<&CsvDialect> {
         None
     }
+
+    /// Whether the format compresses its own contents (Parquet), so that whole-object
+    /// compression must not be added on top.
+    fn compresses_itself(&self) -> bool {
+        false
+    }
 }
 
 impl Format for Box<dyn Format> {
@@ -44,6 +56,9 @@ impl Format for Box<dyn Format> {
     }
     fn csv_dialect(&self) -> Option<&CsvDialect> {
         (**self).csv_dialect()
+    }
+    fn compresses_itself(&self) -> bool {
+        (**self).compresses_itself()
     }
 }
 

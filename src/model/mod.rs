@@ -12,6 +12,8 @@ pub use fingerprint::{fingerprint_hex, row_fingerprints};
 /// output embeds it as JSON rather than as a string (Arrow's canonical `arrow.json`
 /// extension type).
 pub const EXTENSION_NAME_KEY: &str = "ARROW:extension:name";
+/// Field metadata key holding an extension type's parameters.
+pub const EXTENSION_METADATA_KEY: &str = "ARROW:extension:metadata";
 /// The extension name for JSON text columns.
 pub const JSON_EXTENSION: &str = "arrow.json";
 /// Field metadata key marking a UTF-8 column as exact decimal text (a `numeric` whose
@@ -28,10 +30,11 @@ pub const UUID_EXTENSION: &str = "arrow.uuid";
 /// ```
 pub fn json_field(name: &str, nullable: bool) -> arrow_schema::Field {
     arrow_schema::Field::new(name, arrow_schema::DataType::Utf8, nullable).with_metadata(
-        std::collections::HashMap::from([(
-            EXTENSION_NAME_KEY.to_string(),
-            JSON_EXTENSION.to_string(),
-        )]),
+        std::collections::HashMap::from([
+            (EXTENSION_NAME_KEY.to_string(), JSON_EXTENSION.to_string()),
+            // Arrow's canonical JSON extension carries an empty metadata string.
+            (EXTENSION_METADATA_KEY.to_string(), String::new()),
+        ]),
     )
 }
 

@@ -25,7 +25,6 @@
 //! query, `CAST(col AS CHAR)` it if it should be text.
 
 use crate::model::NUMERIC_TEXT_KEY;
-use crate::model::{EXTENSION_NAME_KEY, JSON_EXTENSION};
 use crate::{Error, Result};
 use arrow_array::builder::*;
 use arrow_buffer::i256;
@@ -183,10 +182,7 @@ impl Dec {
     pub(crate) fn field(&self, name: &str, nullable: bool) -> Field {
         let f = Field::new(name, self.data_type(), nullable);
         match self {
-            Dec::Json => f.with_metadata(HashMap::from([(
-                EXTENSION_NAME_KEY.to_string(),
-                JSON_EXTENSION.to_string(),
-            )])),
+            Dec::Json => crate::model::json_field(name, nullable),
             Dec::NumericText => f.with_metadata(HashMap::from([(
                 NUMERIC_TEXT_KEY.to_string(),
                 "true".to_string(),

@@ -25,7 +25,7 @@
 //! `infinity` dates) is an error naming the column and its type; cast it in a custom query
 //! (`SELECT col::text ...`).
 
-use crate::model::{EXTENSION_NAME_KEY, JSON_EXTENSION, NUMERIC_TEXT_KEY, UUID_EXTENSION};
+use crate::model::{EXTENSION_NAME_KEY, NUMERIC_TEXT_KEY, UUID_EXTENSION};
 use crate::{Error, Result};
 use arrow_array::builder::*;
 use arrow_array::types::IntervalMonthDayNanoType;
@@ -181,9 +181,11 @@ impl Dec {
     }
 
     pub(crate) fn field(&self, name: &str, nullable: bool) -> Field {
+        if matches!(self, Dec::Json | Dec::Jsonb) {
+            return crate::model::json_field(name, nullable);
+        }
         let f = Field::new(name, self.data_type(), nullable);
         let ext = match self {
-            Dec::Json | Dec::Jsonb => Some((EXTENSION_NAME_KEY, JSON_EXTENSION)),
             Dec::Uuid => Some((EXTENSION_NAME_KEY, UUID_EXTENSION)),
             Dec::NumericText => Some((NUMERIC_TEXT_KEY, "true")),
             _ => None,
