@@ -5,6 +5,8 @@
 #   MariaDB     127.0.0.1:3307  own datadir, ROW binlog with full metadata, db test, user tributary
 #   S3          127.0.0.1:9000  s3s-fs (crates.io), bucket tributary-test
 #   Airflow 3   127.0.0.1:18080 API server (PyPI), metadata DB airflow_meta in the PostgreSQL above
+#   MongoDB     127.0.0.1:27018 nx-27017 (PyPI): the MongoDB wire protocol over SQLite (no real
+#               mongod can be installed here; see ../shared/SERVICES.md for its gaps)
 # Idempotent: re-running starts only what is down. Prints `export ...` lines for the tests
 # (also written to $TRIBUTARY_SERVICES_HOME/env.sh).
 # Usage: scripts/services.sh [start|stop|status]
@@ -180,6 +182,33 @@ PY
   wait_for airflow-api 120 af_ready
 }
 
+# ------------------------------------------------------------------ MongoDB wire protocol (nx-27017, PyPI)
+MONGO_VENV=${TRIBUTARY_MONGO_VENV:-$HOME/.cache/tributary-services/mongo-venv}
+MONGO_PORT=${TRIBUTARY_MONGO_PORT:-27018}
+NX_VERSION=0.8.1
+mongo_alive() { [[ -f $RUN/mongo.pid ]] && kill -0 "$(cat "$RUN/mongo.pid")" 2>/dev/null; }
+mongo_ready() { "$MONGO_VENV/bin/python" - <<PY
+from pymongo import MongoClient
+MongoClient("mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true", serverSelectionTimeoutMS=500).admin.command("ping")
+PY
+}
+start_mongo() {
+  if [[ ! -x $MONGO_VENV/bin/nx-27017 ]] || ! "$MONGO_VENV/bin/python" -c 'import pymongo' 2>/dev/null; then
+    log "installing nx-27017==$NX_VERSION into $MONGO_VENV (first time only)"
+    python3 -m venv "$MONGO_VENV"
+    "$MONGO_VENV/bin/pip" install -q "nx-27017==$NX_VERSION" pymongo >"$LOGS/mongo-install.log" 2>&1 \
+      || { tail -20 "$LOGS/mongo-install.log" >&2; exit 1; }
+  fi
+  mkdir -p "$DATA/mongo"
+  if ! mongo_alive; then
+    log "starting nx-27017 on port $MONGO_PORT"
+    nohup "$MONGO_VENV/bin/nx-27017" --data-dir "$DATA/mongo" --host 127.0.0.1 -p "$MONGO_PORT" \
+      >"$LOGS/mongo.log" 2>&1 &
+    echo $! >"$RUN/mongo.pid"
+  fi
+  wait_for mongo 60 mongo_ready
+}
+
 env_lines() {
   cat <<ENV
 export TRIBUTARY_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/test
@@ -191,12 +220,14 @@ export TRIBUTARY_TEST_S3_SECRET_KEY=$S3_SECRET
 export TRIBUTARY_TEST_AIRFLOW_DB_URL=postgres://postgres@127.0.0.1:$PG_PORT/airflow_meta
 export TRIBUTARY_TEST_AIRFLOW_API=http://127.0.0.1:$AF_PORT
 export TRIBUTARY_TEST_AIRFLOW_USER=admin TRIBUTARY_TEST_AIRFLOW_PASSWORD=admin
+export TRIBUTARY_TEST_MONGO_URL=mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true
 ENV
 }
 
 stop_all() {
   if my_alive; then kill "$(cat "$RUN/mariadb.pid")" && log "stopped MariaDB"; fi
   if s3_alive; then kill "$(cat "$RUN/s3.pid")" && log "stopped s3s-fs"; fi
+  if mongo_alive; then kill "$(cat "$RUN/mongo.pid")" && log "stopped nx-27017"; fi
   if af_alive; then kill -- -"$(cat "$RUN/airflow-api.pid")" 2>/dev/null || kill "$(cat "$RUN/airflow-api.pid")"; log "stopped the Airflow API server"; fi
   if pg_lsclusters -h 2>/dev/null | awk '{print $2}' | grep -qx tributary; then
     pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" tributary stop >&2 || true
@@ -213,6 +244,7 @@ case ${1:-start} in
     start_mariadb
     start_s3
     start_airflow
+    start_mongo
     env_lines >"$HOME_DIR/env.sh"
     log "all services ready in $((SECONDS - t0))s (environment in $HOME_DIR/env.sh)"
     env_lines
@@ -222,6 +254,7 @@ case ${1:-start} in
     pg_lsclusters | grep -E 'Ver|tributary' || echo "postgres: no cluster"
     if my_alive; then echo "mariadb up"; else echo "mariadb down"; fi
     if s3_alive; then echo "s3 up"; else echo "s3 down"; fi
+    if mongo_alive; then echo "mongo up"; else echo "mongo down"; fi
     ;;
   *) die "usage: $0 [start|stop|status]" ;;
 esac

@@ -122,6 +122,46 @@ pub struct MongoConfig {
     pub collection: Option<String>,
 }
 
+/// RFC 3986 unreserved characters stay as they are; everything else is encoded.
+const URI_COMPONENT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+impl MongoConfig {
+    /// A MongoDB connection string: `mongodb+srv://` when no port is given (the book
+    /// connects to MongoDB Atlas that way), `mongodb://host:port` otherwise; user and
+    /// password encoded when a user is set. Contains the password: hand it to a client,
+    /// never log it.
+    ///
+    /// ```
+    /// use tributary::config::PipelineConfig;
+    /// let c = PipelineConfig::parse(
+    ///     "[mongo_config]\nhostname = cluster0.abc.mongodb.net\nusername = ann\npassword = p@ss\ndatabase = events_db\n",
+    ///     "test", |_| None).unwrap();
+    /// assert_eq!(c.mongo().unwrap().uri(), "mongodb+srv://ann:p%40ss@cluster0.abc.mongodb.net/events_db");
+    /// let c = PipelineConfig::parse(
+    ///     "[mongo_config]\nhostname = 127.0.0.1\nport = 27017\ndatabase = events_db\n", "test", |_| None).unwrap();
+    /// assert_eq!(c.mongo().unwrap().uri(), "mongodb://127.0.0.1:27017/events_db");
+    /// ```
+    pub fn uri(&self) -> String {
+        let credentials = match self.username.as_deref() {
+            Some(u) if !u.is_empty() => format!(
+                "{}:{}@",
+                utf8_percent_encode(u, URI_COMPONENT),
+                utf8_percent_encode(self.password.expose(), URI_COMPONENT)
+            ),
+            _ => String::new(),
+        };
+        let db = utf8_percent_encode(&self.database, URI_COMPONENT);
+        match self.port {
+            Some(port) => format!("mongodb://{credentials}{}:{port}/{db}", self.hostname),
+            None => format!("mongodb+srv://{credentials}{}/{db}", self.hostname),
+        }
+    }
+}
+
 /// `[aws_boto_credentials]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AwsConfig {

@@ -176,3 +176,72 @@ fn rest_example() {
         "{lines:?}"
     );
 }
+
+#[cfg(feature = "mongodb")]
+#[tokio::test]
+async fn mongodb_example() {
+    use mongodb::bson::{DateTime, doc};
+    let Some(url) = common::service("TRIBUTARY_TEST_MONGO_URL", "MongoDB wire-protocol server")
+    else {
+        return;
+    };
+    let coll = common::unique("events").replace('-', "_");
+    let client = mongodb::Client::with_uri_str(&url).await.unwrap();
+    let ms = |s: &str| {
+        DateTime::from_millis(
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis(),
+        )
+    };
+    client
+        .database("events_db")
+        .collection(&coll)
+        .insert_many(vec![
+            doc! { "event_id": 1, "event_timestamp": ms("2020-06-01T23:59:59.999Z"), "event_name": "before" },
+            doc! { "event_id": 2, "event_timestamp": ms("2020-06-02T00:00:00Z"), "event_name": "login" },
+            doc! { "event_id": 3, "event_timestamp": ms("2020-06-02T13:30:00.5Z"), "event_name": "purchase" },
+            doc! { "event_id": 4, "event_timestamp": ms("2020-06-03T00:00:00Z"), "event_name": "after" },
+        ])
+        .await
+        .unwrap();
+    let port = url
+        .trim_start_matches("mongodb://")
+        .split(['/', '?'])
+        .next()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("pipeline.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[mongo_config]\nhostname = 127.0.0.1\nport = {port}\ndatabase = events_db\ncollection = {coll}\n\
+             [store]\nurl = file://{0}/out\n[warehouse]\nurl = sqlite://{0}/wh.db\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = run("extract_mongodb", &[conf.to_str().unwrap(), "2020-06-02"]);
+    assert!(
+        out.contains("2 events of 2020-06-02 in 1 object(s)"),
+        "{out}"
+    );
+    assert_eq!(
+        csv_lines(dir.path()),
+        vec![
+            "2|2020-06-02 00:00:00+00|login",
+            "3|2020-06-02 13:30:00.5+00|purchase"
+        ]
+    );
+    // A day that is not a date is refused before anything runs.
+    let out = std::process::Command::new(example("extract_mongodb"))
+        .args([conf.to_str().unwrap(), "June 2nd"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));
+}

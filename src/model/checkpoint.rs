@@ -96,6 +96,8 @@ pub enum CursorValue {
     Timestamp(chrono::NaiveDateTime),
     /// A date-time with time zone, in UTC.
     TimestampTz(chrono::DateTime<chrono::Utc>),
+    /// A MongoDB ObjectId, as 24 hex digits.
+    ObjectId(String),
 }
 
 impl CursorValue {
@@ -129,6 +131,8 @@ impl CursorValue {
                     .map(CursorValue::TimestampTz)
             }
             CursorValue::Text(_) => None,
+            CursorValue::ObjectId(_) => (t.len() == 24 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| CursorValue::ObjectId(t.to_ascii_lowercase())),
         };
         coerced.unwrap_or_else(|| self.clone())
     }
@@ -143,6 +147,7 @@ impl std::fmt::Display for CursorValue {
             CursorValue::Date(v) => write!(f, "{v}"),
             CursorValue::Timestamp(v) => write!(f, "{v}"),
             CursorValue::TimestampTz(v) => write!(f, "{}", v.to_rfc3339()),
+            CursorValue::ObjectId(v) => write!(f, "ObjectId({v})"),
         }
     }
 }

@@ -4,7 +4,7 @@ mod memory;
 pub use memory::MemoryExtractor;
 
 /// A stream over a channel of batches (for sources that produce in a task of their own).
-#[cfg(any(feature = "sql", feature = "rest"))]
+#[cfg(any(feature = "sql", feature = "rest", feature = "mongodb"))]
 pub(crate) fn channel_stream(
     mut rx: tokio::sync::mpsc::Receiver<crate::Result<crate::Batch>>,
 ) -> crate::BatchStream {
@@ -34,3 +34,7 @@ pub mod mysql;
 #[cfg(feature = "rest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rest")))]
 pub mod rest;
+
+#[cfg(feature = "mongodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mongodb")))]
+pub mod mongo;

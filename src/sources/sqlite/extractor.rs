@@ -42,7 +42,9 @@ fn arguments(binds: &[CursorValue]) -> Result<SqliteArguments<'static>> {
         let r = match v.clone() {
             CursorValue::Int(i) => args.add(i),
             CursorValue::Float(f) => args.add(f),
-            CursorValue::Decimal(s) | CursorValue::Text(s) => args.add(s),
+            CursorValue::Decimal(s) | CursorValue::Text(s) | CursorValue::ObjectId(s) => {
+                args.add(s)
+            }
             CursorValue::Date(d) => args.add(d.format("%Y-%m-%d").to_string()),
             CursorValue::Timestamp(t) => args.add(t.format("%Y-%m-%d %H:%M:%S%.f").to_string()),
             CursorValue::TimestampTz(t) => args.add(t.format("%Y-%m-%d %H:%M:%S%.f").to_string()),
