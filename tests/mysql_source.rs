@@ -516,7 +516,6 @@ async fn partitioned_full_extraction() {
 #[cfg(feature = "parquet")]
 #[tokio::test]
 async fn every_type_round_trips_through_parquet() {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let t = table();
     let ddl: Vec<String> = COLUMNS
         .iter()
@@ -530,38 +529,9 @@ async fn every_type_round_trips_through_parquet() {
     else {
         return;
     };
-    let typed = tributary::model::collect(
-        MySqlExtractor::connect_lazy(&url, SqlSource::table(t.clone()))
-            .unwrap()
-            .extract(None)
-            .await
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let expected = arrow_select::concat::concat_batches(
-        &typed[0].records.schema(),
-        typed.iter().map(|b| &b.records),
-    )
-    .unwrap();
-    let sink = ObjectSink::memory();
-    let r = Pipeline::builder("all")
-        .extractor(MySqlExtractor::connect_lazy(&url, SqlSource::table(t.clone())).unwrap())
-        .sink(sink.clone())
-        .format(tributary::format::Parquet::new())
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .into_result()
-        .unwrap();
-    let got = ParquetRecordBatchReaderBuilder::try_new(sink.read(&r.objects[0].key).await.unwrap())
-        .unwrap()
-        .build()
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let got = arrow_select::concat::concat_batches(&got[0].schema(), &got).unwrap();
+    let source = || MySqlExtractor::connect_lazy(&url, SqlSource::table(t.clone())).unwrap();
+    let expected = common::extract_all(&source()).await;
+    let (_, got) = common::through_parquet(source()).await;
     assert_eq!(got.num_rows(), expected.num_rows());
     // Every MySQL type (TIME as a duration, unsigned BIGINT, DECIMAL(65,30), BIT, JSON)
     // comes back as the same Arrow type, metadata and values.

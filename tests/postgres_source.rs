@@ -743,7 +743,6 @@ async fn permission_denied_is_typed() {
 #[cfg(feature = "parquet")]
 #[tokio::test]
 async fn every_type_round_trips_through_parquet() {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let s = schema_name();
     let Some((url, mut conn)) = setup(&format!(
         "CREATE SCHEMA {s}; SET search_path = {s}; CREATE TYPE mood AS ENUM ('sad','ok','happy');
@@ -756,42 +755,12 @@ async fn every_type_round_trips_through_parquet() {
     };
     let url = format!("{url}?options=-csearch_path%3D{s}");
     let source = || SqlSource::table("all_types").named("all_types");
-    // What the typed path reads, as Arrow.
-    let typed = tributary::model::collect(
-        PostgresExtractor::connect_lazy(&url, source())
-            .unwrap()
-            .extract(None)
-            .await
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let expected = arrow_select::concat::concat_batches(
-        &typed[0].records.schema(),
-        typed.iter().map(|b| &b.records),
-    )
-    .unwrap();
-    // The same table landed as Parquet and read back.
-    let sink = ObjectSink::memory();
-    let report = Pipeline::builder("pg")
-        .extractor(PostgresExtractor::connect_lazy(&url, source()).unwrap())
-        .sink(sink.clone())
-        .format(tributary::format::Parquet::new())
-        .build()
-        .unwrap()
-        .run()
-        .await
-        .into_result()
-        .unwrap();
-    assert_eq!(report.rows, 3);
-    let got =
-        ParquetRecordBatchReaderBuilder::try_new(sink.read(&report.objects[0].key).await.unwrap())
-            .unwrap()
-            .build()
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-    let got = arrow_select::concat::concat_batches(&got[0].schema(), &got).unwrap();
+    // What the typed path reads, as Arrow, and the same table landed as Parquet, read back.
+    let expected =
+        common::extract_all(&PostgresExtractor::connect_lazy(&url, source()).unwrap()).await;
+    let (rows, got) =
+        common::through_parquet(PostgresExtractor::connect_lazy(&url, source()).unwrap()).await;
+    assert_eq!(rows, 3);
     assert_eq!(got.num_columns(), expected.num_columns());
     for (i, f) in expected.schema().fields().iter().enumerate() {
         let back = got.schema().field(i).clone();

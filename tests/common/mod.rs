@@ -57,3 +57,46 @@ pub fn unique(prefix: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Everything `e` reads from the start, as one batch.
+pub async fn extract_all(e: &dyn tributary::Extractor) -> arrow_array::RecordBatch {
+    let batches = tributary::model::collect(e.extract(None).await.unwrap())
+        .await
+        .unwrap();
+    arrow_select::concat::concat_batches(
+        &batches[0].records.schema(),
+        batches.iter().map(|b| &b.records),
+    )
+    .unwrap()
+}
+
+/// Concatenate the batches of one Parquet object.
+#[cfg(feature = "parquet")]
+pub fn read_parquet(bytes: bytes::Bytes) -> arrow_array::RecordBatch {
+    let batches = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// Run `e` through a pipeline writing Parquet to memory; its rows and the object read back.
+#[cfg(feature = "parquet")]
+pub async fn through_parquet(e: impl tributary::Extractor) -> (u64, arrow_array::RecordBatch) {
+    let sink = tributary::stores::ObjectSink::memory();
+    let report = tributary::Pipeline::builder("parquet")
+        .extractor(e)
+        .sink(sink.clone())
+        .format(tributary::format::Parquet::new())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(report.objects.len(), 1, "{:?}", report.objects);
+    let got = read_parquet(sink.read(&report.objects[0].key).await.unwrap());
+    (report.rows, got)
+}
