@@ -4,6 +4,8 @@
 #   2. Full extraction of `orders` (N rows, default 1,000,000) from the machine's PostgreSQL
 #      (5432) and MariaDB (3306): psql \copy, mariadb --quick, ConnectorX, the book's Python,
 #      and tributary's COPY path, typed PostgreSQL path and MySQL path.
+#   3. REST (100k items on loopback) beside Python requests.
+#   4. MongoDB (the book's time-window job) beside the book's pymongo script.
 # Usage: scripts/bench.sh [N]     Needs ../shared/bench (seed and anchors) beside the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +27,6 @@ echo "== tributary"
 cargo bench --quiet --all-features --bench extract 2>/dev/null
 echo "== REST (100k items, 1,000 per page, loopback)"
 ANCHORS_VENV=$VENV cargo bench --quiet --all-features --bench rest 2>/dev/null
+echo "== MongoDB (200k documents, the book's time-window job; server from scripts/services.sh)"
+scripts/services.sh start >/dev/null
+cargo bench --quiet --all-features --bench mongo 2>/dev/null

@@ -68,8 +68,17 @@ async fn the_books_time_window_job() {
         .fields(["event_id", "event_timestamp", "event_name"])
         .time_window("event_timestamp", day - Duration::days(1), day);
     let sink = ObjectSink::memory();
-    let (r, lines) = run_csv(&url, source, &sink, None).await;
+    let (r, lines) = run_csv(&url, source.clone(), &sink, None).await;
     assert_eq!(r.rows, 3);
+    // Picking the fields client-side gives the same rows.
+    let (_, whole) = run_csv(
+        &url,
+        source.server_projection(false),
+        &ObjectSink::memory(),
+        None,
+    )
+    .await;
+    assert_eq!(whole, lines);
     assert_eq!(
         lines,
         vec![

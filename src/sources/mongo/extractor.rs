@@ -16,8 +16,8 @@ const COMPONENT: &str = "mongodb";
 
 /// What to read from one collection.
 ///
-/// Every mode reads documents in a stable order (`_id`, or the cursor field then `_id`)
-/// and flattens nested documents to `a.b` columns (depth 3 by default; deeper documents
+/// Incremental runs read in the cursor field's order (give the field an index); other
+/// runs in the server's natural order. Every mode flattens nested documents to `a.b` columns (depth 3 by default; deeper documents
 /// and arrays are JSON text). The [module docs](crate::sources::mongo) give the type mapping.
 #[derive(Clone, Debug)]
 pub struct MongoSource {
@@ -31,6 +31,7 @@ pub struct MongoSource {
     batch_rows: usize,
     flatten_depth: usize,
     name: Option<String>,
+    server_projection: bool,
 }
 
 impl MongoSource {
@@ -47,6 +48,7 @@ impl MongoSource {
             batch_rows: 8192,
             flatten_depth: 3,
             name: None,
+            server_projection: true,
         }
     }
 
@@ -85,7 +87,8 @@ impl MongoSource {
     /// Incremental by `field` (a date, number, string or ObjectId, such as `updated_at` or
     /// `_id`): each batch carries a [`Watermark`]; the next run reads `field >=` it and
     /// skips the documents already read at that value (by `_id`), so documents sharing
-    /// the last value are neither lost nor duplicated. Documents without the field, or
+    /// the last value are neither lost nor duplicated. Documents are read sorted by the
+    /// field: an index on it lets the server stream them without a blocking sort. Documents without the field, or
     /// with a value of another BSON type, are not matched (MongoDB compares within a type).
     pub fn incremental(mut self, field: impl Into<String>) -> Self {
         self.cursor = Some(field.into());
@@ -107,6 +110,14 @@ impl MongoSource {
     /// How many levels of nested documents become `a.b` columns (default 3, at least 1).
     pub fn flatten_depth(mut self, depth: usize) -> Self {
         self.flatten_depth = depth.max(1);
+        self
+    }
+
+    /// With [`MongoSource::fields`], whether the server projects documents to those
+    /// fields (default) or whole documents are fetched and the fields picked here. Turn it
+    /// off only for a server whose projection is slower than sending whole documents.
+    pub fn server_projection(mut self, yes: bool) -> Self {
+        self.server_projection = yes;
         self
     }
 
@@ -151,17 +162,17 @@ impl MongoSource {
         })
     }
 
-    fn sort(&self) -> Document {
-        match &self.cursor {
-            Some(f) if f != "_id" => doc! { f.as_str(): 1, "_id": 1 },
-            _ => doc! { "_id": 1 },
-        }
+    /// Incremental runs read in cursor order (equal values in any order: the watermark
+    /// keeps every `_id` read at its value), which an index on the field serves without a
+    /// blocking sort; other runs read in the server's natural order, as the book does.
+    fn sort(&self) -> Option<Document> {
+        self.cursor.as_ref().map(|f| doc! { f.as_str(): 1 })
     }
 
     /// Top-level fields to fetch (dotted paths by their root; some servers return
     /// projected dotted paths flat, which [`lookup`] also reads).
     fn projection(&self) -> Option<Document> {
-        let fields = self.fields.as_ref()?;
+        let fields = self.fields.as_ref().filter(|_| self.server_projection)?;
         let mut p = Document::new();
         for f in fields {
             p.insert(f.split('.').next().unwrap_or(f), 1);
@@ -449,10 +460,10 @@ impl Extractor for MongoExtractor {
             .database(&self.source.database)
             .collection::<Document>(&self.source.collection);
         let batch_size = u32::try_from(self.source.batch_rows.min(100_000)).unwrap_or(8192);
-        let mut find = coll
-            .find(query)
-            .sort(self.source.sort())
-            .batch_size(batch_size);
+        let mut find = coll.find(query).batch_size(batch_size);
+        if let Some(sort) = self.source.sort() {
+            find = find.sort(sort);
+        }
         if let Some(p) = self.source.projection() {
             find = find.projection(p);
         }
