@@ -353,6 +353,9 @@ impl MongoExtractor {
         let names = db
             .list_collection_names()
             .filter(doc! { "name": &self.source.collection })
+            // A user allowed to read the collection but not to list the database's
+            // collections still sees it.
+            .authorized_collections(true)
             .await
             .map_err(|e| {
                 mongo_error(
