@@ -505,7 +505,8 @@ impl PipelineConfig {
         }
     }
 
-    /// `[store] compression` of whole objects: `none` (default) or `gzip`. With
+    /// `[store] compression` of whole objects: `none` (default), `gzip`, or `zstd` /
+    /// `zstd:LEVEL` (feature `zstd`). With
     /// `format = parquet` the setting is Parquet's own (see [`PipelineConfig::format`]) and
     /// objects are not compressed again.
     pub fn compression(&self) -> Result<Compression> {
@@ -515,9 +516,24 @@ impl PipelineConfig {
         match self.get("store", "compression").unwrap_or("none") {
             "none" | "" => Ok(Compression::None),
             "gzip" | "gz" => Ok(Compression::Gzip),
+            #[cfg(feature = "zstd")]
+            "zstd" | "zst" => Ok(Compression::Zstd(3)),
+            #[cfg(feature = "zstd")]
+            z if z.starts_with("zstd:") => match z["zstd:".len()..].parse::<i32>() {
+                Ok(level) if (1..=22).contains(&level) => Ok(Compression::Zstd(level)),
+                _ => Err(Error::config(
+                    "pipeline.conf",
+                    format!("[store] compression {z:?}: the zstd level must be 1 to 22"),
+                )),
+            },
+            #[cfg(not(feature = "zstd"))]
+            z if z == "zstd" || z.starts_with("zstd:") => Err(Error::config(
+                "pipeline.conf",
+                format!("[store] compression {z:?}: this build lacks the `zstd` feature"),
+            )),
             other => Err(Error::config(
                 "pipeline.conf",
-                format!("[store] compression {other:?}: expected none or gzip"),
+                format!("[store] compression {other:?}: expected none, gzip, zstd or zstd:LEVEL"),
             )),
         }
     }

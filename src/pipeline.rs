@@ -469,7 +469,7 @@ struct OpenPart {
     schema: Option<SchemaRef>,
     key: String,
     buf: Vec<u8>,
-    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    gzip: Option<Compressor>,
     rows: u64,
     bytes: u64,
 }
@@ -548,9 +548,65 @@ impl OpenPart {
     }
 }
 
+/// Whole-object compression of a part being written.
+enum Compressor {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    #[cfg(feature = "zstd")]
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+impl Compressor {
+    fn new(c: Compression) -> std::io::Result<Option<Self>> {
+        Ok(match c {
+            Compression::None => None,
+            Compression::Gzip => Some(Compressor::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::default(),
+            ))),
+            #[cfg(feature = "zstd")]
+            Compression::Zstd(level) => Some(Compressor::Zstd(zstd::stream::write::Encoder::new(
+                Vec::new(),
+                level,
+            )?)),
+        })
+    }
+
+    fn get_ref(&self) -> &Vec<u8> {
+        match self {
+            Compressor::Gzip(g) => g.get_ref(),
+            #[cfg(feature = "zstd")]
+            Compressor::Zstd(z) => z.get_ref(),
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut Vec<u8> {
+        match self {
+            Compressor::Gzip(g) => g.get_mut(),
+            #[cfg(feature = "zstd")]
+            Compressor::Zstd(z) => z.get_mut(),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Compressor::Gzip(g) => g.write_all(bytes),
+            #[cfg(feature = "zstd")]
+            Compressor::Zstd(z) => z.write_all(bytes),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Compressor::Gzip(g) => g.finish(),
+            #[cfg(feature = "zstd")]
+            Compressor::Zstd(z) => z.finish(),
+        }
+    }
+}
+
 fn compress_err(key: &str, e: std::io::Error) -> Error {
     Error::Storage {
-        component: "gzip".into(),
+        component: "compression".into(),
         message: format!("compressing {key}: {e}"),
         retryable: false,
         source: Some(Box::new(e)),
@@ -802,7 +858,9 @@ impl Pipeline {
         let mut encoder = schema.map(|s| self.format.encoder(s)).transpose()?;
         let content_type = match self.options.compression {
             Compression::Gzip => "application/gzip",
-            _ => self.format.content_type(),
+            #[cfg(feature = "zstd")]
+            Compression::Zstd(_) => "application/zstd",
+            Compression::None => self.format.content_type(),
         };
         let writer = self
             .sink
@@ -816,13 +874,7 @@ impl Pipeline {
         if let Some(enc) = encoder.as_mut() {
             enc.begin(&mut buf)?;
         }
-        let gzip = match self.options.compression {
-            Compression::Gzip => Some(flate2::write::GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::default(),
-            )),
-            Compression::None => None,
-        };
+        let gzip = Compressor::new(self.options.compression).map_err(|e| compress_err(&key, e))?;
         Ok(OpenPart {
             writer,
             encoder,

@@ -614,3 +614,53 @@ async fn progress_is_reported_and_parts_rotate_by_bytes() {
     assert_eq!(last.rows_committed, 1000);
     assert_eq!(last.objects_committed, r.objects.len() as u64);
 }
+
+#[cfg(feature = "zstd")]
+#[tokio::test]
+async fn zstd_objects_hold_exactly_the_uncompressed_bytes() {
+    let run = |c: Compression| async move {
+        let sink = ObjectSink::memory();
+        let r = Pipeline::builder("z")
+            .extractor(Numbers::new(5, 20_000))
+            .sink(sink.clone())
+            .options(
+                PipelineOptions::new()
+                    .with_compression(c)
+                    .with_run_id("same"),
+            )
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .into_result()
+            .unwrap();
+        let mut all = Vec::new();
+        for o in &r.objects {
+            all.push((o.key.clone(), sink.read(&o.key).await.unwrap()));
+        }
+        all
+    };
+    let plain = run(Compression::None).await;
+    let zst = run(Compression::Zstd(9)).await;
+    assert_eq!(plain.len(), zst.len());
+    for ((pk, pb), (zk, zb)) in plain.iter().zip(&zst) {
+        assert_eq!(format!("{pk}.zst"), *zk);
+        assert!(zb.len() < pb.len() / 2, "{} vs {}", zb.len(), pb.len());
+        assert_eq!(zstd::decode_all(&zb[..]).unwrap(), pb.to_vec());
+    }
+    // pipeline.conf names it too.
+    let c = tributary::config::PipelineConfig::parse(
+        "[store]\nurl = memory:///\ncompression = zstd:19\n",
+        "test",
+        |_| None,
+    )
+    .unwrap();
+    assert_eq!(c.compression().unwrap(), Compression::Zstd(19));
+    let c = tributary::config::PipelineConfig::parse(
+        "[store]\nurl = memory:///\ncompression = zstd:99\n",
+        "test",
+        |_| None,
+    )
+    .unwrap();
+    assert!(c.compression().unwrap_err().to_string().contains("1 to 22"));
+}

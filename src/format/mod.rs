@@ -87,6 +87,11 @@ pub enum Compression {
     None,
     /// gzip, at the default level; objects get a `.gz` suffix.
     Gzip,
+    /// Zstandard at a level (1-22; 0 means the library's default, 3); objects get a
+    /// `.zst` suffix. Feature `zstd`.
+    #[cfg(feature = "zstd")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "zstd")))]
+    Zstd(i32),
 }
 
 impl Compression {
@@ -95,6 +100,8 @@ impl Compression {
         match self {
             Compression::None => "",
             Compression::Gzip => ".gz",
+            #[cfg(feature = "zstd")]
+            Compression::Zstd(_) => ".zst",
         }
     }
 }
