@@ -359,3 +359,43 @@ async fn bad_input_is_a_typed_error() {
         .unwrap();
     assert!(matches!(e, Error::Config { .. }), "{e:?}");
 }
+
+#[tokio::test]
+async fn a_lag_leaves_the_newest_documents_for_the_next_run() {
+    let now = Utc::now();
+    let at = |d: Duration| mongodb::bson::DateTime::from_millis((now - d).timestamp_millis());
+    let Some((url, name, _)) = setup(vec![
+        doc! { "n": 1, "updated_at": at(Duration::hours(3)) },
+        doc! { "n": 2, "updated_at": at(Duration::hours(2)) },
+        // Written just now: perhaps others with an earlier date are still in flight.
+        doc! { "n": 3, "updated_at": at(Duration::seconds(5)) },
+    ])
+    .await
+    else {
+        return;
+    };
+    let sink = ObjectSink::memory();
+    let state = ObjectStateStore::new(sink.clone(), "_state");
+    let source = |lag: u64| {
+        MongoSource::collection("tributary_test", &name)
+            .fields(["n"])
+            .incremental("updated_at")
+            .lag(std::time::Duration::from_secs(lag))
+    };
+    let (_, first) = run_csv(&url, source(3600), &sink, Some(&state)).await;
+    assert_eq!(first, ["1", "2"]);
+    let (_, second) = run_csv(&url, source(0), &sink, Some(&state)).await;
+    assert_eq!(second, ["3"]);
+    // A lag without a cursor field is a configuration error.
+    let e = MongoExtractor::connect(
+        &url,
+        MongoSource::collection("tributary_test", &name).lag(std::time::Duration::from_secs(1)),
+    )
+    .await
+    .unwrap()
+    .extract(None)
+    .await
+    .err()
+    .unwrap();
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+}

@@ -27,6 +27,7 @@ pub struct MongoSource {
     fields: Option<Vec<String>>,
     window: Option<(String, DateTime<Utc>, DateTime<Utc>)>,
     cursor: Option<String>,
+    lag: Option<Duration>,
     initial: Option<CursorValue>,
     batch_rows: usize,
     flatten_depth: usize,
@@ -44,6 +45,7 @@ impl MongoSource {
             fields: None,
             window: None,
             cursor: None,
+            lag: None,
             initial: None,
             batch_rows: 8192,
             flatten_depth: 3,
@@ -92,6 +94,15 @@ impl MongoSource {
     /// with a value of another BSON type, are not matched (MongoDB compares within a type).
     pub fn incremental(mut self, field: impl Into<String>) -> Self {
         self.cursor = Some(field.into());
+        self
+    }
+
+    /// With [`MongoSource::incremental`] on a date field: only read documents older than
+    /// `now - lag`, leaving the newest for the next run, so a write that lands late with
+    /// an earlier date (clock skew between application servers, a slow transaction) is
+    /// still read.
+    pub fn lag(mut self, lag: Duration) -> Self {
+        self.lag = Some(lag);
         self
     }
 
@@ -151,6 +162,18 @@ impl MongoSource {
                     doc! { field.as_str(): { "$gte": to_bson(v, field)? } },
                 ));
             }
+            if let Some(lag) = self.lag {
+                let lag = chrono::Duration::from_std(lag)
+                    .map_err(|e| Error::config(COMPONENT, format!("lag of {field}: {e}")))?;
+                and.push(Bson::Document(
+                    doc! { field.as_str(): { "$lt": bson_date(Utc::now() - lag) } },
+                ));
+            }
+        } else if self.lag.is_some() {
+            return Err(Error::config(
+                COMPONENT,
+                "a lag needs an incremental source: call .incremental(field) first",
+            ));
         }
         Ok(match and.len() {
             0 => Document::new(),

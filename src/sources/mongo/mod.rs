@@ -15,6 +15,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! TLS (`tls=true`, and every `mongodb+srv://` URI) verifies the server's certificate;
+//! unlike the book's script, nothing here turns that off.
+//!
 //! ## Types
 //!
 //! | BSON | Arrow |
