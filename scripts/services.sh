@@ -5,6 +5,7 @@
 #   MariaDB     127.0.0.1:3307  own datadir, ROW binlog with full metadata, db test, user tributary
 #   S3          127.0.0.1:9000  s3s-fs (crates.io), bucket tributary-test
 #   Airflow 3   127.0.0.1:18080 API server (PyPI), metadata DB airflow_meta in the PostgreSQL above
+#   Airflow 2   127.0.0.1:18081 webserver with REST API v1 (PyPI apache-airflow 2.10.5), SQLite metadata DB
 #   MongoDB     127.0.0.1:27018 nx-27017 (PyPI): the MongoDB wire protocol over SQLite (no real
 #               mongod can be installed here; see ../shared/SERVICES.md for its gaps)
 # Idempotent: re-running starts only what is down. Prints `export ...` lines for the tests
@@ -182,6 +183,60 @@ PY
   wait_for airflow-api 120 af_ready
 }
 
+# ------------------------------------------------------------------ Airflow 2 (PyPI): REST API v1
+AF2_VENV=${TRIBUTARY_AIRFLOW2_VENV:-$HOME/.cache/tributary-services/airflow2-venv}
+AF2_HOME=$HOME_DIR/airflow2
+AF2_PORT=${TRIBUTARY_AIRFLOW2_PORT:-18081}
+af2_env() {
+  export AIRFLOW_HOME=$AF2_HOME AIRFLOW__CORE__DAGS_FOLDER=$AF2_HOME/dags
+  export AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__WEBSERVER__WORKERS=1
+  export AIRFLOW__API__AUTH_BACKENDS=airflow.api.auth.backend.basic_auth
+  unset AIRFLOW__DATABASE__SQL_ALCHEMY_CONN  # its own SQLite metadata DB in $AF2_HOME
+}
+af2_alive() { [[ -f $RUN/airflow2-web.pid ]] && kill -0 "$(cat "$RUN/airflow2-web.pid")" 2>/dev/null; }
+af2_ready() { curl -sf -u admin:admin "http://127.0.0.1:$AF2_PORT/api/v1/dags/~/dagRuns?limit=1"; }
+start_airflow2() {
+  if [[ ! -x $AF2_VENV/bin/airflow ]]; then
+    log "installing apache-airflow 2.10.5 into $AF2_VENV (first time only, ~1 min)"
+    python3 -m venv "$AF2_VENV"
+    "$AF2_VENV/bin/pip" install -q "apache-airflow==2.10.5" >"$LOGS/airflow2-install.log" 2>&1 \
+      || { tail -20 "$LOGS/airflow2-install.log" >&2; exit 1; }
+  fi
+  (
+    af2_env
+    mkdir -p "$AF2_HOME/dags"
+    cat >"$AF2_HOME/dags/tributary_dags.py" <<'PY'
+from datetime import datetime
+from airflow import DAG
+from airflow.operators.bash import BashOperator
+
+with DAG("tributary_ok", start_date=datetime(2026, 1, 1), schedule=None, catchup=False):
+    BashOperator(task_id="ok", bash_command="echo ok")
+
+with DAG("tributary_fail", start_date=datetime(2026, 1, 1), schedule=None, catchup=False):
+    BashOperator(task_id="fail", bash_command="exit 1")
+PY
+    cd "$AF2_HOME"
+    "$AF2_VENV/bin/airflow" db migrate >"$LOGS/airflow2-migrate.log" 2>&1 || { tail -20 "$LOGS/airflow2-migrate.log" >&2; exit 1; }
+    if [[ ! -f $AF2_HOME/.runs-made ]]; then
+      log "making two real Airflow 2 runs (tributary_ok, tributary_fail)"
+      "$AF2_VENV/bin/airflow" users create -u admin -p admin -r Admin -e admin@example.com -f Ad -l Min \
+        >"$LOGS/airflow2-user.log" 2>&1 || true
+      "$AF2_VENV/bin/airflow" dags test tributary_ok >"$LOGS/airflow2-run-ok.log" 2>&1 || { tail -20 "$LOGS/airflow2-run-ok.log" >&2; exit 1; }
+      "$AF2_VENV/bin/airflow" dags test tributary_fail >"$LOGS/airflow2-run-fail.log" 2>&1 || true
+      # The API lists runs of DAGs it knows: put them in the metadata DB.
+      "$AF2_VENV/bin/airflow" dags reserialize >"$LOGS/airflow2-reserialize.log" 2>&1
+      touch "$AF2_HOME/.runs-made"
+    fi
+    if ! af2_alive; then
+      log "starting the Airflow 2 webserver on port $AF2_PORT"
+      setsid nohup "$AF2_VENV/bin/airflow" webserver -H 127.0.0.1 -p "$AF2_PORT" >"$LOGS/airflow2-web.log" 2>&1 &
+      echo $! >"$RUN/airflow2-web.pid"
+    fi
+  )
+  wait_for airflow2-web 120 af2_ready
+}
+
 # ------------------------------------------------------------------ MongoDB wire protocol (nx-27017, PyPI)
 MONGO_VENV=${TRIBUTARY_MONGO_VENV:-$HOME/.cache/tributary-services/mongo-venv}
 MONGO_PORT=${TRIBUTARY_MONGO_PORT:-27018}
@@ -220,6 +275,7 @@ export TRIBUTARY_TEST_S3_SECRET_KEY=$S3_SECRET
 export TRIBUTARY_TEST_AIRFLOW_DB_URL=postgres://postgres@127.0.0.1:$PG_PORT/airflow_meta
 export TRIBUTARY_TEST_AIRFLOW_API=http://127.0.0.1:$AF_PORT
 export TRIBUTARY_TEST_AIRFLOW_USER=admin TRIBUTARY_TEST_AIRFLOW_PASSWORD=admin
+export TRIBUTARY_TEST_AIRFLOW2_API=http://127.0.0.1:$AF2_PORT
 export TRIBUTARY_TEST_MONGO_URL=mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true
 ENV
 }
@@ -228,6 +284,7 @@ stop_all() {
   if my_alive; then kill "$(cat "$RUN/mariadb.pid")" && log "stopped MariaDB"; fi
   if s3_alive; then kill "$(cat "$RUN/s3.pid")" && log "stopped s3s-fs"; fi
   if mongo_alive; then kill "$(cat "$RUN/mongo.pid")" && log "stopped nx-27017"; fi
+  if af2_alive; then kill -- -"$(cat "$RUN/airflow2-web.pid")" 2>/dev/null || kill "$(cat "$RUN/airflow2-web.pid")"; log "stopped the Airflow 2 webserver"; fi
   if af_alive; then kill -- -"$(cat "$RUN/airflow-api.pid")" 2>/dev/null || kill "$(cat "$RUN/airflow-api.pid")"; log "stopped the Airflow API server"; fi
   if pg_lsclusters -h 2>/dev/null | awk '{print $2}' | grep -qx tributary; then
     pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" tributary stop >&2 || true
@@ -244,6 +301,7 @@ case ${1:-start} in
     start_mariadb
     start_s3
     start_airflow
+    start_airflow2
     start_mongo
     env_lines >"$HOME_DIR/env.sh"
     log "all services ready in $((SECONDS - t0))s (environment in $HOME_DIR/env.sh)"

@@ -258,3 +258,53 @@ async fn a_database_that_is_not_airflows_is_a_clear_error() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn from_the_v1_api_of_a_real_airflow_2() {
+    let Some(api) = common::service("TRIBUTARY_TEST_AIRFLOW2_API", "Airflow 2 webserver") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::connect(&format!("sqlite://{}/wh.db", dir.path().display()))
+        .await
+        .unwrap();
+    let v1 = |page: u32| {
+        AirflowRuns::rest_api(&api, ApiVersion::V1, "admin", Secret::new("admin"))
+            .with_page_size(page)
+    };
+    let report = v1(1).sync(&wh).await.unwrap();
+    assert!(report.runs >= 2 && report.since.is_none(), "{report:?}");
+    let ok = count(
+        &wh,
+        "SELECT COUNT(*) FROM dag_run_history WHERE dag_id = 'tributary_ok' AND state = 'success' AND end_date IS NOT NULL",
+    )
+    .await;
+    let failed = count(
+        &wh,
+        "SELECT COUNT(*) FROM dag_run_history WHERE dag_id = 'tributary_fail' AND state = 'failed'",
+    )
+    .await;
+    assert!(ok >= 1 && failed >= 1, "{ok} {failed}");
+    // One run per page: nothing lost or repeated; a second sync asks from the first's time.
+    let total = count(&wh, "SELECT COUNT(*) FROM dag_run_history").await;
+    assert_eq!(
+        count(&wh, "SELECT COUNT(DISTINCT run_id) FROM dag_run_history").await,
+        total
+    );
+    assert_eq!(total as u64, report.runs);
+    let again = v1(100).sync(&wh).await.unwrap();
+    assert!(again.since.is_some());
+    assert_eq!(
+        count(&wh, "SELECT COUNT(*) FROM dag_run_history").await,
+        total
+    );
+    // Wrong password: Airflow 2's 401, typed.
+    let e = AirflowRuns::rest_api(&api, ApiVersion::V1, "admin", Secret::new("wrong"))
+        .sync(&wh)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::PermissionDenied { .. }) && e.to_string().contains("401"),
+        "{e}"
+    );
+}
