@@ -5,7 +5,8 @@
 #   MariaDB     127.0.0.1:3307  own datadir, ROW binlog with full metadata, db test, user tributary
 #   S3          127.0.0.1:9000  s3s-fs (crates.io), bucket tributary-test
 #   Airflow 3   127.0.0.1:18080 API server (PyPI), metadata DB airflow_meta in the PostgreSQL above
-#   Airflow 2   127.0.0.1:18081 webserver with REST API v1 (PyPI apache-airflow 2.10.5), SQLite metadata DB
+#   Airflow 2   127.0.0.1:18081 webserver with REST API v1 (PyPI apache-airflow 2.10.5), metadata DB
+#               airflow2_meta in the PostgreSQL above (Airflow 2's dag_run: execution_date, external_trigger)
 #   MongoDB     127.0.0.1:27018 nx-27017 (PyPI): the MongoDB wire protocol over SQLite (no real
 #               mongod can be installed here; see ../shared/SERVICES.md for its gaps)
 # Idempotent: re-running starts only what is down. Prints `export ...` lines for the tests
@@ -191,17 +192,19 @@ af2_env() {
   export AIRFLOW_HOME=$AF2_HOME AIRFLOW__CORE__DAGS_FOLDER=$AF2_HOME/dags
   export AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__WEBSERVER__WORKERS=1
   export AIRFLOW__API__AUTH_BACKENDS=airflow.api.auth.backend.basic_auth
-  unset AIRFLOW__DATABASE__SQL_ALCHEMY_CONN  # its own SQLite metadata DB in $AF2_HOME
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://postgres@127.0.0.1:$PG_PORT/airflow2_meta
 }
 af2_alive() { [[ -f $RUN/airflow2-web.pid ]] && kill -0 "$(cat "$RUN/airflow2-web.pid")" 2>/dev/null; }
 af2_ready() { curl -sf -u admin:admin "http://127.0.0.1:$AF2_PORT/api/v1/dags/~/dagRuns?limit=1"; }
 start_airflow2() {
-  if [[ ! -x $AF2_VENV/bin/airflow ]]; then
+  if [[ ! -x $AF2_VENV/bin/airflow ]] || ! "$AF2_VENV/bin/python" -c 'import psycopg2' 2>/dev/null; then
     log "installing apache-airflow 2.10.5 into $AF2_VENV (first time only, ~1 min)"
     python3 -m venv "$AF2_VENV"
-    "$AF2_VENV/bin/pip" install -q "apache-airflow==2.10.5" >"$LOGS/airflow2-install.log" 2>&1 \
+    "$AF2_VENV/bin/pip" install -q "apache-airflow==2.10.5" psycopg2-binary >"$LOGS/airflow2-install.log" 2>&1 \
       || { tail -20 "$LOGS/airflow2-install.log" >&2; exit 1; }
   fi
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc "select 1 from pg_database where datname='airflow2_meta'" | grep -q 1 \
+    || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc 'create database airflow2_meta' >&2
   (
     af2_env
     mkdir -p "$AF2_HOME/dags"
@@ -218,7 +221,7 @@ with DAG("tributary_fail", start_date=datetime(2026, 1, 1), schedule=None, catch
 PY
     cd "$AF2_HOME"
     "$AF2_VENV/bin/airflow" db migrate >"$LOGS/airflow2-migrate.log" 2>&1 || { tail -20 "$LOGS/airflow2-migrate.log" >&2; exit 1; }
-    if [[ ! -f $AF2_HOME/.runs-made ]]; then
+    if ! psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d airflow2_meta -Atc "select count(*) from dag_run" | grep -qv '^0$'; then
       log "making two real Airflow 2 runs (tributary_ok, tributary_fail)"
       "$AF2_VENV/bin/airflow" users create -u admin -p admin -r Admin -e admin@example.com -f Ad -l Min \
         >"$LOGS/airflow2-user.log" 2>&1 || true
@@ -226,7 +229,6 @@ PY
       "$AF2_VENV/bin/airflow" dags test tributary_fail >"$LOGS/airflow2-run-fail.log" 2>&1 || true
       # The API lists runs of DAGs it knows: put them in the metadata DB.
       "$AF2_VENV/bin/airflow" dags reserialize >"$LOGS/airflow2-reserialize.log" 2>&1
-      touch "$AF2_HOME/.runs-made"
     fi
     if ! af2_alive; then
       log "starting the Airflow 2 webserver on port $AF2_PORT"
@@ -276,6 +278,7 @@ export TRIBUTARY_TEST_AIRFLOW_DB_URL=postgres://postgres@127.0.0.1:$PG_PORT/airf
 export TRIBUTARY_TEST_AIRFLOW_API=http://127.0.0.1:$AF_PORT
 export TRIBUTARY_TEST_AIRFLOW_USER=admin TRIBUTARY_TEST_AIRFLOW_PASSWORD=admin
 export TRIBUTARY_TEST_AIRFLOW2_API=http://127.0.0.1:$AF2_PORT
+export TRIBUTARY_TEST_AIRFLOW2_DB_URL=postgres://postgres@127.0.0.1:$PG_PORT/airflow2_meta
 export TRIBUTARY_TEST_MONGO_URL=mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true
 ENV
 }

@@ -308,3 +308,54 @@ async fn from_the_v1_api_of_a_real_airflow_2() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn from_the_metadata_database_of_a_real_airflow_2() {
+    // Airflow 2's dag_run has execution_date and external_trigger (Airflow 3 renamed and
+    // dropped them): the book's own schema.
+    let Some(db) = common::service(
+        "TRIBUTARY_TEST_AIRFLOW2_DB_URL",
+        "Airflow 2 metadata database",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::connect(&format!("sqlite://{}/wh.db", dir.path().display()))
+        .await
+        .unwrap();
+    let source = AirflowRuns::metadata_db(&db).await.unwrap();
+    let first = source.sync(&wh).await.unwrap();
+    assert!(first.runs >= 2, "{first:?}");
+    let with_dates = count(
+        &wh,
+        "SELECT COUNT(*) FROM dag_run_history WHERE execution_date IS NOT NULL AND start_date IS NOT NULL AND end_date IS NOT NULL",
+    )
+    .await;
+    assert_eq!(
+        with_dates as u64, first.runs,
+        "execution_date read from Airflow 2"
+    );
+    // `airflow dags test` runs are not externally triggered.
+    assert_eq!(
+        count(
+            &wh,
+            "SELECT COUNT(*) FROM dag_run_history WHERE external_trigger = 0"
+        )
+        .await as u64,
+        first.runs
+    );
+    assert!(
+        count(
+            &wh,
+            "SELECT COUNT(*) FROM dag_run_history WHERE dag_id = 'tributary_fail' AND state = 'failed'"
+        )
+        .await
+            >= 1
+    );
+    let again = source.sync(&wh).await.unwrap();
+    assert!(again.since.is_some());
+    assert_eq!(
+        count(&wh, "SELECT COUNT(*) FROM dag_run_history").await as u64,
+        first.runs
+    );
+}
