@@ -1,12 +1,13 @@
 //! # tributary
 //!
 //! Embeddable, streaming data ingestion pipelines: extract tables (full or incremental),
-//! land them as `|`-delimited CSV or JSON Lines on a local folder or object storage,
+//! MongoDB collections and REST APIs, land them as `|`-delimited CSV, JSON Lines or
+//! Parquet on a local folder or object storage,
 //! keep checkpoints that never run ahead of committed data, validate, and keep run
 //! history. The jobs of *Data Pipelines Pocket Reference* as a typed Rust library.
 //!
 //! ```text
-//!  Extractor ──batches──▶ BatchValidators ──▶ Format (csv | jsonl) ──▶ Sink (object store)
+//!  Extractor ──batches──▶ BatchValidators ──▶ Format (csv|jsonl|parquet) ──▶ Sink (object store)
 //!     ▲   each batch carries the Checkpoint it reaches                      │ commit
 //!     └──────── StateStore saves that Checkpoint only after the commit ◀────┘
 //! ```
@@ -49,7 +50,10 @@
 //! | `sqlite` (default) | SQLite source and warehouse ([`sources::sqlite`], [`warehouse`]) |
 //! | `postgres` | PostgreSQL source ([`sources::postgres`]: full, incremental, partitioned, `COPY` fast path) and warehouse |
 //! | `mysql` | MySQL/MariaDB source ([`sources::mysql`]) and warehouse |
+//! | `mongodb` | MongoDB source (`sources::mongo`: collection, time window, incremental) |
 //! | `rest` | REST API source ([`sources::rest`]) |
+//! | `parquet` | Parquet output format (`format::Parquet`) |
+//! | `zstd` | Zstandard whole-object compression (`format::Compression::Zstd`) |
 //! | `airflow` | Airflow DAG run history ([`monitor::airflow`]) |
 //! | `s3`, `gcs`, `azure` | cloud object stores for [`stores::ObjectSink`] |
 //! | `test-util` | conformance suites in [`testing`] |
