@@ -6,6 +6,7 @@
 //! Batches are generated on the fly; only encoding is timed. Output goes to a buffer
 //! that is drained like the pipeline drains it, so memory stays flat.
 
+mod common;
 use arrow_array::*;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use std::sync::Arc;
@@ -95,19 +96,7 @@ fn batch(schema: &Arc<Schema>, start: i64, n: usize) -> RecordBatch {
 }
 
 fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.to_string())
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    common::peak_rss_kib() as f64 / 1024.0
 }
 
 struct Figures {

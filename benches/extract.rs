@@ -10,23 +10,14 @@
 //!
 //! Each case runs in a child process of its own, so its peak RSS is its own.
 
+mod common;
+use common::peak_rss_kib;
 use std::time::Instant;
 use tributary::sources::mysql::MySqlExtractor;
 use tributary::sources::postgres::PostgresExtractor;
 use tributary::sources::sql::SqlSource;
 use tributary::stores::ObjectSink;
 use tributary::{Extractor, Pipeline, PipelineOptions};
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 async fn one(case: &str) {
     let pg = std::env::var("TRIBUTARY_BENCH_PG_URL")

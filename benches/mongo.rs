@@ -12,7 +12,9 @@
 //! clients wait on the same server, so the figures compare client overhead and memory,
 //! not what a real mongod would deliver.
 
+mod common;
 use chrono::{TimeZone, Utc};
+use common::peak_rss_kib;
 use mongodb::bson::{DateTime, doc};
 use std::time::Instant;
 use tributary::sources::mongo::{MongoExtractor, MongoSource};
@@ -21,17 +23,6 @@ use tributary::{Pipeline, PipelineOptions};
 
 const DB: &str = "tributary_bench";
 const COLL: &str = "events";
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn uri() -> String {
     std::env::var("TRIBUTARY_BENCH_MONGO_URL")
