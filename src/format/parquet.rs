@@ -136,37 +136,31 @@ enum Plan {
     },
 }
 
-fn has_interval_mdn(t: &DataType) -> bool {
-    match t {
-        DataType::Interval(IntervalUnit::MonthDayNano) => true,
-        DataType::List(f)
-        | DataType::LargeList(f)
-        | DataType::ListView(f)
-        | DataType::LargeListView(f)
-        | DataType::FixedSizeList(f, _)
-        | DataType::Map(f, _) => has_interval_mdn(f.data_type()),
-        DataType::Struct(fs) => fs.iter().any(|f| has_interval_mdn(f.data_type())),
-        DataType::Dictionary(_, v) => has_interval_mdn(v),
-        _ => false,
-    }
+/// Whether `t`, or any type nested in it, satisfies `is`.
+fn contains(t: &DataType, is: &dyn Fn(&DataType) -> bool) -> bool {
+    is(t)
+        || match t {
+            DataType::List(f)
+            | DataType::LargeList(f)
+            | DataType::ListView(f)
+            | DataType::LargeListView(f)
+            | DataType::FixedSizeList(f, _)
+            | DataType::Map(f, _) => contains(f.data_type(), is),
+            DataType::Struct(fs) => fs.iter().any(|f| contains(f.data_type(), is)),
+            DataType::Dictionary(_, v) => contains(v, is),
+            DataType::RunEndEncoded(_, v) => contains(v.data_type(), is),
+            _ => false,
+        }
 }
 
-/// Whether `t` holds a type the Parquet writer has no mapping for (its schema converter
-/// would not return an error for a union but panic).
-fn has_union(t: &DataType) -> bool {
-    match t {
-        DataType::Union(..) => true,
-        DataType::List(f)
-        | DataType::LargeList(f)
-        | DataType::ListView(f)
-        | DataType::LargeListView(f)
-        | DataType::FixedSizeList(f, _)
-        | DataType::Map(f, _) => has_union(f.data_type()),
-        DataType::Struct(fs) => fs.iter().any(|f| has_union(f.data_type())),
-        DataType::Dictionary(_, v) => has_union(v),
-        DataType::RunEndEncoded(_, v) => has_union(v.data_type()),
-        _ => false,
-    }
+fn is_interval_mdn(t: &DataType) -> bool {
+    matches!(t, DataType::Interval(IntervalUnit::MonthDayNano))
+}
+
+/// A union: a type the Parquet writer has no mapping for (its schema converter would not
+/// return an error for it but panic).
+fn is_union(t: &DataType) -> bool {
+    matches!(t, DataType::Union(..))
 }
 
 fn parquet_err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -193,11 +187,8 @@ impl Format for Parquet {
         let mut plans = Vec::with_capacity(schema.fields().len());
         let mut fields = Vec::with_capacity(schema.fields().len());
         for f in schema.fields() {
-            let (plan, field) = if has_interval_mdn(f.data_type()) {
-                let json = !matches!(
-                    f.data_type(),
-                    DataType::Interval(IntervalUnit::MonthDayNano)
-                );
+            let (plan, field) = if contains(f.data_type(), &is_interval_mdn) {
+                let json = !is_interval_mdn(f.data_type());
                 let mut md = f.metadata().clone();
                 md.insert(
                     PARQUET_AS_TEXT_KEY.to_string(),
@@ -205,7 +196,6 @@ impl Format for Parquet {
                 );
                 if json {
                     md.insert(EXTENSION_NAME_KEY.to_string(), JSON_EXTENSION.to_string());
-                    md.insert(EXTENSION_METADATA_KEY.to_string(), String::new());
                 }
                 (
                     Plan::Text { json },
@@ -241,7 +231,7 @@ impl Format for Parquet {
                     why,
                 )
             };
-            if has_union(f.data_type()) {
+            if contains(f.data_type(), &is_union) {
                 return Err(cannot(&"Parquet has no union type"));
             }
             let one = Schema::new(vec![f.as_ref().clone()]);
