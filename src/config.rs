@@ -122,6 +122,16 @@ pub struct MongoConfig {
     pub collection: Option<String>,
 }
 
+/// A `zstd` (level 3) or `zstd:LEVEL` setting: `None` if `v` is neither, `Some(None)` for a
+/// level outside 1 to 22.
+fn zstd_level(v: &str) -> Option<Option<i32>> {
+    if v == "zstd" {
+        return Some(Some(3));
+    }
+    let level = v.strip_prefix("zstd:")?;
+    Some(level.parse().ok().filter(|l| (1..=22).contains(l)))
+}
+
 /// RFC 3986 unreserved characters stay as they are; everything else is encoded.
 const URI_COMPONENT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -497,9 +507,8 @@ impl PipelineConfig {
         match v {
             "snappy" | "" => Ok(P::Snappy),
             "none" => Ok(P::None),
-            "zstd" => Ok(P::Zstd(3)),
-            z => match z.strip_prefix("zstd:").map(str::parse::<i32>) {
-                Some(Ok(level)) if (1..=22).contains(&level) => Ok(P::Zstd(level)),
+            z => match zstd_level(z) {
+                Some(Some(level)) => Ok(P::Zstd(level)),
                 _ => Err(bad()),
             },
         }
@@ -517,24 +526,27 @@ impl PipelineConfig {
             "none" | "" => Ok(Compression::None),
             "gzip" | "gz" => Ok(Compression::Gzip),
             #[cfg(feature = "zstd")]
-            "zstd" | "zst" => Ok(Compression::Zstd(3)),
-            #[cfg(feature = "zstd")]
-            z if z.starts_with("zstd:") => match z["zstd:".len()..].parse::<i32>() {
-                Ok(level) if (1..=22).contains(&level) => Ok(Compression::Zstd(level)),
-                _ => Err(Error::config(
+            "zst" => Ok(Compression::Zstd(3)),
+            other => match zstd_level(other) {
+                #[cfg(feature = "zstd")]
+                Some(Some(level)) => Ok(Compression::Zstd(level)),
+                #[cfg(feature = "zstd")]
+                Some(None) => Err(Error::config(
                     "pipeline.conf",
-                    format!("[store] compression {z:?}: the zstd level must be 1 to 22"),
+                    format!("[store] compression {other:?}: the zstd level must be 1 to 22"),
+                )),
+                #[cfg(not(feature = "zstd"))]
+                Some(_) => Err(Error::config(
+                    "pipeline.conf",
+                    format!("[store] compression {other:?}: this build lacks the `zstd` feature"),
+                )),
+                None => Err(Error::config(
+                    "pipeline.conf",
+                    format!(
+                        "[store] compression {other:?}: expected none, gzip, zstd or zstd:LEVEL"
+                    ),
                 )),
             },
-            #[cfg(not(feature = "zstd"))]
-            z if z == "zstd" || z.starts_with("zstd:") => Err(Error::config(
-                "pipeline.conf",
-                format!("[store] compression {z:?}: this build lacks the `zstd` feature"),
-            )),
-            other => Err(Error::config(
-                "pipeline.conf",
-                format!("[store] compression {other:?}: expected none, gzip, zstd or zstd:LEVEL"),
-            )),
         }
     }
 
