@@ -469,15 +469,15 @@ struct OpenPart {
     schema: Option<SchemaRef>,
     key: String,
     buf: Vec<u8>,
-    gzip: Option<Compressor>,
+    compressor: Option<Compressor>,
     rows: u64,
     bytes: u64,
 }
 
 impl OpenPart {
     fn pending(&self) -> &[u8] {
-        match &self.gzip {
-            Some(gz) => gz.get_ref(),
+        match &self.compressor {
+            Some(c) => c.get_ref(),
             None => &self.buf,
         }
     }
@@ -488,15 +488,15 @@ impl OpenPart {
 
     /// Move freshly encoded bytes through compression; hand full chunks to the sink.
     async fn drain(&mut self, all: bool) -> Result<()> {
-        if let Some(gz) = &mut self.gzip {
-            gz.write_all(&self.buf)
+        if let Some(c) = &mut self.compressor {
+            c.write_all(&self.buf)
                 .map_err(|e| compress_err(&self.key, e))?;
             self.buf.clear();
         }
         let ready = self.pending().len();
         if ready >= WRITE_CHUNK || (all && ready > 0) {
-            let chunk = match &mut self.gzip {
-                Some(gz) => std::mem::take(gz.get_mut()),
+            let chunk = match &mut self.compressor {
+                Some(c) => std::mem::take(c.get_mut()),
                 None => std::mem::replace(
                     &mut self.buf,
                     Vec::with_capacity(WRITE_CHUNK + WRITE_CHUNK / 4),
@@ -519,7 +519,7 @@ impl OpenPart {
 
     async fn write_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {
         self.rows += chunk.rows;
-        if self.gzip.is_none() && self.buf.is_empty() {
+        if self.compressor.is_none() && self.buf.is_empty() {
             // Already whole rows in the right format: hand them on without a copy.
             self.bytes += chunk.bytes.len() as u64;
             return self.writer.write(chunk.bytes).await;
@@ -533,8 +533,8 @@ impl OpenPart {
             enc.finish(&mut self.buf)?;
         }
         self.drain(false).await?;
-        if let Some(gz) = self.gzip.take() {
-            let rest = gz.finish().map_err(|e| compress_err(&self.key, e))?;
+        if let Some(c) = self.compressor.take() {
+            let rest = c.finish().map_err(|e| compress_err(&self.key, e))?;
             self.buf = rest;
         }
         self.drain(true).await?;
@@ -874,14 +874,15 @@ impl Pipeline {
         if let Some(enc) = encoder.as_mut() {
             enc.begin(&mut buf)?;
         }
-        let gzip = Compressor::new(self.options.compression).map_err(|e| compress_err(&key, e))?;
+        let compressor =
+            Compressor::new(self.options.compression).map_err(|e| compress_err(&key, e))?;
         Ok(OpenPart {
             writer,
             encoder,
             schema: schema.cloned(),
             key,
             buf,
-            gzip,
+            compressor,
             rows: 0,
             bytes: 0,
         })
