@@ -12,7 +12,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::LogicalType;
 use std::sync::Arc;
 use tributary::format::{Compression, Format, PARQUET_AS_TEXT_KEY, Parquet};
-use tributary::model::{Batch, Checkpoint, UUID_EXTENSION, json_field};
+use tributary::model::{Batch, Checkpoint, json_field, uuid_field};
 use tributary::sources::MemoryExtractor;
 use tributary::stores::ObjectSink;
 use tributary::*;
@@ -27,12 +27,7 @@ fn read_back(bytes: bytes::Bytes) -> (Vec<RecordBatch>, parquet::file::metadata:
 }
 
 fn sample() -> RecordBatch {
-    let uuid = Field::new("u", DataType::FixedSizeBinary(16), true).with_metadata(
-        std::collections::HashMap::from([(
-            "ARROW:extension:name".to_string(),
-            UUID_EXTENSION.to_string(),
-        )]),
-    );
+    let uuid = uuid_field("u", true);
     let mut list = ListBuilder::new(Int32Builder::new());
     list.append_value([Some(1), None, Some(3)]);
     list.append_null();

@@ -38,6 +38,28 @@ pub fn json_field(name: &str, nullable: bool) -> arrow_schema::Field {
     )
 }
 
+/// A `FixedSizeBinary(16)` field marked as a UUID (Arrow's canonical `arrow.uuid`).
+///
+/// ```
+/// let f = tributary::model::uuid_field("id", false);
+/// assert!(tributary::model::is_uuid_field(&f));
+/// ```
+pub fn uuid_field(name: &str, nullable: bool) -> arrow_schema::Field {
+    arrow_schema::Field::new(name, arrow_schema::DataType::FixedSizeBinary(16), nullable)
+        .with_metadata(std::collections::HashMap::from([(
+            EXTENSION_NAME_KEY.to_string(),
+            UUID_EXTENSION.to_string(),
+        )]))
+}
+
+/// A UTF-8 field marked as exact decimal text ([`NUMERIC_TEXT_KEY`]), for decimals
+/// whose precision or scale is unknown.
+pub fn numeric_text_field(name: &str, nullable: bool) -> arrow_schema::Field {
+    arrow_schema::Field::new(name, arrow_schema::DataType::Utf8, nullable).with_metadata(
+        std::collections::HashMap::from([(NUMERIC_TEXT_KEY.to_string(), "true".to_string())]),
+    )
+}
+
 /// Whether a field is marked as JSON text.
 pub fn is_json_field(field: &arrow_schema::Field) -> bool {
     field.metadata().get(EXTENSION_NAME_KEY).map(String::as_str) == Some(JSON_EXTENSION)

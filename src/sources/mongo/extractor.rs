@@ -534,7 +534,6 @@ impl Extractor for MongoExtractor {
                 {
                     continue;
                 }
-                row.clear();
                 match &source.fields {
                     Some(fields) => {
                         for f in fields {
@@ -543,7 +542,7 @@ impl Extractor for MongoExtractor {
                     }
                     None => flatten(&doc, source.flatten_depth, &mut row),
                 }
-                columns.push(std::mem::take(&mut row));
+                columns.push(&mut row);
                 if columns.rows() >= source.batch_rows {
                     let b = emit(&mut columns, &tracker);
                     let failed = b.is_err();

@@ -19,7 +19,7 @@
 //! anything with an array or document → JSON; other mixes → Utf8 holding each value's text
 //! (strings as they are, dates in RFC 3339, ObjectIds in hex).
 
-use crate::model::{NUMERIC_TEXT_KEY, UUID_EXTENSION, json_field};
+use crate::model::{json_field, numeric_text_field, uuid_field};
 use crate::{Error, Result};
 use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int32Builder,
@@ -159,9 +159,10 @@ impl Columns {
         Some(i)
     }
 
-    /// Add one row of `(column, value)` pairs; absent columns are NULL.
-    pub(crate) fn push(&mut self, row: Vec<(String, Bson)>) {
-        for (name, v) in row {
+    /// Add one row of `(column, value)` pairs, draining `row` (its allocation stays for
+    /// the next row); absent columns are NULL.
+    pub(crate) fn push(&mut self, row: &mut Vec<(String, Bson)>) {
+        for (name, v) in row.drain(..) {
             let Some(i) = self.column(&name) else {
                 continue;
             };
@@ -196,24 +197,14 @@ impl Columns {
             Kind::Int32 => Field::new(name, DataType::Int32, true),
             Kind::Int64 => Field::new(name, DataType::Int64, true),
             Kind::Double => Field::new(name, DataType::Float64, true),
-            Kind::Decimal => {
-                Field::new(name, DataType::Utf8, true).with_metadata(HashMap::from([(
-                    NUMERIC_TEXT_KEY.to_string(),
-                    "true".to_string(),
-                )]))
-            }
+            Kind::Decimal => numeric_text_field(name, true),
             Kind::Null | Kind::Text | Kind::ObjectId => Field::new(name, DataType::Utf8, true),
             Kind::DateTime => Field::new(
                 name,
                 DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
                 true,
             ),
-            Kind::Uuid => Field::new(name, DataType::FixedSizeBinary(16), true).with_metadata(
-                HashMap::from([(
-                    crate::model::EXTENSION_NAME_KEY.to_string(),
-                    UUID_EXTENSION.to_string(),
-                )]),
-            ),
+            Kind::Uuid => uuid_field(name, true),
             Kind::Binary => Field::new(name, DataType::Binary, true),
             Kind::Json => json_field(name, true),
         }
@@ -410,6 +401,7 @@ fn build(name: &str, kind: Kind, values: Vec<Bson>) -> Result<ArrayRef> {
 mod tests {
     //! BSON types the test server (nx-27017) cannot store, with documents built here.
     use super::*;
+    use crate::model::NUMERIC_TEXT_KEY;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, TimestampMillisecondType};
     use mongodb::bson::{Binary, Decimal128, Regex, Timestamp, doc};
@@ -419,7 +411,7 @@ mod tests {
         for d in docs {
             let mut row = Vec::new();
             flatten(d, 3, &mut row);
-            c.push(row);
+            c.push(&mut row);
         }
         c.take_batch().unwrap()
     }

@@ -24,14 +24,12 @@
 //! column's `information_schema` type decides, so such text stays text; in a custom
 //! query, `CAST(col AS CHAR)` it if it should be text.
 
-use crate::model::NUMERIC_TEXT_KEY;
 use crate::{Error, Result};
 use arrow_array::builder::*;
 use arrow_buffer::i256;
 use arrow_schema::{DataType, Field, TimeUnit};
 use sqlx::Decode;
 use sqlx::mysql::{MySql, MySqlValueRef};
-use std::collections::HashMap;
 
 /// What `information_schema` says of a table column.
 #[derive(Clone, Debug, Default)]
@@ -180,14 +178,10 @@ impl Dec {
     }
 
     pub(crate) fn field(&self, name: &str, nullable: bool) -> Field {
-        let f = Field::new(name, self.data_type(), nullable);
         match self {
             Dec::Json => crate::model::json_field(name, nullable),
-            Dec::NumericText => f.with_metadata(HashMap::from([(
-                NUMERIC_TEXT_KEY.to_string(),
-                "true".to_string(),
-            )])),
-            _ => f,
+            Dec::NumericText => crate::model::numeric_text_field(name, nullable),
+            _ => Field::new(name, self.data_type(), nullable),
         }
     }
 

@@ -25,7 +25,6 @@
 //! `infinity` dates) is an error naming the column and its type; cast it in a custom query
 //! (`SELECT col::text ...`).
 
-use crate::model::{EXTENSION_NAME_KEY, NUMERIC_TEXT_KEY, UUID_EXTENSION};
 use crate::{Error, Result};
 use arrow_array::builder::*;
 use arrow_array::types::IntervalMonthDayNanoType;
@@ -33,7 +32,6 @@ use arrow_buffer::i256;
 use arrow_schema::{DataType, Field, IntervalUnit, TimeUnit};
 use sqlx::TypeInfo;
 use sqlx::postgres::{PgTypeInfo, PgTypeKind};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 const PG_EPOCH_DAYS: i32 = 10_957; // 2000-01-01 - 1970-01-01
@@ -181,18 +179,11 @@ impl Dec {
     }
 
     pub(crate) fn field(&self, name: &str, nullable: bool) -> Field {
-        if matches!(self, Dec::Json | Dec::Jsonb) {
-            return crate::model::json_field(name, nullable);
-        }
-        let f = Field::new(name, self.data_type(), nullable);
-        let ext = match self {
-            Dec::Uuid => Some((EXTENSION_NAME_KEY, UUID_EXTENSION)),
-            Dec::NumericText => Some((NUMERIC_TEXT_KEY, "true")),
-            _ => None,
-        };
-        match ext {
-            Some((k, v)) => f.with_metadata(HashMap::from([(k.to_string(), v.to_string())])),
-            None => f,
+        match self {
+            Dec::Json | Dec::Jsonb => crate::model::json_field(name, nullable),
+            Dec::Uuid => crate::model::uuid_field(name, nullable),
+            Dec::NumericText => crate::model::numeric_text_field(name, nullable),
+            _ => Field::new(name, self.data_type(), nullable),
         }
     }
 
