@@ -50,6 +50,14 @@ need_pkg() { # command package...
 }
 
 # ------------------------------------------------------------------ PostgreSQL
+pg() { psql -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
+pg_ensure_db() { # name
+  pg -d postgres -Atc "select 1 from pg_database where datname='$1'" | grep -q 1 \
+    || pg -d postgres -qc "create database $1" >&2
+}
+pg_has_rows() { # database table
+  pg -d "$1" -Atc "select count(*) from $2" | grep -qv '^0$'
+}
 pg_version() { ls /usr/lib/postgresql | sort -V | tail -1; }
 start_postgres() {
   need_pkg pg_createcluster postgresql
@@ -74,9 +82,8 @@ CONF
   if ! pg_lsclusters -h | awk '$2=="tributary"{print $4}' | grep -qx online; then
     pg_ctlcluster --skip-systemctl-redirect "$v" tributary start >&2
   fi
-  wait_for postgres 60 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc 'select 1'
-  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc "select 1 from pg_database where datname='test'" | grep -q 1 \
-    || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc 'create database test' >&2
+  wait_for postgres 60 pg -d postgres -Atc 'select 1'
+  pg_ensure_db test
 }
 
 # ------------------------------------------------------------------ MariaDB
@@ -167,11 +174,10 @@ with DAG("tributary_ok", start_date=datetime(2026, 1, 1), schedule=None, catchup
 with DAG("tributary_fail", start_date=datetime(2026, 1, 1), schedule=None, catchup=False):
     BashOperator(task_id="fail", bash_command="exit 1")
 PY
-  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc "select 1 from pg_database where datname='airflow_meta'" | grep -q 1 \
-    || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc 'create database airflow_meta' >&2
+  pg_ensure_db airflow_meta
   "$AF_VENV/bin/airflow" db migrate >"$LOGS/airflow-migrate.log" 2>&1 || { tail -20 "$LOGS/airflow-migrate.log" >&2; exit 1; }
   # Real runs, one that succeeds and one that fails, the first time.
-  if ! psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d airflow_meta -Atc "select count(*) from dag_run" | grep -qv '^0$'; then
+  if ! pg_has_rows airflow_meta dag_run; then
     log "making two real Airflow runs (tributary_ok, tributary_fail)"
     "$AF_VENV/bin/airflow" dags test tributary_ok >"$LOGS/airflow-run-ok.log" 2>&1 || { tail -20 "$LOGS/airflow-run-ok.log" >&2; exit 1; }
     "$AF_VENV/bin/airflow" dags test tributary_fail >"$LOGS/airflow-run-fail.log" 2>&1 || true
@@ -203,8 +209,7 @@ start_airflow2() {
     "$AF2_VENV/bin/pip" install -q "apache-airflow==2.10.5" psycopg2-binary >"$LOGS/airflow2-install.log" 2>&1 \
       || { tail -20 "$LOGS/airflow2-install.log" >&2; exit 1; }
   fi
-  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Atc "select 1 from pg_database where datname='airflow2_meta'" | grep -q 1 \
-    || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc 'create database airflow2_meta' >&2
+  pg_ensure_db airflow2_meta
   (
     af2_env
     mkdir -p "$AF2_HOME/dags"
@@ -221,7 +226,7 @@ with DAG("tributary_fail", start_date=datetime(2026, 1, 1), schedule=None, catch
 PY
     cd "$AF2_HOME"
     "$AF2_VENV/bin/airflow" db migrate >"$LOGS/airflow2-migrate.log" 2>&1 || { tail -20 "$LOGS/airflow2-migrate.log" >&2; exit 1; }
-    if ! psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d airflow2_meta -Atc "select count(*) from dag_run" | grep -qv '^0$'; then
+    if ! pg_has_rows airflow2_meta dag_run; then
       log "making two real Airflow 2 runs (tributary_ok, tributary_fail)"
       "$AF2_VENV/bin/airflow" users create -u admin -p admin -r Admin -e admin@example.com -f Ad -l Min \
         >"$LOGS/airflow2-user.log" 2>&1 || true
