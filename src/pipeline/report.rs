@@ -1,0 +1,132 @@
+//! What a run did: [`RunReport`] (also the manifest's body and a history row), its
+//! [`Outcome`], progress, and the [`RunLog`] that records it.
+
+use crate::{Checkpoint, Error, Result, ValidationOutcome};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every batch was committed and the checkpoint saved.
+    Succeeded,
+    /// The run stopped with an error; see [`RunReport::error`].
+    Failed,
+    /// The run was cancelled.
+    Cancelled,
+}
+
+impl Outcome {
+    /// `succeeded`, `failed` or `cancelled`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One committed object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectReport {
+    /// Its key.
+    pub key: String,
+    /// Rows in it.
+    pub rows: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+}
+
+/// What a run did. Also the body of the run's manifest and of a run history row.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The run id (in every key the run wrote).
+    pub run_id: String,
+    /// The extractor's source.
+    pub source: String,
+    /// The extractor's stream.
+    pub stream: String,
+    /// Where the data landed.
+    pub sink: String,
+    /// The format's extension.
+    pub format: String,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// How long it took.
+    #[serde(with = "crate::util::duration_ms")]
+    pub duration: Duration,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Attempts made (1 without retries).
+    pub attempts: u32,
+    /// Rows in committed objects.
+    pub rows: u64,
+    /// Bytes in committed objects.
+    pub bytes: u64,
+    /// Committed objects, in order.
+    pub objects: Vec<ObjectReport>,
+    /// The checkpoint the run started from.
+    pub checkpoint_from: Option<Checkpoint>,
+    /// The last checkpoint whose data was committed (and saved, with a state store);
+    /// equal to `checkpoint_from` if there was none.
+    pub checkpoint_to: Option<Checkpoint>,
+    /// The key of the run's manifest, if one was written.
+    pub manifest: Option<String>,
+    /// Batch validation outcomes, one per validator.
+    pub validations: Vec<ValidationOutcome>,
+    /// The error's message, when the run failed.
+    pub error_message: Option<String>,
+    /// Things that went wrong without failing the run (e.g. a history row not written).
+    pub warnings: Vec<String>,
+    /// Whether the source encoded the output itself (PostgreSQL `COPY`) rather than
+    /// handing over Arrow batches.
+    pub source_encoded: bool,
+    /// The error, when the run failed.
+    #[serde(skip)]
+    pub error: Option<Error>,
+}
+
+impl RunReport {
+    /// `Ok(self)` if the run succeeded, else its error.
+    pub fn into_result(mut self) -> Result<RunReport> {
+        match self.error.take() {
+            Some(e) => Err(e),
+            None if self.outcome == Outcome::Cancelled => Err(Error::Cancelled),
+            None => Ok(self),
+        }
+    }
+
+    /// Whether the run succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.outcome == Outcome::Succeeded
+    }
+}
+
+/// Progress reported after each batch and each commit.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Rows received from the extractor so far.
+    pub rows_extracted: u64,
+    /// Rows in committed objects so far.
+    pub rows_committed: u64,
+    /// Bytes in committed objects so far.
+    pub bytes_committed: u64,
+    /// Objects committed so far.
+    pub objects_committed: u64,
+}
+
+/// Appends run reports somewhere durable (a `pipeline_run_history` table).
+#[async_trait::async_trait]
+pub trait RunLog: std::fmt::Debug + Send + Sync + 'static {
+    /// Record one run, failed ones included.
+    async fn append(&self, report: &RunReport) -> Result<()>;
+}

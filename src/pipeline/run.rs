@@ -1,0 +1,552 @@
+//! The run loop: attempts and retries, the bounded channel from the extractor, part
+//! rotation, and the commit sequence (object, manifest, checkpoint).
+
+use super::part::OpenPart;
+use super::{ObjectReport, Outcome, Pipeline, Progress, RunReport};
+use crate::format::Compression;
+use crate::model::EncodedChunk;
+use crate::stores::{KeyVars, PipelineState};
+use crate::{Batch, Checkpoint, Error, ObjectTarget, Result, Severity, ValidationOutcome};
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Mutable state of one attempt.
+struct Attempt {
+    version: Option<u64>,
+    saved: Option<Checkpoint>,
+    pending: Option<Checkpoint>,
+    next_part: u32,
+    /// Parts opened so far per source partition (see [`Batch::partition`]).
+    partition_parts: std::collections::HashMap<u32, u32>,
+    rows_extracted: u64,
+}
+
+/// The open parts: one per source partition (`None`: the unpartitioned stream).
+type Parts = BTreeMap<Option<u32>, OpenPart>;
+
+/// What is carried across attempts of one run.
+#[derive(Clone)]
+struct RunState {
+    run_id: String,
+    started_at: DateTime<Utc>,
+    from: Option<Checkpoint>,
+    objects: BTreeMap<String, ObjectReport>,
+    validations: BTreeMap<String, ValidationOutcome>,
+    checkpoint_to: Option<Checkpoint>,
+    source_encoded: bool,
+}
+
+impl Pipeline {
+    /// Run once: extract from the saved checkpoint to the end of the stream (or until
+    /// cancelled), commit, save the checkpoint, write the manifest and the history row.
+    ///
+    /// Never panics on bad input; failures are in the report
+    /// ([`RunReport::into_result`] turns them into an `Err`).
+    pub async fn run(&self) -> RunReport {
+        let started = Instant::now();
+        let started_at = Utc::now();
+        let run_id = self
+            .options
+            .run_id
+            .clone()
+            .unwrap_or_else(|| new_run_id(started_at));
+        let mut run = RunState {
+            run_id,
+            started_at,
+            from: None,
+            objects: BTreeMap::new(),
+            validations: BTreeMap::new(),
+            checkpoint_to: None,
+            source_encoded: false,
+        };
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            let r = self.attempt(&mut run).await;
+            match r {
+                Err(e)
+                    if e.is_retryable()
+                        && attempts <= self.options.retries
+                        && !self.cancel.is_cancelled() =>
+                {
+                    let wait = self.options.retry_backoff * 2u32.saturating_pow(attempts - 1);
+                    tracing::warn!(pipeline = %self.name, run_id = %run.run_id, attempt = attempts, error = %e,
+                        "run failed with a retryable error; retrying in {wait:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.cancel.cancelled() => break Err(Error::Cancelled),
+                    }
+                }
+                other => break other,
+            }
+        };
+        let mut report = self.report(run, attempts, started, result);
+        // The manifest describes the run as it ended, failures included.
+        if let Err(e) = self.write_manifest(&mut report).await {
+            report.warnings.push(format!("manifest not written: {e}"));
+        }
+        if let Some(log) = &self.run_log
+            && let Err(e) = log.append(&report).await
+        {
+            tracing::warn!(pipeline = %self.name, error = %e, "run history row not written");
+            report
+                .warnings
+                .push(format!("run history not written: {e}"));
+        }
+        match report.outcome {
+            Outcome::Succeeded => tracing::info!(pipeline = %self.name, run_id = %report.run_id,
+                rows = report.rows, bytes = report.bytes, objects = report.objects.len(), "run succeeded"),
+            _ => tracing::error!(pipeline = %self.name, run_id = %report.run_id,
+                error = report.error_message.as_deref().unwrap_or(""), "run {}", report.outcome.as_str()),
+        }
+        report
+    }
+
+    fn report(
+        &self,
+        run: RunState,
+        attempts: u32,
+        started: Instant,
+        result: Result<()>,
+    ) -> RunReport {
+        let objects: Vec<ObjectReport> = run.objects.into_values().collect();
+        let (outcome, error) = match result {
+            Ok(()) => (Outcome::Succeeded, None),
+            Err(Error::Cancelled) => (Outcome::Cancelled, Some(Error::Cancelled)),
+            Err(e) => (Outcome::Failed, Some(e)),
+        };
+        RunReport {
+            pipeline: self.name.clone(),
+            run_id: run.run_id,
+            source: self.extractor.source().to_string(),
+            stream: self.extractor.stream().to_string(),
+            sink: self.sink.describe(),
+            format: self.format.extension().to_string(),
+            started_at: run.started_at,
+            finished_at: Utc::now(),
+            duration: started.elapsed(),
+            outcome,
+            attempts,
+            rows: objects.iter().map(|o| o.rows).sum(),
+            bytes: objects.iter().map(|o| o.bytes).sum(),
+            objects,
+            checkpoint_to: run.checkpoint_to.or_else(|| run.from.clone()),
+            checkpoint_from: run.from,
+            manifest: None, // set by `write_manifest`
+            validations: run.validations.into_values().collect(),
+            error_message: error.as_ref().map(|e| e.to_string()),
+            warnings: Vec::new(),
+            source_encoded: run.source_encoded,
+            error,
+        }
+    }
+
+    fn key_vars<'a>(&'a self, run: &'a RunState, part: u32, ext: &'a str) -> KeyVars<'a> {
+        KeyVars {
+            prefix: &self.options.prefix,
+            pipeline: &self.name,
+            source: self.extractor.source(),
+            stream: self.extractor.stream(),
+            date: run.started_at.date_naive(),
+            run_id: &run.run_id,
+            part,
+            ext,
+        }
+    }
+
+    async fn write_manifest(&self, report: &mut RunReport) -> Result<()> {
+        let Some(t) = &self.options.manifest_template else {
+            return Ok(());
+        };
+        let vars = KeyVars {
+            prefix: &self.options.prefix,
+            pipeline: &self.name,
+            source: &report.source,
+            stream: &report.stream,
+            date: report.started_at.date_naive(),
+            run_id: &report.run_id,
+            part: 0,
+            ext: "json",
+        };
+        let key = t.render(&vars)?;
+        report.manifest = Some(key.clone());
+        let body = serde_json::to_vec_pretty(&*report).expect("report serializes");
+        let mut w = self
+            .sink
+            .open(&ObjectTarget::new(key, "application/json"))
+            .await?;
+        w.write(Bytes::from(body)).await?;
+        w.commit().await?;
+        Ok(())
+    }
+
+    /// Save the pending checkpoint if it moved. Called only right after a commit, so
+    /// every batch up to it is in a committed object.
+    async fn save_checkpoint(&self, run: &mut RunState, a: &mut Attempt) -> Result<()> {
+        let Some(cp) = &a.pending else {
+            return Ok(());
+        };
+        if a.saved.as_ref() == Some(cp) {
+            return Ok(());
+        }
+        if let Some(state) = &self.state {
+            let value = PipelineState {
+                checkpoint: cp.clone(),
+                run_id: run.run_id.clone(),
+                next_part: a.next_part,
+                updated_at: Utc::now(),
+            };
+            a.version = Some(state.save(&self.name, a.version, &value).await?);
+            tracing::debug!(pipeline = %self.name, checkpoint = ?cp, "checkpoint saved");
+        }
+        a.saved = Some(cp.clone());
+        run.checkpoint_to = Some(cp.clone());
+        Ok(())
+    }
+
+    /// Open the next part. Parts of partition `p` are numbered `p * 10_000 + k`, so
+    /// keys do not depend on how partitions interleave.
+    async fn open_part(
+        &self,
+        run: &RunState,
+        a: &mut Attempt,
+        schema: Option<&SchemaRef>,
+        partition: Option<u32>,
+    ) -> Result<OpenPart> {
+        let ext = format!(
+            "{}{}",
+            self.format.extension(),
+            self.options.compression.suffix()
+        );
+        let number = match partition {
+            None => a.next_part,
+            Some(p) => p * 10_000 + a.partition_parts.get(&p).copied().unwrap_or(0),
+        };
+        let key = self
+            .options
+            .key_template
+            .render(&self.key_vars(run, number, &ext))?;
+        let encoder = schema.map(|s| self.format.encoder(s)).transpose()?;
+        let content_type = match self.options.compression {
+            Compression::Gzip => "application/gzip",
+            #[cfg(feature = "zstd")]
+            Compression::Zstd(_) => "application/zstd",
+            Compression::None => self.format.content_type(),
+        };
+        let writer = self
+            .sink
+            .open(&ObjectTarget::new(key.clone(), content_type))
+            .await?;
+        match partition {
+            None => a.next_part += 1,
+            Some(p) => *a.partition_parts.entry(p).or_insert(0) += 1,
+        }
+        OpenPart::new(
+            writer,
+            encoder,
+            schema.cloned(),
+            key,
+            self.options.compression,
+        )
+    }
+
+    /// Commit a part; then, if no other part is open (`others_open` false), save the
+    /// pending checkpoint: every batch up to it is now in a committed object.
+    async fn commit_part(
+        &self,
+        part: OpenPart,
+        run: &mut RunState,
+        a: &mut Attempt,
+        others_open: bool,
+    ) -> Result<()> {
+        let obj = part.commit().await?;
+        tracing::info!(pipeline = %self.name, key = %obj.key, rows = obj.rows, bytes = obj.bytes, "object committed");
+        run.objects.insert(obj.key.clone(), obj);
+        let before = a.saved.clone();
+        if !others_open {
+            self.save_checkpoint(run, a).await?;
+        }
+        self.report_progress(run, a);
+        if a.saved != before && self.options.commit_interval.is_some() {
+            // Keep the manifest current for long-running streams.
+            let mut snapshot = self.report(run.clone(), 1, Instant::now(), Ok(()));
+            snapshot.outcome = Outcome::Succeeded;
+            if let Err(e) = self.write_manifest(&mut snapshot).await {
+                tracing::warn!(pipeline = %self.name, error = %e, "manifest not updated");
+            }
+        }
+        Ok(())
+    }
+
+    fn report_progress(&self, run: &RunState, a: &Attempt) {
+        if let Some(f) = &self.progress {
+            f(&Progress {
+                rows_extracted: a.rows_extracted,
+                rows_committed: run.objects.values().map(|o| o.rows).sum(),
+                bytes_committed: run.objects.values().map(|o| o.bytes).sum(),
+                objects_committed: run.objects.len() as u64,
+            });
+        }
+    }
+
+    fn validate(&self, run: &mut RunState, batch: &Batch) -> Result<()> {
+        for v in &self.validators {
+            let started = Utc::now();
+            let t = Instant::now();
+            let problem = v.check(&batch.records)?;
+            let entry = run
+                .validations
+                .entry(v.name().to_string())
+                .or_insert_with(|| ValidationOutcome {
+                    name: v.name().to_string(),
+                    passed: true,
+                    severity: v.severity(),
+                    left: None,
+                    right: None,
+                    operator: None,
+                    script_1: None,
+                    script_2: None,
+                    message: "passed".into(),
+                    started_at: started,
+                    duration: Duration::ZERO,
+                });
+            entry.duration += t.elapsed();
+            if let Some(problem) = problem {
+                if entry.passed {
+                    entry.passed = false;
+                    entry.message = problem.clone();
+                }
+                match v.severity() {
+                    Severity::Halt => {
+                        return Err(Error::Validation {
+                            name: v.name().to_string(),
+                            message: problem,
+                        });
+                    }
+                    Severity::Warn => {
+                        tracing::warn!(pipeline = %self.name, validator = v.name(), %problem, "validation warning")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn attempt(&self, run: &mut RunState) -> Result<()> {
+        self.sink.check().await?;
+        let loaded = match &self.state {
+            Some(s) => s.load(&self.name).await?,
+            None => None,
+        };
+        let mut a = Attempt {
+            version: loaded.as_ref().map(|v| v.version),
+            saved: loaded.as_ref().map(|v| v.value.checkpoint.clone()),
+            pending: None,
+            // Continue a run's numbering if its own checkpoint is what we resume from.
+            next_part: loaded
+                .as_ref()
+                .filter(|v| v.value.run_id == run.run_id)
+                .map_or(0, |v| v.value.next_part),
+            partition_parts: std::collections::HashMap::new(),
+            rows_extracted: 0,
+        };
+        let from = self.options.start_from.clone().or_else(|| a.saved.clone());
+        if run.from.is_none() && run.objects.is_empty() {
+            run.from = from.clone();
+        }
+        a.pending = from.clone();
+        // The source may encode the format itself (PostgreSQL's COPY for CSV), when no
+        // batch check needs the rows.
+        let encoded = if self.validators.is_empty() && self.options.encoded_path {
+            self.extractor
+                .extract_encoded(from.clone(), self.format.as_ref())
+                .await?
+        } else {
+            None
+        };
+        let stream: futures::stream::BoxStream<'static, Result<Item>> = match encoded {
+            Some(chunks) => {
+                tracing::info!(pipeline = %self.name, "the source encodes the output itself");
+                run.source_encoded = true;
+                chunks.map(|c| c.map(Item::Encoded)).boxed()
+            }
+            None => self
+                .extractor
+                .extract(from)
+                .await?
+                .map(|b| b.map(Item::Batch))
+                .boxed(),
+        };
+
+        // Extraction runs ahead in its own task, at most `channel_capacity` items ahead.
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<Result<Item>>(self.options.channel_capacity);
+        let producer = tokio::spawn(async move {
+            let mut stream = stream;
+            while let Some(item) = stream.next().await {
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        let _abort_producer = AbortOnDrop(producer);
+
+        let mut parts = Parts::new();
+        let result = self.consume(run, &mut a, &mut rx, &mut parts).await;
+        if let Err(e) = result {
+            for p in std::mem::take(&mut parts).into_values() {
+                if let Err(abort_err) = p.writer.abort().await {
+                    tracing::warn!(pipeline = %self.name, key = %p.key, error = %abort_err, "abort failed");
+                }
+            }
+            return Err(e);
+        }
+        self.commit_all(&mut parts, run, &mut a).await
+    }
+
+    /// Commit every open part, then save the checkpoint (also when there was no part:
+    /// the position may have moved without rows, e.g. CDC events of other tables).
+    async fn commit_all(
+        &self,
+        parts: &mut Parts,
+        run: &mut RunState,
+        a: &mut Attempt,
+    ) -> Result<()> {
+        while let Some((_, p)) = parts.pop_first() {
+            let others = !parts.is_empty();
+            self.commit_part(p, run, a, others).await?;
+        }
+        self.save_checkpoint(run, a).await
+    }
+
+    async fn consume(
+        &self,
+        run: &mut RunState,
+        a: &mut Attempt,
+        rx: &mut tokio::sync::mpsc::Receiver<Result<Item>>,
+        parts: &mut Parts,
+    ) -> Result<()> {
+        let interval = self.options.commit_interval;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let wait_deadline = deadline;
+            let item = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(Error::Cancelled),
+                _ = async { tokio::time::sleep_until(wait_deadline.expect("guarded")).await }, if wait_deadline.is_some() => {
+                    self.commit_all(parts, run, a).await?;
+                    deadline = None;
+                    continue;
+                }
+                item = rx.recv() => item,
+            };
+            let (slot, checkpoint) = match item {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(Item::Batch(batch))) => {
+                    let slot = batch.partition;
+                    a.rows_extracted += batch.num_rows() as u64;
+                    self.validate(run, &batch)?;
+                    if batch.num_rows() > 0 {
+                        // A schema change (a new column in a REST source, a DDL in CDC)
+                        // starts a new part: every object has one schema and one header.
+                        let schema = batch.records.schema();
+                        if parts
+                            .get(&slot)
+                            .is_some_and(|p| p.schema.as_ref() != Some(&schema))
+                        {
+                            let p = parts.remove(&slot).expect("checked");
+                            let others = !parts.is_empty();
+                            self.commit_part(p, run, a, others).await?;
+                        }
+                        if let std::collections::btree_map::Entry::Vacant(slot_entry) =
+                            parts.entry(slot)
+                        {
+                            slot_entry.insert(self.open_part(run, a, Some(&schema), slot).await?);
+                            deadline = deadline
+                                .or_else(|| interval.map(|i| tokio::time::Instant::now() + i));
+                        }
+                        parts
+                            .get_mut(&slot)
+                            .expect("opened above")
+                            .write(&batch.records)
+                            .await?;
+                    }
+                    (slot, batch.checkpoint)
+                }
+                Some(Ok(Item::Encoded(chunk))) => {
+                    let checkpoint = chunk.checkpoint.clone();
+                    a.rows_extracted += chunk.rows;
+                    if !chunk.bytes.is_empty() {
+                        if let std::collections::btree_map::Entry::Vacant(slot_entry) =
+                            parts.entry(None)
+                        {
+                            slot_entry.insert(self.open_part(run, a, None, None).await?);
+                            deadline = deadline
+                                .or_else(|| interval.map(|i| tokio::time::Instant::now() + i));
+                        }
+                        parts
+                            .get_mut(&None)
+                            .expect("opened above")
+                            .write_encoded(chunk)
+                            .await?;
+                    }
+                    (None, checkpoint)
+                }
+            };
+            if let Some(cp) = checkpoint {
+                a.pending = Some(cp);
+            }
+            let full = parts.get(&slot).is_some_and(|p| {
+                self.options.part_max_rows.is_some_and(|m| p.rows >= m)
+                    || self.options.part_max_bytes.is_some_and(|m| p.size() >= m)
+            });
+            if full {
+                let p = parts.remove(&slot).expect("checked");
+                let others = !parts.is_empty();
+                self.commit_part(p, run, a, others).await?;
+                if parts.is_empty() {
+                    deadline = None;
+                }
+            } else if parts.is_empty() && deadline.is_none() && a.pending != a.saved {
+                // The position moved without rows: save it on the interval too.
+                deadline = interval.map(|i| tokio::time::Instant::now() + i);
+            }
+            self.report_progress(run, a);
+        }
+    }
+}
+
+/// What flows from the extraction task to the writer.
+enum Item {
+    Batch(Batch),
+    Encoded(EncodedChunk),
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn new_run_id(at: DateTime<Utc>) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    // Unique across processes (pid, clock) and within one (counter); no RNG needed.
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let seed = format!(
+        "{}-{}-{}",
+        std::process::id(),
+        at.timestamp_nanos_opt().unwrap_or_default(),
+        n
+    );
+    let h = crate::util::sha256_hex(seed.as_bytes());
+    format!("{}-{}", at.format("%Y%m%dT%H%M%SZ"), &h[..8])
+}
