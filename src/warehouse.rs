@@ -592,10 +592,7 @@ impl RunLog for SqlRunLog {
     async fn append(&self, r: &RunReport) -> Result<()> {
         let wh = &self.wh;
         wh.ensure_history().await?;
-        let json = |c: &Option<crate::Checkpoint>| {
-            c.as_ref()
-                .map(|c| serde_json::to_string(c).expect("serializes"))
-        };
+        let json = |c: &Option<crate::Checkpoint>| c.as_ref().map(|c| c.summary().to_string());
         let mut args = AnyArguments::default();
         args.add(r.run_id.clone()).map_err(bind_err)?;
         args.add(r.pipeline.clone()).map_err(bind_err)?;

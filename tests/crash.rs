@@ -124,28 +124,40 @@ async fn crash_then_recover(target: &str) {
 async fn crash_leaves_nothing_in_a_local_folder() {
     let dir = tempfile::tempdir().unwrap();
     crash_then_recover(&dir.path().display().to_string()).await;
-    // The crash really happened mid-object: its staging file (`key#N`) is on disk, holding
-    // the parts written before the crash, and was never listed as an object.
-    let mut staged = vec![];
+    // The crash really happened mid-object: its staged file is in the hidden staging
+    // folder (not beside the final keys, where a folder reader would take it for data),
+    // holding the parts written before the crash, and was never listed as an object.
+    let sink = ObjectSink::local(dir.path()).unwrap();
+    let staged = sink.list_staged().await.unwrap();
+    assert_eq!(staged.len(), 1, "expected the crashed upload's staged file");
+    assert!(
+        staged[0].bytes >= 5 * 1024 * 1024,
+        "at least one part was written before the crash: {staged:?}"
+    );
+    assert!(
+        staged[0]
+            .path
+            .starts_with(dir.path().join(tributary::stores::STAGING_DIR))
+    );
     let mut stack = vec![dir.path().to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(d).unwrap() {
             let p = e.unwrap().path();
+            if p.ends_with(tributary::stores::STAGING_DIR) {
+                continue;
+            }
+            assert!(
+                !p.to_string_lossy().contains('#'),
+                "a staged file beside the data: {p:?}"
+            );
             if p.is_dir() {
                 stack.push(p);
-            } else if p.to_string_lossy().contains(".csv#") {
-                staged.push(std::fs::metadata(&p).unwrap().len());
             }
         }
     }
     assert_eq!(
-        staged.len(),
-        1,
-        "expected the crashed upload's staging file"
-    );
-    assert!(
-        staged[0] >= 5 * 1024 * 1024,
-        "at least one part was written before the crash: {staged:?}"
+        sink.clean_staged(std::time::Duration::ZERO).await.unwrap(),
+        1
     );
 }
 

@@ -664,3 +664,142 @@ async fn zstd_objects_hold_exactly_the_uncompressed_bytes() {
     .unwrap();
     assert!(c.compression().unwrap_err().to_string().contains("1 to 22"));
 }
+
+/// A state store that, at every save, checks the commit order: every data object in the
+/// sink is listed by a manifest already written, and the manifest says `running`.
+#[derive(Debug)]
+struct ManifestFirst {
+    inner: ObjectStateStore,
+    sink: ObjectSink,
+    saves: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl StateStore for ManifestFirst {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn load(
+        &self,
+        pipeline: &str,
+    ) -> Result<Option<tributary::stores::Versioned<PipelineState>>> {
+        self.inner.load(pipeline).await
+    }
+    async fn save(&self, pipeline: &str, expected: Option<u64>, s: &PipelineState) -> Result<u64> {
+        let keys = self.sink.list("").await?;
+        let mut listed = std::collections::BTreeSet::new();
+        for k in keys.iter().filter(|k| k.ends_with(".manifest.json")) {
+            let m: serde_json::Value = serde_json::from_slice(&self.sink.read(k).await?).unwrap();
+            assert_eq!(m["outcome"], "running", "{m}");
+            for o in m["objects"].as_array().unwrap() {
+                listed.insert(o["key"].as_str().unwrap().to_string());
+            }
+        }
+        for k in keys.iter().filter(|k| k.ends_with(".csv")) {
+            assert!(
+                listed.contains(k),
+                "checkpoint {:?} saved while {k} is in no manifest",
+                s.checkpoint
+            );
+        }
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        self.inner.save(pipeline, expected, s).await
+    }
+}
+
+#[tokio::test]
+async fn every_checkpoint_is_saved_after_a_manifest_listing_every_object() {
+    // Issue 8.2: without a commit interval, mid-run checkpoints used to run ahead of the
+    // only manifest, written at the end.
+    let sink = ObjectSink::memory();
+    let saves = Arc::new(AtomicUsize::new(0));
+    let r = Pipeline::builder("numbers")
+        .extractor(Numbers::new(10, 100))
+        .sink(sink.clone())
+        .state(ManifestFirst {
+            inner: ObjectStateStore::new(sink.clone(), "_state"),
+            sink: sink.clone(),
+            saves: saves.clone(),
+        })
+        .options(PipelineOptions::new().with_part_max_rows(200))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(r.objects.len(), 5);
+    assert_eq!(saves.load(Ordering::SeqCst), 5, "one checkpoint per part");
+    let m: serde_json::Value =
+        serde_json::from_slice(&sink.read(r.manifest.as_ref().unwrap()).await.unwrap()).unwrap();
+    assert_eq!(m["outcome"], "succeeded");
+    assert_eq!(m["objects"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn a_checkpoint_that_would_not_read_back_is_refused_and_nothing_is_wedged() {
+    // Issue 8.4: a NaN cursor was saved as `{"float":null}`, failing every later run.
+    let sink = ObjectSink::memory();
+    let nan = Checkpoint::Watermark(Watermark::new(CursorValue::Float(f64::NAN)));
+    let bad = sources::MemoryExtractor::new(
+        "test",
+        "numbers",
+        vec![Batch::new(rows(0..3)).with_checkpoint(nan)],
+    );
+    let r = pipeline(&sink, bad, PipelineOptions::new()).run().await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.as_ref().unwrap();
+    assert!(matches!(e, Error::Type { .. }), "{e:?}");
+    assert!(e.to_string().contains("would not read back"), "{e}");
+    let state = ObjectStateStore::new(sink.clone(), "_state");
+    assert!(state.load("numbers").await.unwrap().is_none());
+    // The next run is not wedged by an unreadable saved state.
+    let r = pipeline(&sink, Numbers::new(2, 5), PipelineOptions::new())
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(r.rows, 10);
+    assert_eq!(
+        state
+            .load("numbers")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .checkpoint,
+        lsn(2)
+    );
+}
+
+#[tokio::test]
+async fn manifests_and_history_carry_a_summary_of_the_watermark_not_its_seen_list() {
+    // Issue 8.10: a million rows at one cursor value made a 26 MB manifest.
+    let sink = ObjectSink::memory();
+    let mut w = Watermark::new(CursorValue::Int(5));
+    w.seen = (0..1000).map(|i| format!("{i:016x}")).collect();
+    let e = sources::MemoryExtractor::new(
+        "test",
+        "numbers",
+        vec![Batch::new(rows(0..3)).with_checkpoint(Checkpoint::Watermark(w))],
+    );
+    let r = pipeline(&sink, e, PipelineOptions::new())
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&sink.read(r.manifest.as_ref().unwrap()).await.unwrap()).unwrap();
+    assert_eq!(m["checkpoint_to"]["seen_rows"], 1000, "{m}");
+    assert!(m["checkpoint_to"].get("seen").is_none());
+    // The state store keeps the whole list: it is what the next run needs.
+    let saved = ObjectStateStore::new(sink.clone(), "_state")
+        .load("numbers")
+        .await
+        .unwrap()
+        .unwrap();
+    let Checkpoint::Watermark(w) = saved.value.checkpoint else {
+        panic!()
+    };
+    assert_eq!(w.seen.len(), 1000);
+}

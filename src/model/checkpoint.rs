@@ -51,6 +51,36 @@ pub enum Checkpoint {
     },
 }
 
+impl Checkpoint {
+    /// The checkpoint as JSON for manifests and run history: the same as its saved form,
+    /// except that a watermark's `seen` list (which can hold a fingerprint for every row
+    /// at the last cursor value) is replaced by its length, `seen_rows`.
+    ///
+    /// ```
+    /// use tributary::{Checkpoint, CursorValue, Watermark};
+    /// let mut w = Watermark::new(CursorValue::Int(7));
+    /// w.seen = vec!["00000000000000aa".into(); 3];
+    /// let s = Checkpoint::Watermark(w).summary();
+    /// assert_eq!(s.to_string(), r#"{"kind":"watermark","cursor":{"int":7},"seen_rows":3}"#);
+    /// ```
+    pub fn summary(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let (Checkpoint::Watermark(w), Some(o)) = (self, v.as_object_mut()) {
+            o.remove("seen");
+            o.insert("seen_rows".into(), w.seen.len().into());
+        }
+        v
+    }
+}
+
+/// Serializes an optional checkpoint as its [`Checkpoint::summary`].
+pub(crate) fn serialize_summary<S: serde::Serializer>(
+    c: &Option<Checkpoint>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    c.as_ref().map(Checkpoint::summary).serialize(s)
+}
+
 /// The high-water mark of an incremental extraction by a cursor column.
 ///
 /// `cursor` is the greatest cursor value extracted so far. The next run reads rows with

@@ -1,7 +1,7 @@
 //! The data model: [`Batch`], [`Checkpoint`] and the JSON column convention.
 
 mod batch;
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod fingerprint;
 
 pub use batch::{Batch, BatchStream, EncodedChunk, EncodedStream, collect};

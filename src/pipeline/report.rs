@@ -16,15 +16,19 @@ pub enum Outcome {
     Failed,
     /// The run was cancelled.
     Cancelled,
+    /// The run is still going: the outcome of the manifest written before each mid-run
+    /// checkpoint, listing every object committed so far.
+    Running,
 }
 
 impl Outcome {
-    /// `succeeded`, `failed` or `cancelled`.
+    /// `succeeded`, `failed`, `cancelled` or `running`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
             Outcome::Cancelled => "cancelled",
+            Outcome::Running => "running",
         }
     }
 }
@@ -74,10 +78,13 @@ pub struct RunReport {
     pub bytes: u64,
     /// Committed objects, in order.
     pub objects: Vec<ObjectReport>,
-    /// The checkpoint the run started from.
+    /// The checkpoint the run started from. Manifests and history rows hold its
+    /// [`Checkpoint::summary`] (a watermark's `seen` list only counted).
+    #[serde(serialize_with = "crate::model::checkpoint::serialize_summary")]
     pub checkpoint_from: Option<Checkpoint>,
     /// The last checkpoint whose data was committed (and saved, with a state store);
-    /// equal to `checkpoint_from` if there was none.
+    /// equal to `checkpoint_from` if there was none. Serialized as its summary.
+    #[serde(serialize_with = "crate::model::checkpoint::serialize_summary")]
     pub checkpoint_to: Option<Checkpoint>,
     /// The key of the run's manifest, if one was written.
     pub manifest: Option<String>,

@@ -185,7 +185,10 @@ impl Pipeline {
     }
 
     /// Save the pending checkpoint if it moved. Called only right after a commit, so
-    /// every batch up to it is in a committed object.
+    /// every batch up to it is in a committed object. The order is what makes a crash at
+    /// any step safe: objects committed → a manifest listing all of them → checkpoint.
+    /// A kill before the checkpoint only repeats rows on the next run; a kill after it
+    /// leaves no committed object that no manifest names.
     async fn save_checkpoint(&self, run: &mut RunState, a: &mut Attempt) -> Result<()> {
         let Some(cp) = &a.pending else {
             return Ok(());
@@ -200,12 +203,28 @@ impl Pipeline {
                 next_part: a.next_part,
                 updated_at: Utc::now(),
             };
+            readable(&value)?;
+            self.write_running_manifest(run, cp).await?;
             a.version = Some(state.save(&self.name, a.version, &value).await?);
             tracing::debug!(pipeline = %self.name, checkpoint = ?cp, "checkpoint saved");
+        } else if self.options.commit_interval.is_some() {
+            // No checkpoint to protect, but keep a long-running stream's manifest current.
+            if let Err(e) = self.write_running_manifest(run, cp).await {
+                tracing::warn!(pipeline = %self.name, error = %e, "manifest not updated");
+            }
         }
         a.saved = Some(cp.clone());
         run.checkpoint_to = Some(cp.clone());
         Ok(())
+    }
+
+    /// The run's manifest as it stands: every object committed so far, outcome `running`,
+    /// up to checkpoint `cp`.
+    async fn write_running_manifest(&self, run: &RunState, cp: &Checkpoint) -> Result<()> {
+        let mut snapshot = self.report(run.clone(), 1, Instant::now(), Ok(()));
+        snapshot.outcome = Outcome::Running;
+        snapshot.checkpoint_to = Some(cp.clone());
+        self.write_manifest(&mut snapshot).await
     }
 
     /// Open the next part. Parts of partition `p` are numbered `p * 10_000 + k`, so
@@ -266,19 +285,10 @@ impl Pipeline {
         let obj = part.commit().await?;
         tracing::info!(pipeline = %self.name, key = %obj.key, rows = obj.rows, bytes = obj.bytes, "object committed");
         run.objects.insert(obj.key.clone(), obj);
-        let before = a.saved.clone();
         if !others_open {
             self.save_checkpoint(run, a).await?;
         }
         self.report_progress(run, a);
-        if a.saved != before && self.options.commit_interval.is_some() {
-            // Keep the manifest current for long-running streams.
-            let mut snapshot = self.report(run.clone(), 1, Instant::now(), Ok(()));
-            snapshot.outcome = Outcome::Succeeded;
-            if let Err(e) = self.write_manifest(&mut snapshot).await {
-                tracing::warn!(pipeline = %self.name, error = %e, "manifest not updated");
-            }
-        }
         Ok(())
     }
 
@@ -520,6 +530,27 @@ impl Pipeline {
             self.report_progress(run, a);
         }
     }
+}
+
+/// Refuse a checkpoint that would not read back as itself (a NaN cursor saved as `null`
+/// would fail every later run): better this run fails, naming it, than all later ones.
+fn readable(state: &PipelineState) -> Result<()> {
+    let unreadable = |why: String| {
+        Error::type_error(
+            "state",
+            format!(
+                "checkpoint {:?} cannot be saved: it would not read back ({why})",
+                state.checkpoint
+            ),
+        )
+    };
+    let json = serde_json::to_vec(state).map_err(|e| unreadable(e.to_string()))?;
+    let back: PipelineState =
+        serde_json::from_slice(&json).map_err(|e| unreadable(e.to_string()))?;
+    if back.checkpoint != state.checkpoint {
+        return Err(unreadable(format!("reads back as {:?}", back.checkpoint)));
+    }
+    Ok(())
 }
 
 /// What flows from the extraction task to the writer.

@@ -94,7 +94,10 @@ pub(crate) fn local(dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>> {
     })?;
     let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
         .map_err(|e| Error::from_object_store("file", e))?
-        .with_automatic_cleanup(false);
+        .with_automatic_cleanup(false)
+        // Durable before committed: the staged file, the rename and the folder are fsynced
+        // before a write returns, so no checkpoint is ever saved ahead of data on disk.
+        .with_fsync(true);
     Ok(Arc::new(fs))
 }
 

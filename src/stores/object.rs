@@ -2,6 +2,7 @@
 //! streaming multipart upload so that it appears whole at its final key or not at all.
 
 use super::backends;
+use super::staging::{STAGING_DIR, StagedFile, Staging};
 use crate::{Error, ObjectTarget, Receipt, Result, Sink, SinkWriter};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,8 +23,11 @@ pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 2;
 /// Each object is a multipart upload: bytes are buffered up to the part size and uploaded
 /// with bounded concurrency, so memory stays at about `part_size × (concurrency + 1)`
 /// whatever the object's size. The object becomes visible only when the upload completes
-/// in [`SinkWriter::commit`] (on a local folder: written to `key#N` and renamed into
-/// place). [`SinkWriter::abort`] and dropping an uncommitted writer discard the upload.
+/// in [`SinkWriter::commit`]. On a local folder it is written under the hidden folder
+/// [`STAGING_DIR`] at the store's root, fsynced, and renamed into place (the folder fsynced
+/// too), so readers of the data folders never see a partial or abandoned file and a commit
+/// is on disk when it returns. [`SinkWriter::abort`] and dropping an uncommitted writer
+/// discard the upload; what a crash leaves is listed by [`ObjectSink::list_staged`].
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -43,6 +47,9 @@ pub struct ObjectSink {
     label: String,
     part_size: usize,
     concurrency: usize,
+    /// A local folder's staging area; `None` for stores whose uploads are invisible
+    /// until complete (S3, GCS, Azure multipart) or that do not persist (memory).
+    staging: Option<Staging>,
 }
 
 impl ObjectSink {
@@ -54,6 +61,7 @@ impl ObjectSink {
             label: label.into(),
             part_size: DEFAULT_PART_SIZE,
             concurrency: DEFAULT_UPLOAD_CONCURRENCY,
+            staging: None,
         }
     }
 
@@ -67,7 +75,9 @@ impl ObjectSink {
         let dir = dir.as_ref();
         let store = backends::local(dir)?;
         let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        Ok(Self::new(store, format!("file://{}", abs.display())))
+        let mut sink = Self::new(store, format!("file://{}", abs.display()));
+        sink.staging = Some(Staging::new(&abs));
+        Ok(sink)
     }
 
     /// A store from a URL, with credentials and settings from the environment (the
@@ -91,7 +101,7 @@ impl ObjectSink {
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let store = match scheme {
-            "file" => return Self::local(rest),
+            "file" => return Self::local(file_url_path(url)?),
             "memory" => return Ok(Self::memory().with_prefix(prefix)),
             "s3" | "s3a" => backends::s3(&format!("s3://{bucket}"), options)?,
             "gs" => backends::gcs(&format!("gs://{bucket}"), options)?,
@@ -178,8 +188,45 @@ impl ObjectSink {
             .try_collect()
             .await
             .map_err(|e| self.err(e))?;
+        keys.retain(|k| !k.starts_with(STAGING_DIR));
         keys.sort();
         Ok(keys)
+    }
+
+    /// Files left in a local folder's staging area by writes that never committed (a
+    /// crash or kill mid-object). Empty for other stores: an unfinished S3, GCS or Azure
+    /// multipart upload is invisible; expire those with a bucket lifecycle rule
+    /// (S3: `AbortIncompleteMultipartUpload` after a day).
+    pub async fn list_staged(&self) -> Result<Vec<StagedFile>> {
+        match &self.staging {
+            Some(s) => s.list(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Delete staged files not written to for `older_than` (choose it longer than any run,
+    /// or a running write loses its file); returns how many were deleted. A retry of the
+    /// same key removes its own leftovers without this.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use tributary::{ObjectTarget, Sink, stores::ObjectSink};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let sink = ObjectSink::local(dir.path())?;
+    /// let mut w = sink.open(&ObjectTarget::new("t/part-0.csv", "text/csv")).await?;
+    /// w.write(vec![b'x'; 6 << 20].into()).await?;     // one part reaches the disk
+    /// std::mem::forget(w);                              // as if the process died here
+    /// assert!(sink.list("").await?.is_empty());        // nothing a reader would see
+    /// assert_eq!(sink.list_staged().await?.len(), 1);  // but the crashed write's file
+    /// assert_eq!(sink.clean_staged(std::time::Duration::ZERO).await?, 1);
+    /// assert!(sink.list_staged().await?.is_empty());
+    /// # Ok::<(), tributary::Error>(()) }).unwrap();
+    /// ```
+    pub async fn clean_staged(&self, older_than: std::time::Duration) -> Result<usize> {
+        match &self.staging {
+            Some(s) => s.clean(older_than),
+            None => Ok(0),
+        }
     }
 
     /// Write a small object in one request, atomically, replacing any object there.
@@ -231,13 +278,23 @@ impl Sink for ObjectSink {
 
     async fn open(&self, target: &ObjectTarget) -> Result<Box<dyn SinkWriter>> {
         let path = self.path(&target.key)?;
+        let (upload_path, publish) = match &self.staging {
+            Some(staging) => {
+                staging.clean_key(&path);
+                let staged = staging.path_for(&path);
+                (staged.clone(), Some((staged, path)))
+            }
+            None => (path, None),
+        };
         let upload = self
             .store
-            .put_multipart(&path)
+            .put_multipart(&upload_path)
             .await
             .map_err(|e| self.err(e))?;
         Ok(Box::new(ObjectWriter {
             upload: Some(WriteMultipart::new_with_chunk_size(upload, self.part_size)),
+            store: self.store.clone(),
+            publish,
             key: target.key.clone(),
             label: self.label.clone(),
             concurrency: self.concurrency,
@@ -249,6 +306,9 @@ impl Sink for ObjectSink {
 
 struct ObjectWriter {
     upload: Option<WriteMultipart>,
+    store: Arc<dyn ObjectStore>,
+    /// A staged upload's `(staged, final)` paths: renamed into place on commit.
+    publish: Option<(Path, Path)>,
     key: String,
     label: String,
     concurrency: usize,
@@ -286,6 +346,13 @@ impl SinkWriter for ObjectWriter {
             .take()
             .expect("writer used after commit or abort");
         let put = upload.finish().await.map_err(|e| self.err(e))?;
+        if let Some((staged, path)) = &self.publish {
+            // On failure the whole staged file stays in the staging folder, never at `path`.
+            self.store
+                .rename(staged, path)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         Ok(Receipt {
             key: self.key.clone(),
@@ -316,4 +383,30 @@ impl Drop for ObjectWriter {
             });
         }
     }
+}
+
+/// The folder a `file:` URL names (RFC 8089): `file:///abs/path` or
+/// `file://localhost/abs/path`. Any other host (`file://tmp/x`, which means host `tmp`) is
+/// an error rather than a folder under the current directory.
+fn file_url_path(url: &str) -> Result<std::path::PathBuf> {
+    let bad = |why: &str| {
+        Error::config(
+            "store",
+            format!(
+                "{}: {why}; write a local folder as file:///absolute/path",
+                crate::util::redact_url(url)
+            ),
+        )
+    };
+    let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    match parsed.host_str() {
+        None | Some("") | Some("localhost") => {}
+        Some(h) => return Err(bad(&format!("host {h:?} is not this machine"))),
+    }
+    let mut parsed = parsed;
+    // `Url::to_file_path` refuses any host, `localhost` included.
+    let _ = parsed.set_host(None);
+    parsed
+        .to_file_path()
+        .map_err(|()| bad("not an absolute local path"))
 }

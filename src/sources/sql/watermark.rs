@@ -4,7 +4,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 /// Follows the cursor through an ordered result: drops rows already extracted at the
 /// starting value and computes the [`Watermark`] after each batch.
@@ -13,7 +13,9 @@ pub struct WatermarkTracker {
     column: String,
     key: Vec<String>,
     start: Option<CursorValue>,
-    skip: HashSet<String>,
+    /// Rows already extracted at `start`, counted: two identical rows of a key-less
+    /// table have one fingerprint, and each one seen skips exactly one row.
+    skip: HashMap<String, usize>,
     current: Option<Watermark>,
 }
 
@@ -25,9 +27,7 @@ impl WatermarkTracker {
             column: column.to_string(),
             key: key.to_vec(),
             start: from.map(|w| w.cursor.clone()),
-            skip: from
-                .map(|w| w.seen.iter().cloned().collect())
-                .unwrap_or_default(),
+            skip: from.map(|w| counts(&w.seen)).unwrap_or_default(),
             current: from.cloned(),
         }
     }
@@ -104,7 +104,14 @@ impl WatermarkTracker {
         let mut keep = Vec::with_capacity(n);
         for (v, fp) in values.iter().zip(&prints) {
             let already = self.start.as_ref() == Some(v)
-                && fp.as_ref().is_some_and(|f| self.skip.contains(f));
+                && fp
+                    .as_ref()
+                    .and_then(|f| self.skip.get_mut(f))
+                    .is_some_and(|n| {
+                        let hit = *n > 0;
+                        *n = n.saturating_sub(1);
+                        hit
+                    });
             keep.push(!already);
             if already {
                 continue;
@@ -140,6 +147,31 @@ impl WatermarkTracker {
     }
 }
 
+/// A float cursor value. NaN and ±Infinity have no place in `cursor >= ?` ordering that
+/// every database agrees on, and JSON cannot hold them, so they are an error naming the row.
+fn float_cursor(v: f64, i: usize, column: &str) -> Result<CursorValue> {
+    if v.is_finite() {
+        Ok(CursorValue::Float(v))
+    } else {
+        Err(Error::type_error(
+            "sql",
+            format!(
+                "cursor column {column} is {v} at row {i}: a cursor must be a finite number \
+                 (filter such rows out with a query, or use another cursor column)"
+            ),
+        ))
+    }
+}
+
+/// How many times each fingerprint occurs.
+fn counts(seen: &[String]) -> HashMap<String, usize> {
+    let mut m = HashMap::with_capacity(seen.len());
+    for f in seen {
+        *m.entry(f.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
 /// Read a cursor value from an Arrow column.
 pub(crate) fn cursor_value(a: &ArrayRef, i: usize, column: &str) -> Result<CursorValue> {
     if a.is_null(i) {
@@ -156,8 +188,10 @@ pub(crate) fn cursor_value(a: &ArrayRef, i: usize, column: &str) -> Result<Curso
         DataType::UInt8 => CursorValue::Int(a.as_primitive::<UInt8Type>().value(i) as i64),
         DataType::UInt16 => CursorValue::Int(a.as_primitive::<UInt16Type>().value(i) as i64),
         DataType::UInt32 => CursorValue::Int(a.as_primitive::<UInt32Type>().value(i) as i64),
-        DataType::Float32 => CursorValue::Float(a.as_primitive::<Float32Type>().value(i) as f64),
-        DataType::Float64 => CursorValue::Float(a.as_primitive::<Float64Type>().value(i)),
+        DataType::Float32 => {
+            float_cursor(a.as_primitive::<Float32Type>().value(i) as f64, i, column)?
+        }
+        DataType::Float64 => float_cursor(a.as_primitive::<Float64Type>().value(i), i, column)?,
         DataType::Utf8 => CursorValue::Text(a.as_string::<i32>().value(i).to_string()),
         DataType::LargeUtf8 => CursorValue::Text(a.as_string::<i64>().value(i).to_string()),
         DataType::Utf8View => CursorValue::Text(a.as_string_view().value(i).to_string()),

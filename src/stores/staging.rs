@@ -1,0 +1,119 @@
+//! Where a local folder's objects are written before they appear: a hidden folder
+//! `.tributary-staging/` at the store's root, away from the final keys, so that a folder or
+//! glob reader (`*.csv`, Spark, DuckDB) never reads a half-written or abandoned file as
+//! data. A committed object is fsynced there and renamed into place (the rename and its
+//! folder are fsynced too); a crash leaves at most a file in this folder.
+
+use crate::{Error, Result};
+use object_store::path::Path;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// The staging folder's name, at the root of a local store.
+pub const STAGING_DIR: &str = ".tributary-staging";
+
+/// A file left in a store's staging folder by a write that never committed (a crash, a
+/// kill, a power loss). Listed by [`ObjectSink::list_staged`](super::ObjectSink::list_staged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StagedFile {
+    /// Its path on disk.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// When it was last written.
+    pub modified: SystemTime,
+}
+
+/// The staging area of one local store.
+#[derive(Clone, Debug)]
+pub(crate) struct Staging {
+    dir: PathBuf,
+}
+
+impl Staging {
+    /// The staging area of the local store rooted at `root`.
+    pub(crate) fn new(root: &std::path::Path) -> Self {
+        Staging {
+            dir: root.join(STAGING_DIR),
+        }
+    }
+
+    /// The stable staging name of the object at `final_path`: the same on every retry of
+    /// the same key, so a retry can find and remove its own leftovers.
+    fn name(final_path: &Path) -> String {
+        crate::util::sha256_hex(final_path.as_ref().as_bytes())[..32].to_string()
+    }
+
+    /// Where the object at `final_path` is written before it is renamed into place.
+    pub(crate) fn path_for(&self, final_path: &Path) -> Path {
+        Path::from(format!("{STAGING_DIR}/{}", Self::name(final_path)))
+    }
+
+    /// Remove what an earlier, uncommitted write of the same key left (its staged file and
+    /// the store's own `name#N` upload files).
+    pub(crate) fn clean_key(&self, final_path: &Path) {
+        let name = Self::name(final_path);
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let f = e.file_name();
+            let f = f.to_string_lossy();
+            if f == name.as_str()
+                || f.strip_prefix(name.as_str())
+                    .is_some_and(|r| r.starts_with('#'))
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// Every file in the staging folder.
+    pub(crate) fn list(&self) -> Result<Vec<StagedFile>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.dir, e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(|e| io_err(&self.dir, e))?;
+            let meta = e.metadata().map_err(|err| io_err(&e.path(), err))?;
+            if meta.is_file() {
+                out.push(StagedFile {
+                    path: e.path(),
+                    bytes: meta.len(),
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Delete the staged files not written to for `older_than`; returns how many.
+    pub(crate) fn clean(&self, older_than: Duration) -> Result<usize> {
+        let now = SystemTime::now();
+        let mut n = 0;
+        for f in self.list()? {
+            let age = now.duration_since(f.modified).unwrap_or_default();
+            if age >= older_than {
+                match std::fs::remove_file(&f.path) {
+                    Ok(()) => n += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(&f.path, e)),
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn io_err(path: &std::path::Path, e: std::io::Error) -> Error {
+    Error::Storage {
+        component: "file".into(),
+        message: format!("staging folder {}: {e}", path.display()),
+        retryable: false,
+        source: Some(Box::new(e)),
+    }
+}
