@@ -54,6 +54,7 @@ async fn run(conf: &str, day: NaiveDate) -> tributary::Result<()> {
         .await?
         .extractor(extractor)
         .build()?;
+    pipeline.cancel_on_signals(); // Ctrl-C / SIGTERM: a recorded, cancelled run
     let report = pipeline.run().await.into_result()?;
     for o in &report.objects {
         println!("{}\t{} rows\t{} bytes", o.key, o.rows, o.bytes);

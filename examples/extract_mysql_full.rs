@@ -29,12 +29,14 @@ async fn main() -> ExitCode {
 async fn run(conf: &str, table: &str) -> tributary::Result<()> {
     let config = PipelineConfig::from_file(conf)?;
     let url = config.mysql()?.url("mysql", 3306);
-    let extractor = MySqlExtractor::connect_lazy(&url, SqlSource::table(table))?;
+    let extractor = MySqlExtractor::connect_lazy(&url, SqlSource::table(table))?
+        .with_timeouts(config.timeouts("mysql_config")?);
     let pipeline = config
         .pipeline_builder(&format!("mysql_full_{table}"))
         .await?
         .extractor(extractor)
         .build()?;
+    pipeline.cancel_on_signals(); // Ctrl-C / SIGTERM: a recorded, cancelled run
     let report = pipeline.run().await.into_result()?;
     for o in &report.objects {
         println!("{}\t{} rows\t{} bytes", o.key, o.rows, o.bytes);

@@ -32,12 +32,14 @@ async fn run(conf: &str, table: &str, cursor: &str) -> tributary::Result<()> {
     let extractor = MySqlExtractor::connect_lazy(
         &url,
         SqlSource::table(table).incremental(Cursor::new(cursor)),
-    )?;
+    )?
+    .with_timeouts(config.timeouts("mysql_config")?);
     let pipeline = config
         .pipeline_builder(&format!("mysql_incremental_{table}"))
         .await?
         .extractor(extractor)
         .build()?;
+    pipeline.cancel_on_signals(); // Ctrl-C / SIGTERM: a recorded, cancelled run
     let report = pipeline.run().await.into_result()?;
     for o in &report.objects {
         println!("{}\t{} rows\t{} bytes", o.key, o.rows, o.bytes);

@@ -14,6 +14,40 @@ pub(crate) mod duration_ms {
     }
 }
 
+/// A duration written as whole seconds (`30`) or with a unit: `500ms`, `30s`, `5m`, `2h`.
+pub(crate) fn parse_duration(v: &str) -> Option<std::time::Duration> {
+    let v = v.trim();
+    let (num, unit_ms) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = v.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        (v, 1000)
+    };
+    let n: u64 = num.trim().parse().ok()?;
+    n.checked_mul(unit_ms).map(std::time::Duration::from_millis)
+}
+
+/// A size in bytes: `1000`, or with a binary unit `64KiB`, `256MiB`, `1GiB` (also `K`,
+/// `M`, `G`).
+pub(crate) fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => return None,
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
 /// Lowercase hex SHA-256 of `data`.
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
@@ -48,10 +82,14 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// A URL with any password replaced by `***`.
+/// A URL with any password replaced by `***`. Text that is not a valid URL is redacted
+/// too: in every `scheme://user:password@` inside it the password becomes `***`, so a
+/// malformed URL in an error message never carries its password.
 ///
 /// ```
 /// assert_eq!(tributary::redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+/// assert_eq!(tributary::redact_url("mysql://root:pw@[bad/test"), "mysql://root:***@[bad/test");
+/// assert_eq!(tributary::redact_url("no url here"), "no url here");
 /// ```
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
@@ -59,6 +97,39 @@ pub fn redact_url(url: &str) -> String {
             let _ = u.set_password(Some("***"));
             u.to_string()
         }
-        _ => url.to_string(),
+        Ok(_) => url.to_string(),
+        Err(_) => redact_text(url),
     }
+}
+
+/// `text` with the password of every `scheme://user:password@host` in it replaced by
+/// `***`, whether or not the URL is valid.
+pub(crate) fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority runs to the first blank; its userinfo to the last `@` in it
+        // (a password may hold an unencoded `@` or `/`).
+        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        let (authority, after) = tail.split_at(end);
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(c) => {
+                        out.push_str(&userinfo[..c]);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }

@@ -88,8 +88,15 @@ impl Warehouse {
         // once instead of after the pool's acquire timeout.
         {
             use sqlx::Connection;
-            let conn = sqlx::AnyConnection::connect(&url)
+            // A port that accepts TCP and never answers must not hang the run.
+            let limit = std::time::Duration::from_secs(30);
+            let conn = tokio::time::timeout(limit, sqlx::AnyConnection::connect(&url))
                 .await
+                .map_err(|_| Error::Connection {
+                    component: "warehouse".into(),
+                    message: format!("no answer from {label} within {limit:?} while connecting"),
+                    source: None,
+                })?
                 .map_err(|e| sqlx_error("warehouse", e, &format!("connecting to {label}")))?;
             let _ = conn.close().await;
         }

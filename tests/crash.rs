@@ -49,7 +49,12 @@ impl Extractor for CrashAfter {
 }
 
 fn pipeline(sink: ObjectSink, crash_at: Option<i64>) -> Pipeline {
+    let mut options = PipelineOptions::new();
+    if let Ok(id) = std::env::var("TRIBUTARY_CRASH_RUN_ID") {
+        options = options.with_run_id(id);
+    }
     Pipeline::builder("crash")
+        .options(options)
         .extractor(CrashAfter {
             batches: 30,
             crash_at,
@@ -82,11 +87,20 @@ async fn crash_child() {
 }
 
 async fn crash_then_recover(target: &str) {
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
+    crash_then_recover_as(target, None).await
+}
+
+/// Crash a child (with `run_id`, when given, else a new one per run) and recover with a
+/// run in this process (the same `run_id`).
+async fn crash_then_recover_as(target: &str, run_id: Option<&str>) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
         .args(["crash_child", "--exact", "--ignored", "--nocapture"])
-        .env("TRIBUTARY_CRASH_TARGET", target)
-        .status()
-        .unwrap();
+        .env("TRIBUTARY_CRASH_TARGET", target);
+    if let Some(id) = run_id {
+        child.env("TRIBUTARY_CRASH_RUN_ID", id);
+    }
+    let status = child.status().unwrap();
     assert!(!status.success(), "the child should have crashed");
     let sink = sink_for(target);
     let visible: Vec<String> = sink.list("").await.unwrap();
@@ -102,11 +116,17 @@ async fn crash_then_recover(target: &str) {
             .is_none()
     );
     // The next run lands everything, once.
-    let r = pipeline(sink.clone(), None)
-        .run()
-        .await
-        .into_result()
-        .unwrap();
+    let mut recover = Pipeline::builder("crash")
+        .extractor(CrashAfter {
+            batches: 30,
+            crash_at: None,
+        })
+        .sink(sink.clone())
+        .state(ObjectStateStore::new(sink.clone(), "_state"));
+    if let Some(id) = run_id {
+        recover = recover.options(PipelineOptions::new().with_run_id(id));
+    }
+    let r = recover.build().unwrap().run().await.into_result().unwrap();
     assert_eq!(r.rows, 3_000_000);
     let text = sink.read(&r.objects[0].key).await.unwrap();
     assert_eq!(text.iter().filter(|b| **b == b'\n').count(), 3_000_000);
@@ -159,6 +179,15 @@ async fn crash_leaves_nothing_in_a_local_folder() {
         sink.clean_staged(std::time::Duration::ZERO).await.unwrap(),
         1
     );
+}
+
+#[tokio::test]
+async fn a_rerun_of_the_same_run_id_removes_the_dead_writers_staged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = ObjectSink::local(dir.path()).unwrap();
+    crash_then_recover_as(&dir.path().display().to_string(), Some("run-7")).await;
+    // The rerun wrote the same keys, so it found and removed the crashed child's file.
+    assert_eq!(sink.list_staged().await.unwrap(), vec![]);
 }
 
 #[tokio::test]

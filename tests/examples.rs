@@ -245,3 +245,129 @@ async fn mongodb_example() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));
 }
+
+/// Every file under `dir`, skipping the staging folder.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.ends_with(tributary::stores::STAGING_DIR) {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn sigterm_and_ctrl_c_cancel_the_run_and_leave_a_record() {
+    // Issue 8.8: a signal killed the examples with no manifest, no history row and a
+    // staged file left behind.
+    let Some(url) = common::service("TRIBUTARY_TEST_PG_URL", "PostgreSQL") else {
+        return;
+    };
+    let s = common::unique("sig").replace('-', "_");
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    conn.execute(
+        format!(
+            "CREATE SCHEMA {s}; CREATE TABLE {s}.big AS
+             SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 3000000) g"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let port = url.rsplit(':').next().unwrap().split('/').next().unwrap();
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("pipeline.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[postgres_config]\nhost = 127.0.0.1\nport = {port}\nusername = postgres\npassword =\ndatabase = test\n\
+                 [store]\nurl = file://{0}/out\n[warehouse]\nurl = sqlite://{0}/wh.db\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(example("extract_postgres_full"))
+            .args([conf.to_str().unwrap(), &format!("{s}.big")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Signal once the first object is being written.
+        let staging = dir.path().join("out").join(tributary::stores::STAGING_DIR);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !std::fs::read_dir(&staging).is_ok_and(|mut d| d.next().is_some()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the run never started writing"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "finished before the signal"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "SIG{signal}: exit status {}",
+            out.status
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "SIG{signal}: exited by the signal, not by the run"
+        );
+        assert!(stderr.contains("cancelled"), "SIG{signal}: {stderr}");
+        let landed = files(&dir.path().join("out"));
+        assert!(
+            landed
+                .iter()
+                .all(|p| !p.to_string_lossy().ends_with(".csv")),
+            "SIG{signal}: data at a final key: {landed:?}"
+        );
+        let manifest = landed
+            .iter()
+            .find(|p| p.to_string_lossy().ends_with(".manifest.json"))
+            .unwrap_or_else(|| panic!("SIG{signal}: no manifest in {landed:?}"));
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+        assert_eq!(m["outcome"], "cancelled", "SIG{signal}: {m}");
+        let staged: Vec<_> = std::fs::read_dir(&staging).unwrap().collect();
+        assert!(
+            staged.is_empty(),
+            "SIG{signal}: staged files left: {staged:?}"
+        );
+        let mut wh =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}/wh.db", dir.path().display()))
+                .await
+                .unwrap();
+        let outcome: String = sqlx::query_scalar("SELECT outcome FROM pipeline_run_history")
+            .fetch_one(&mut wh)
+            .await
+            .unwrap();
+        assert_eq!(outcome, "cancelled", "SIG{signal}");
+    }
+    conn.execute(format!("DROP SCHEMA {s} CASCADE").as_str())
+        .await
+        .unwrap();
+}

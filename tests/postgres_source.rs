@@ -800,3 +800,98 @@ async fn every_type_round_trips_through_parquet() {
         .await
         .unwrap();
 }
+
+/// The CSV of a full extraction of `table`, on the COPY path or the typed path.
+async fn both_paths(url: &str, table: &str) -> [Result<String>; 2] {
+    let mut out = [Ok(String::new()), Ok(String::new())];
+    for (i, encoded) in [true, false].into_iter().enumerate() {
+        let sink = ObjectSink::memory();
+        let r = Pipeline::builder("pg")
+            .extractor(PostgresExtractor::connect_lazy(url, SqlSource::table(table)).unwrap())
+            .sink(sink.clone())
+            .options(PipelineOptions::new().with_encoded_path(encoded))
+            .build()
+            .unwrap()
+            .run()
+            .await;
+        assert_eq!(r.source_encoded, encoded, "the path asked for was taken");
+        out[i] = match r.into_result() {
+            Ok(r) => {
+                let mut text = String::new();
+                for o in &r.objects {
+                    text.push_str(std::str::from_utf8(&sink.read(&o.key).await.unwrap()).unwrap());
+                }
+                Ok(text)
+            }
+            Err(e) => Err(e),
+        };
+    }
+    out
+}
+
+#[tokio::test]
+async fn bc_dates_and_infinities_are_the_same_on_both_paths() {
+    // Issue 8.9: BC dates were `4713-01-01 BC` on the COPY path and `-4712-01-01` on the
+    // typed path (which COPY FROM rejects); ±infinity succeeded on one and failed on the other.
+    let s = schema_name();
+    let Some((url, mut conn)) = setup(&format!(
+        "CREATE SCHEMA {s}; CREATE TABLE {s}.bc (id int, d date, ts timestamp, tz timestamptz);
+         INSERT INTO {s}.bc VALUES
+           (1, '4713-01-01 BC', '4713-01-01 00:00:00 BC', '4713-11-24 12:30:00.25+00 BC'),
+           (2, '0001-12-31 BC', '0001-12-31 23:59:59.999999 BC', '0044-03-15 12:00:00+00 BC'),
+           (3, '0001-01-01', '0001-01-01 00:00:00', '0001-01-01 00:00:00+00');
+         CREATE TABLE {s}.bc_back (LIKE {s}.bc);
+         CREATE TABLE {s}.inf_d (id int, d date); INSERT INTO {s}.inf_d VALUES (1, '2020-01-01'), (2, 'infinity');
+         CREATE TABLE {s}.inf_ts (id int, note text, ts timestamptz);
+         INSERT INTO {s}.inf_ts VALUES (1, 'infinity', '2020-01-01'), (2, 'x', '-infinity');
+         CREATE TABLE {s}.inf_text (id int, note text, ts timestamp); INSERT INTO {s}.inf_text VALUES (1, 'infinity', '2020-01-01');"
+    ))
+    .await
+    else {
+        return;
+    };
+    let [copy, typed] = both_paths(&url, &format!("{s}.bc")).await;
+    let (copy, typed) = (copy.unwrap(), typed.unwrap());
+    assert_eq!(copy, typed, "the two paths differ");
+    assert_eq!(
+        typed,
+        "1|4713-01-01 BC|4713-01-01 00:00:00 BC|4713-11-24 12:30:00.25+00 BC\n\
+         2|0001-12-31 BC|0001-12-31 23:59:59.999999 BC|0044-03-15 12:00:00+00 BC\n\
+         3|0001-01-01|0001-01-01 00:00:00|0001-01-01 00:00:00+00\n"
+    );
+    // PostgreSQL loads the typed path's bytes back to the same values.
+    let dialect = tributary::format::CsvDialect::book();
+    let mut copy_in = conn
+        .copy_in_raw(&format!(
+            "COPY {s}.bc_back FROM STDIN WITH ({})",
+            dialect.postgres_copy_options()
+        ))
+        .await
+        .unwrap();
+    copy_in.send(typed.as_bytes()).await.unwrap();
+    assert_eq!(copy_in.finish().await.unwrap(), 3);
+    let diff: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM (SELECT * FROM {s}.bc EXCEPT ALL SELECT * FROM {s}.bc_back) d"
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(diff, 0);
+    // ±infinity: the same typed error on both paths, naming the column.
+    for (table, column) in [("inf_d", "d"), ("inf_ts", "ts")] {
+        let [copy, typed] = both_paths(&url, &format!("{s}.{table}")).await;
+        let (copy, typed) = (copy.unwrap_err(), typed.unwrap_err());
+        assert!(matches!(copy, Error::Type { .. }), "{copy:?}");
+        assert_eq!(copy.to_string(), typed.to_string());
+        assert!(
+            copy.to_string().contains(&format!("column {column}:")),
+            "{copy}"
+        );
+    }
+    // The word in a text column is data, not an infinite timestamp.
+    let [copy, typed] = both_paths(&url, &format!("{s}.inf_text")).await;
+    assert_eq!(copy.unwrap(), typed.unwrap());
+    conn.execute(format!("DROP SCHEMA {s} CASCADE").as_str())
+        .await
+        .unwrap();
+}

@@ -137,6 +137,11 @@ impl CsvDialect {
         self.delimiter
     }
 
+    /// The quote byte.
+    pub fn quote(&self) -> u8 {
+        self.quote
+    }
+
     /// Whether a header row is written.
     pub fn has_header(&self) -> bool {
         self.header

@@ -274,14 +274,19 @@ impl<'a> Column<'a> {
             Kind::BinView(a) => push_binary(out, a.value(row), style.binary),
             Kind::FixedBin(a, true) => push_uuid(out, a.value(row)),
             Kind::FixedBin(a, false) => push_binary(out, a.value(row), style.binary),
-            Kind::Date32(v) => push_date(out, date_from_days(v[row] as i64, self.name)?),
-            Kind::Date64(v) => push_date(
-                out,
-                date_from_days(v[row].div_euclid(86_400_000), self.name)?,
-            ),
+            Kind::Date32(v) => {
+                let d = date_from_days(v[row] as i64, self.name)?;
+                let bc = push_date(out, d, style.pg_text);
+                push_era(out, bc);
+            }
+            Kind::Date64(v) => {
+                let d = date_from_days(v[row].div_euclid(86_400_000), self.name)?;
+                let bc = push_date(out, d, style.pg_text);
+                push_era(out, bc);
+            }
             Kind::Time(v) => push_time_nanos(out, v[row]),
             Kind::Timestamp(v, unit, tz) => {
-                push_timestamp(out, v[row], *unit, tz, style.date_time_sep, self.name)?
+                push_timestamp(out, v[row], *unit, tz, style, self.name)?
             }
             Kind::Duration(v, unit) => push_duration(out, v[row], *unit),
             Kind::IntervalYm(v) => push_interval(out, v[row], 0, 0),
@@ -776,8 +781,26 @@ fn date_from_days(days: i64, column: &str) -> Result<NaiveDate> {
         })
 }
 
-fn push_date(out: &mut Vec<u8>, d: NaiveDate) {
+/// `YYYY-MM-DD`. With `pg`, a year before 1 AD is written as PostgreSQL writes it, the
+/// year counted back from 1 BC (`4713-01-01` for chrono's year -4712), and `true` is
+/// returned: the caller appends ` BC` after the whole value, as PostgreSQL does. Without
+/// `pg`, ISO 8601's expanded years (`-4712-01-01`).
+fn push_date(out: &mut Vec<u8>, d: NaiveDate, pg: bool) -> bool {
     let y = d.year();
+    if pg && y <= 0 {
+        let bc = 1 - y;
+        if bc <= 9999 {
+            push_2(out, (bc / 100) as u32);
+            push_2(out, (bc % 100) as u32);
+        } else {
+            out.extend_from_slice(bc.to_string().as_bytes());
+        }
+        out.push(b'-');
+        push_2(out, d.month());
+        out.push(b'-');
+        push_2(out, d.day());
+        return true;
+    }
     if (0..=9999).contains(&y) {
         push_2(out, (y / 100) as u32);
         push_2(out, (y % 100) as u32);
@@ -788,6 +811,14 @@ fn push_date(out: &mut Vec<u8>, d: NaiveDate) {
     push_2(out, d.month());
     out.push(b'-');
     push_2(out, d.day());
+    false
+}
+
+/// ` BC` after a value whose date was before 1 AD (see [`push_date`]).
+fn push_era(out: &mut Vec<u8>, bc: bool) {
+    if bc {
+        out.extend_from_slice(b" BC");
+    }
 }
 
 /// Fractional seconds, trailing zeros trimmed, nothing when zero.
@@ -847,10 +878,12 @@ fn split_unit(v: i64, unit: TimeUnit) -> (i64, u32) {
     )
 }
 
-fn push_naive_datetime(out: &mut Vec<u8>, dt: NaiveDateTime, sep: u8) {
-    push_date(out, dt.date());
+/// Date and time; `true` when ` BC` is owed at the end (see [`push_date`]).
+fn push_naive_datetime(out: &mut Vec<u8>, dt: NaiveDateTime, sep: u8, pg: bool) -> bool {
+    let bc = push_date(out, dt.date(), pg);
     out.push(sep);
     push_time(out, dt.time());
+    bc
 }
 
 fn push_timestamp(
@@ -858,9 +891,10 @@ fn push_timestamp(
     v: i64,
     unit: TimeUnit,
     tz: &Tz,
-    sep: u8,
+    style: &TextStyle,
     column: &str,
 ) -> Result<()> {
+    let (sep, pg) = (style.date_time_sep, style.pg_text);
     let (secs, nanos) = split_unit(v, unit);
     let utc = DateTime::from_timestamp(secs, nanos).ok_or_else(|| {
         Error::type_error(
@@ -868,17 +902,20 @@ fn push_timestamp(
             format!("column {column}: timestamp {v} out of range"),
         )
     })?;
-    match tz {
-        Tz::Naive => push_naive_datetime(out, utc.naive_utc(), sep),
+    let bc = match tz {
+        Tz::Naive => push_naive_datetime(out, utc.naive_utc(), sep, pg),
         Tz::Utc => {
-            push_naive_datetime(out, utc.naive_utc(), sep);
+            let bc = push_naive_datetime(out, utc.naive_utc(), sep, pg);
             push_offset(out, 0, sep == b'T');
+            bc
         }
         Tz::Fixed(off) => {
-            push_naive_datetime(out, utc.with_timezone(off).naive_local(), sep);
+            let bc = push_naive_datetime(out, utc.with_timezone(off).naive_local(), sep, pg);
             push_offset(out, off.local_minus_utc(), sep == b'T');
+            bc
         }
-    }
+    };
+    push_era(out, bc);
     Ok(())
 }
 

@@ -24,6 +24,7 @@
 mod part;
 mod report;
 mod run;
+mod signals;
 
 pub use report::{ObjectReport, Outcome, Progress, RunLog, RunReport};
 
@@ -341,6 +342,31 @@ impl Pipeline {
     /// The token that cancels this pipeline's runs.
     pub fn cancellation_token(&self) -> CancellationToken {
         self.cancel.clone()
+    }
+
+    /// Cancel this pipeline's run on Ctrl-C (SIGINT) or SIGTERM, as a scheduler or
+    /// `kill` sends them, instead of dying with no record: the open part is aborted,
+    /// the run is recorded as `cancelled` in its manifest and run history, and
+    /// [`RunReport::into_result`] is [`Error::Cancelled`]. Call it inside a Tokio runtime,
+    /// before [`Pipeline::run`]; the listener ends with the token.
+    ///
+    /// ```no_run
+    /// # async fn f(pipeline: tributary::Pipeline) -> tributary::Result<()> {
+    /// pipeline.cancel_on_signals();
+    /// let report = pipeline.run().await.into_result()?; // Err(Cancelled) after a signal
+    /// # Ok(()) }
+    /// ```
+    pub fn cancel_on_signals(&self) {
+        let token = self.cancel.clone();
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            let which = tokio::select! {
+                s = signals::shutdown() => s,
+                _ = token.cancelled() => return,
+            };
+            tracing::warn!(pipeline = %name, signal = which, "signal received; cancelling the run");
+            token.cancel();
+        });
     }
 }
 

@@ -29,7 +29,7 @@ fn retry_config(
                 })?
             }
             "retry_timeout" => {
-                retry.retry_timeout = parse_duration(v).ok_or_else(|| {
+                retry.retry_timeout = crate::util::parse_duration(v).ok_or_else(|| {
                     Error::config(
                         store,
                         format!(
@@ -42,24 +42,6 @@ fn retry_config(
         }
     }
     Ok((retry, rest))
-}
-
-#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
-fn parse_duration(v: &str) -> Option<std::time::Duration> {
-    let v = v.trim();
-    let (num, mult_ms) = if let Some(n) = v.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = v.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (v, 1000)
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .map(|n| std::time::Duration::from_millis(n * mult_ms))
 }
 
 #[cfg_attr(

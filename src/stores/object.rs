@@ -112,7 +112,8 @@ impl ObjectSink {
                 return Err(Error::config(
                     "store",
                     format!(
-                        "unsupported URL scheme {other:?} in {url:?}; use file, memory, s3, gs or az"
+                        "unsupported URL scheme {other:?} in {:?}; use file, memory, s3, gs or az",
+                        crate::util::redact_url(url)
                     ),
                 ));
             }

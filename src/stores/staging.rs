@@ -38,31 +38,41 @@ impl Staging {
         }
     }
 
-    /// The stable staging name of the object at `final_path`: the same on every retry of
-    /// the same key, so a retry can find and remove its own leftovers.
-    fn name(final_path: &Path) -> String {
+    /// The part of a staging name that is the same on every write of `final_path`.
+    fn key_part(final_path: &Path) -> String {
         crate::util::sha256_hex(final_path.as_ref().as_bytes())[..32].to_string()
     }
 
-    /// Where the object at `final_path` is written before it is renamed into place.
+    /// Where one write of the object at `final_path` goes before it is renamed into
+    /// place: `{key hash}.{pid}.{n}`, unique per writer (two writers of one key, such as a
+    /// retry racing its first attempt, never share a file), and naming the process, so
+    /// that a later write of the same key can tell a dead process's leftovers.
     pub(crate) fn path_for(&self, final_path: &Path) -> Path {
-        Path::from(format!("{STAGING_DIR}/{}", Self::name(final_path)))
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        Path::from(format!(
+            "{STAGING_DIR}/{}.{}.{n}",
+            Self::key_part(final_path),
+            std::process::id()
+        ))
     }
 
-    /// Remove what an earlier, uncommitted write of the same key left (its staged file and
-    /// the store's own `name#N` upload files).
+    /// Remove what earlier writes of the same key left when their process died (a crash
+    /// or kill mid-object): staged files and the store's `name#N` upload files. Files of
+    /// live processes, this one included, are left alone.
     pub(crate) fn clean_key(&self, final_path: &Path) {
-        let name = Self::name(final_path);
+        let prefix = format!("{}.", Self::key_part(final_path));
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
         for e in entries.flatten() {
-            let f = e.file_name();
-            let f = f.to_string_lossy();
-            if f == name.as_str()
-                || f.strip_prefix(name.as_str())
-                    .is_some_and(|r| r.starts_with('#'))
-            {
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix.as_str())) else {
+                continue;
+            };
+            let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| p != std::process::id() && !process_alive(p)) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -116,4 +126,11 @@ fn io_err(path: &std::path::Path, e: std::io::Error) -> Error {
         retryable: false,
         source: Some(Box::new(e)),
     }
+}
+
+/// Whether process `pid` is running. Where that cannot be known (no `/proc`), it is taken
+/// to be running: a leftover is then removed only by [`Staging::clean`].
+fn process_alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
 }

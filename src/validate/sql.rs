@@ -254,6 +254,13 @@ impl Script {
                 format!("cannot read SQL script {}: {e}", p.display()),
             )
         })?;
+        // Unusable input, not a failed check: an empty script compares nothing.
+        if sql.trim().trim_matches(';').trim().is_empty() {
+            return Err(Error::config(
+                "validator",
+                format!("SQL script {} is empty", p.display()),
+            ));
+        }
         Ok(Script {
             label: p.display().to_string(),
             sql,

@@ -1,7 +1,7 @@
 use super::types::{ColumnInfo, Dec};
 use crate::sources::sql::{
-    BuiltQuery, Dialect, Emitter, From, SqlSource, build_query, channel_stream, lag_bound,
-    resume_from, sqlx_error,
+    BuiltQuery, Deadlines, Dialect, Emitter, From, SqlSource, Timeouts, build_query,
+    channel_stream, lag_bound, resume_from, sqlx_error,
 };
 use crate::{Batch, BatchStream, Checkpoint, CursorValue, Error, Extractor, Result};
 use arrow_array::builder::{ArrayBuilder, make_builder};
@@ -38,6 +38,7 @@ fn my_err(e: sqlx::Error, what: &str) -> Error {
 pub struct MySqlExtractor {
     pool: MySqlPool,
     source: SqlSource,
+    timeouts: Timeouts,
 }
 
 struct Prepared {
@@ -52,7 +53,30 @@ impl MySqlExtractor {
     /// Read `source` through `pool` (its connect options; each extraction opens its own
     /// connection for its snapshot).
     pub fn new(pool: MySqlPool, source: SqlSource) -> Self {
-        MySqlExtractor { pool, source }
+        MySqlExtractor {
+            pool,
+            source,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// Time limits for connecting and for each read (defaults: 30 s, 10 minutes). A
+    /// MySQL client waits for the server's greeting, so a port where some other server
+    /// waits for the client (PostgreSQL) fails on the connect limit.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    fn deadlines(&self) -> Deadlines {
+        let o = self.pool.connect_options();
+        Deadlines::new(
+            "mysql",
+            "MySQL/MariaDB",
+            o.get_host(),
+            o.get_port(),
+            self.timeouts,
+        )
     }
 
     /// Connect on first use to a `mysql://` URL (MariaDB too).
@@ -70,23 +94,27 @@ impl MySqlExtractor {
     }
 
     async fn connection(&self) -> Result<MySqlConnection> {
-        let mut conn = self
-            .pool
-            .connect_options()
-            .connect()
-            .await
-            .map_err(|e| my_err(e, "connecting"))?;
-        // UTC, so TIMESTAMP values and bounds mean the same instant everywhere; a long
-        // write timeout, so a slow sink does not make the server abort the stream.
-        for stmt in [
-            "SET time_zone = '+00:00', SESSION net_write_timeout = 3600",
-            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-        ] {
-            conn.execute(stmt)
-                .await
-                .map_err(|e| my_err(e, "configuring the session"))?;
-        }
-        Ok(conn)
+        let deadlines = self.deadlines();
+        let opts = self.pool.connect_options();
+        deadlines
+            .connect(async {
+                let mut conn = opts
+                    .connect()
+                    .await
+                    .map_err(|e| my_err(e, &format!("connecting to {}", deadlines.addr())))?;
+                // UTC, so TIMESTAMP values and bounds mean the same instant everywhere; a
+                // long write timeout, so a slow sink does not make the server abort the stream.
+                for stmt in [
+                    "SET time_zone = '+00:00', SESSION net_write_timeout = 3600",
+                    "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                ] {
+                    conn.execute(stmt)
+                        .await
+                        .map_err(|e| my_err(e, "configuring the session"))?;
+                }
+                Ok(conn)
+            })
+            .await?
     }
 
     /// Exact column types of a table source from `information_schema` (DECIMAL precision
@@ -273,17 +301,15 @@ impl Extractor for MySqlExtractor {
         let batch_rows = self.source.batch_rows;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Batch>>(2);
         let mut emitter = Emitter::new(&self.source, watermark.as_ref(), tx);
+        let deadlines = self.deadlines();
         tokio::spawn(async move {
-            let result = stream_rows(
-                &mut conn,
-                &sql,
-                args,
-                &schema,
-                &decoders,
+            let shape = Shape {
+                schema: &schema,
+                decoders: &decoders,
                 batch_rows,
-                Out::Emitter(&mut emitter),
-            )
-            .await;
+            };
+            let out = Out::Emitter(&mut emitter);
+            let result = stream_rows(&mut conn, (&sql, args), shape, &deadlines, out).await;
             if let Err(e) = result {
                 emitter.fail(e).await;
             }
@@ -312,16 +338,26 @@ impl Out<'_> {
     }
 }
 
+/// What the rows look like and how many go in a batch.
+struct Shape<'a> {
+    schema: &'a SchemaRef,
+    decoders: &'a [Dec],
+    batch_rows: usize,
+}
+
 /// Stream the rows of `sql` in one consistent snapshot, handing each finished batch on.
 async fn stream_rows(
     conn: &mut MySqlConnection,
-    sql: &str,
-    args: MySqlArguments,
-    schema: &SchemaRef,
-    decoders: &[Dec],
-    batch_rows: usize,
+    (sql, args): (&str, MySqlArguments),
+    shape: Shape<'_>,
+    deadlines: &Deadlines,
     mut out: Out<'_>,
 ) -> Result<()> {
+    let Shape {
+        schema,
+        decoders,
+        batch_rows,
+    } = shape;
     conn.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .await
         .map_err(|e| my_err(e, "starting a snapshot"))?;
@@ -338,9 +374,9 @@ async fn stream_rows(
     let mut n = 0;
     {
         let mut rows = sqlx::query_with(sql, args).fetch(&mut *conn);
-        while let Some(row) = rows
-            .try_next()
-            .await
+        while let Some(row) = deadlines
+            .read(rows.try_next(), "reading rows")
+            .await?
             .map_err(|e| my_err(e, "reading rows"))?
         {
             for (i, (dec, b)) in decoders.iter().zip(builders.iter_mut()).enumerate() {
@@ -440,7 +476,12 @@ impl MySqlExtractor {
                 let result: Result<()> = async {
                     let mut conn = me.connection().await?;
                     let out = Out::Partition(tx.clone(), i as u32);
-                    stream_rows(&mut conn, &sql, args, &schema, &decoders, batch_rows, out).await
+                    let shape = Shape {
+                        schema: &schema,
+                        decoders: &decoders,
+                        batch_rows,
+                    };
+                    stream_rows(&mut conn, (&sql, args), shape, &me.deadlines(), out).await
                 }
                 .await;
                 if let Err(e) = result {

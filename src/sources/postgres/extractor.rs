@@ -1,7 +1,7 @@
 use super::types::Dec;
 use crate::sources::sql::{
-    BuiltQuery, Dialect, Emitter, From, SqlSource, build_query, build_query_cast, channel_stream,
-    lag_bound, resume_from, sqlx_error,
+    BuiltQuery, Deadlines, Dialect, Emitter, From, SqlSource, Timeouts, build_query,
+    build_query_cast, channel_stream, lag_bound, resume_from, sqlx_error,
 };
 use crate::{Batch, BatchStream, Checkpoint, CursorValue, Error, Extractor, Result};
 use arrow_array::builder::{ArrayBuilder, make_builder};
@@ -13,8 +13,25 @@ use sqlx::postgres::{PgArguments, PgConnection, PgPool};
 use sqlx::{Arguments, Column, Executor, Row, TypeInfo, ValueRef};
 use std::sync::Arc;
 
-fn pg_err(e: sqlx::Error, what: &str) -> Error {
+pub(super) fn pg_err(e: sqlx::Error, what: &str) -> Error {
     sqlx_error("postgres", e, what)
+}
+
+/// A failed connect. A server of another kind on the port (MySQL sends its greeting
+/// first) shows up as a protocol error: say what it means.
+fn connect_err(e: sqlx::Error, at: &Deadlines) -> Error {
+    if let sqlx::Error::Protocol(m) = &e {
+        return Error::Connection {
+            component: "postgres".into(),
+            message: format!(
+                "{} did not answer in the PostgreSQL protocol ({m}): this is not a PostgreSQL \
+                 server, check host and port",
+                at.addr()
+            ),
+            source: Some(Box::new(e)),
+        };
+    }
+    pg_err(e, &format!("connecting to {}", at.addr()))
 }
 
 /// Extracts a PostgreSQL table or query, fully or incrementally, streaming with flat
@@ -43,18 +60,19 @@ fn pg_err(e: sqlx::Error, what: &str) -> Error {
 #[derive(Debug, Clone)]
 pub struct PostgresExtractor {
     pool: PgPool,
-    source: SqlSource,
-    copy: bool,
+    pub(super) source: SqlSource,
+    pub(super) copy: bool,
+    timeouts: Timeouts,
 }
 
 /// What the query returns, learned before the stream starts.
-struct Prepared {
+pub(super) struct Prepared {
     /// The source with names resolved against the catalog.
-    source: SqlSource,
-    sql: String,
-    binds: Vec<CursorValue>,
-    decoders: Vec<Dec>,
-    schema: SchemaRef,
+    pub(super) source: SqlSource,
+    pub(super) sql: String,
+    pub(super) binds: Vec<CursorValue>,
+    pub(super) decoders: Vec<Dec>,
+    pub(super) schema: SchemaRef,
 }
 
 impl PostgresExtractor {
@@ -64,7 +82,25 @@ impl PostgresExtractor {
             pool,
             source,
             copy: true,
+            timeouts: Timeouts::default(),
         }
+    }
+
+    /// Time limits for connecting and for each read (defaults: 30 s, 10 minutes).
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    pub(super) fn deadlines(&self) -> Deadlines {
+        let o = self.pool.connect_options();
+        Deadlines::new(
+            "postgres",
+            "PostgreSQL",
+            o.get_host(),
+            o.get_port(),
+            self.timeouts,
+        )
     }
 
     /// A pool that connects on first use to a `postgres://` URL.
@@ -87,25 +123,29 @@ impl PostgresExtractor {
         &self.pool
     }
 
-    async fn connection(&self) -> Result<PgConnection> {
+    pub(super) async fn connection(&self) -> Result<PgConnection> {
         // A connection of its own (not from the pool): it holds a long transaction, and an
         // unreachable server fails at once instead of after the pool's acquire timeout.
         use sqlx::ConnectOptions;
-        let mut conn = self
-            .pool
-            .connect_options()
-            .connect()
-            .await
-            .map_err(|e| pg_err(e, "connecting"))?;
-        // Fixed session settings: values and text output do not depend on the server's
-        // or the role's defaults.
-        conn.execute(
-            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601'; \
-                      SET extra_float_digits = 1; SET bytea_output = 'hex'",
-        )
-        .await
-        .map_err(|e| pg_err(e, "configuring the session"))?;
-        Ok(conn)
+        let deadlines = self.deadlines();
+        let opts = self.pool.connect_options();
+        deadlines
+            .connect(async {
+                let mut conn = opts
+                    .connect()
+                    .await
+                    .map_err(|e| connect_err(e, &deadlines))?;
+                // Fixed session settings: values and text output do not depend on the
+                // server's or the role's defaults.
+                conn.execute(
+                    "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601'; \
+                          SET extra_float_digits = 1; SET bytea_output = 'hex'",
+                )
+                .await
+                .map_err(|e| pg_err(e, "configuring the session"))?;
+                Ok(conn)
+            })
+            .await?
     }
 
     /// Type modifiers of the query's columns (numeric precision and scale), from a
@@ -190,7 +230,7 @@ impl PostgresExtractor {
         Ok(source)
     }
 
-    async fn prepare(
+    pub(super) async fn prepare(
         &self,
         conn: &mut PgConnection,
         from: Option<&crate::Watermark>,
@@ -370,7 +410,7 @@ impl Extractor for PostgresExtractor {
         from: Option<Checkpoint>,
         format: &dyn crate::format::Format,
     ) -> Result<Option<crate::model::EncodedStream>> {
-        extract_copy(self, from.as_ref(), format).await
+        super::copy::extract_copy(self, from.as_ref(), format).await
     }
 
     async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
@@ -396,6 +436,7 @@ impl Extractor for PostgresExtractor {
         let batch_rows = self.source.batch_rows;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Batch>>(2);
         let mut emitter = Emitter::new(&self.source, watermark.as_ref(), tx);
+        let deadlines = self.deadlines();
         tokio::spawn(async move {
             let result: Result<()> = async {
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -404,9 +445,9 @@ impl Extractor for PostgresExtractor {
                 let mut builders = Builders::new(schema, decoders, batch_rows);
                 {
                     let mut rows = sqlx::query_with(&sql, args).fetch(&mut conn);
-                    while let Some(row) = rows
-                        .try_next()
-                        .await
+                    while let Some(row) = deadlines
+                        .read(rows.try_next(), "reading rows")
+                        .await?
                         .map_err(|e| pg_err(e, "reading rows"))?
                     {
                         builders.push(&row)?;
@@ -430,113 +471,6 @@ impl Extractor for PostgresExtractor {
         });
         Ok(channel_stream(rx))
     }
-}
-
-impl PostgresExtractor {
-    /// The `COPY` statement for the fast path. Every type the typed path decodes is
-    /// written by PostgreSQL exactly as the typed path writes it in a
-    /// [`matches_postgres_copy`](crate::format::CsvDialect::matches_postgres_copy) dialect.
-    fn copy_statement(prep: &Prepared, dialect: &crate::format::CsvDialect) -> Option<String> {
-        // Plain column references only: an expression here costs PostgreSQL a projection
-        // per row (measured: +50% on 1M rows for one CASE).
-        let cols: Vec<String> = prep
-            .schema
-            .fields()
-            .iter()
-            .map(|f| format!("q.\"{}\"", f.name().replace('"', "\"\"")))
-            .collect();
-        Some(format!(
-            "COPY (SELECT {} FROM ({}) AS q) TO STDOUT WITH ({})",
-            cols.join(", "),
-            prep.sql,
-            dialect.postgres_copy_options()
-        ))
-    }
-}
-
-/// At most this many bytes per chunk on the COPY path (chunks otherwise hold
-/// `batch_rows` rows, like the typed path's batches, so parts split at the same rows).
-const COPY_CHUNK_MAX: usize = 8 * 1024 * 1024;
-
-pub(crate) async fn extract_copy(
-    me: &PostgresExtractor,
-    from: Option<&Checkpoint>,
-    format: &dyn crate::format::Format,
-) -> Result<Option<crate::model::EncodedStream>> {
-    if !me.copy || me.source.cursor.is_some() || me.source.partition.is_some() || from.is_some() {
-        return Ok(None);
-    }
-    let Some(dialect) = format.csv_dialect() else {
-        return Ok(None);
-    };
-    if !dialect.matches_postgres_copy() || dialect.has_header() {
-        return Ok(None);
-    }
-    let mut conn = me.connection().await?;
-    let prep = me.prepare(&mut conn, None).await?;
-    let Some(copy) = PostgresExtractor::copy_statement(&prep, dialect) else {
-        return Ok(None);
-    };
-    let batch_rows = me.source.batch_rows as u64;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<crate::model::EncodedChunk>>(2);
-    tokio::spawn(async move {
-        let result: Result<()> = async {
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .await
-                .map_err(|e| pg_err(e, "starting a snapshot"))?;
-            {
-                let mut rows = conn
-                    .copy_out_raw(&copy)
-                    .await
-                    .map_err(|e| pg_err(e, "starting COPY"))?;
-                let mut buf = bytes::BytesMut::with_capacity(1024 * 1024);
-                let mut n = 0u64;
-                // PostgreSQL sends one CopyData message per row.
-                while let Some(row) = rows
-                    .try_next()
-                    .await
-                    .map_err(|e| pg_err(e, "reading COPY data"))?
-                {
-                    buf.extend_from_slice(&row);
-                    n += 1;
-                    if n >= batch_rows || buf.len() >= COPY_CHUNK_MAX {
-                        let chunk = crate::model::EncodedChunk {
-                            bytes: buf.split().freeze(),
-                            rows: n,
-                            checkpoint: None,
-                        };
-                        n = 0;
-                        if tx.send(Ok(chunk)).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                }
-                if n > 0 {
-                    let chunk = crate::model::EncodedChunk {
-                        bytes: buf.split().freeze(),
-                        rows: n,
-                        checkpoint: None,
-                    };
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-            }
-            conn.execute("COMMIT")
-                .await
-                .map_err(|e| pg_err(e, "ending the snapshot"))?;
-            Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            let _ = tx.send(Err(e)).await;
-        }
-    });
-    use futures::StreamExt;
-    let mut rx = rx;
-    Ok(Some(
-        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed(),
-    ))
 }
 
 impl PostgresExtractor {
@@ -633,10 +567,11 @@ impl PostgresExtractor {
                     let _ = ready.send(());
                     let mut builders = Builders::new(schema, decoders, batch_rows);
                     {
+                        let deadlines = me.deadlines();
                         let mut rows = sqlx::query_with(&sql, args).fetch(&mut conn);
-                        while let Some(row) = rows
-                            .try_next()
-                            .await
+                        while let Some(row) = deadlines
+                            .read(rows.try_next(), "reading rows")
+                            .await?
                             .map_err(|e| pg_err(e, "reading rows"))?
                         {
                             builders.push(&row)?;

@@ -1,5 +1,6 @@
 //! PostgreSQL source (feature `postgres`): tables and queries, full or incremental.
 
+mod copy;
 mod extractor;
 pub mod types;
 

@@ -425,7 +425,7 @@ impl Dec {
     }
 }
 
-fn infinite(column: &str, ty: &str) -> Error {
+pub(super) fn infinite(column: &str, ty: &str) -> Error {
     Error::type_error(
         "postgres",
         format!(

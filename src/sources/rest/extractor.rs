@@ -140,8 +140,15 @@ fn later(a: &str, b: &str) -> bool {
 impl RestExtractor {
     /// An extractor for `source`. Checks the URL; does no I/O.
     pub fn new(source: RestSource) -> Result<Self> {
-        reqwest::Url::parse(&source.url)
-            .map_err(|e| Error::config("rest", format!("invalid URL {:?}: {e}", source.url)))?;
+        reqwest::Url::parse(&source.url).map_err(|e| {
+            Error::config(
+                "rest",
+                format!(
+                    "invalid URL {:?}: {e}",
+                    crate::util::redact_url(&source.url)
+                ),
+            )
+        })?;
         let client = reqwest::Client::builder()
             .timeout(source.timeout)
             .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))

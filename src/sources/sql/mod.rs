@@ -13,8 +13,11 @@
 //!
 //! Rows whose cursor is NULL cannot be tracked and are not extracted incrementally.
 
+mod timeouts;
 mod watermark;
 
+pub(crate) use timeouts::Deadlines;
+pub use timeouts::Timeouts;
 pub use watermark::WatermarkTracker;
 
 use crate::{CursorValue, Error, Result, Watermark};
@@ -290,9 +293,18 @@ pub(crate) fn sqlx_error(component: &'static str, e: sqlx::Error, what: &str) ->
             let m = db.message().to_ascii_lowercase();
             let not_found = m.contains("no such table")
                 || m.contains("no such column")
+                || m.starts_with("unknown database")
                 || matches!(
                     code.as_str(),
-                    "42P01" | "42703" | "3F000" | "1146" | "1054" | "42S02" | "42S22"
+                    "42P01"
+                        | "42703"
+                        | "3F000"
+                        | "3D000"
+                        | "1049"
+                        | "1146"
+                        | "1054"
+                        | "42S02"
+                        | "42S22"
                 );
             let denied = matches!(
                 code.as_str(),
