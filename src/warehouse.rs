@@ -315,10 +315,9 @@ impl Warehouse {
             .into_iter()
             .map(crate::model::fingerprint_hex)
             .collect();
-        Ok(Some(crate::Checkpoint::Watermark(crate::Watermark {
-            cursor: crate::CursorValue::Text(max),
-            seen,
-        })))
+        Ok(Some(crate::Checkpoint::Watermark(
+            crate::Watermark::with_seen(crate::CursorValue::Text(max), seen),
+        )))
     }
 
     async fn ensure_validation(&self) -> Result<()> {

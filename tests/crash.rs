@@ -197,3 +197,26 @@ async fn crash_leaves_nothing_on_s3() {
     }
     crash_then_recover(&format!("s3:{}", common::unique("crash"))).await;
 }
+
+#[tokio::test]
+async fn a_local_state_store_refuses_a_second_save_of_one_version_and_stages_out_of_sight() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = ObjectSink::local(dir.path()).unwrap();
+    let state = ObjectStateStore::new(sink.clone(), "_state");
+    let s = tributary::stores::PipelineState {
+        checkpoint: Checkpoint::Lsn { lsn: 1 },
+        run_id: "r".into(),
+        next_part: 0,
+        updated_at: chrono::Utc::now(),
+    };
+    let v1 = state.save("p", None, &s).await.unwrap();
+    let again = state.save("p", None, &s).await;
+    assert!(matches!(again, Err(Error::Conflict { .. })), "{again:?}");
+    state.save("p", Some(v1), &s).await.unwrap();
+    assert_eq!(state.load("p").await.unwrap().unwrap().version, 2);
+    assert!(sink.list_staged().await.unwrap().is_empty());
+    sink.put("x/y.json", bytes::Bytes::from_static(b"{}")).await.unwrap();
+    sink.put("x/y.json", bytes::Bytes::from_static(b"[]")).await.unwrap();
+    assert_eq!(&sink.read("x/y.json").await.unwrap()[..], b"[]");
+    assert!(sink.list_staged().await.unwrap().is_empty());
+}

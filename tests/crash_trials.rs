@@ -24,19 +24,27 @@ use tributary::*;
 
 const ROWS: usize = 200_000;
 const PART_ROWS: u64 = 10_000;
-/// Rows sharing one cursor value (so checkpoints often fall inside a group).
-const GROUP: usize = 700;
+/// Rows sharing one cursor value, so checkpoints often fall inside a group: under the
+/// seen-list limit without a key, past it with one (a keyset position).
+fn group(keyed: bool) -> usize {
+    if keyed {
+        tributary::sources::sql::KEYED_SEEN_LIMIT * 5 / 2
+    } else {
+        700
+    }
+}
 
 /// The source rows as the CSV lines the pipeline writes. Without a key the table is
 /// `(user_id, event, ts)` and rows repeat within a group; with one, `id` comes first.
 fn source_lines(keyed: bool) -> Vec<(String, String)> {
+    let group = group(keyed);
     (0..ROWS)
         .map(|i| {
             let ts = format!(
                 "2020-01-01 {:02}:{:02}:{:02}",
-                i / GROUP / 3600,
-                i / GROUP / 60 % 60,
-                i / GROUP % 60
+                i / group / 3600,
+                i / group / 60 % 60,
+                i / group % 60
             );
             let user = i % 5;
             let line = if keyed {
@@ -238,23 +246,31 @@ fn covers(have: &Multiset, want: &Multiset) -> Result<(), String> {
 }
 
 /// The saved checkpoint is not ahead of the objects manifests list: every source row
-/// before its cursor value is listed, and at least as many rows at its value as it says.
-async fn check_checkpoint(sink: &ObjectSink, source: &[(String, String)], landed: &Landed) {
+/// before its cursor value (or its keyset position) is listed, and at least as many rows
+/// at its value as its seen list says.
+async fn check_checkpoint(sink: &ObjectSink, source: &[(String, String)], landed: &Landed) -> bool {
     let saved = ObjectStateStore::new(sink.clone(), "_state")
         .load("events")
         .await
         .unwrap();
-    let Some(saved) = saved else { return };
+    let Some(saved) = saved else { return false };
     let Checkpoint::Watermark(w) = saved.value.checkpoint else {
         panic!("unexpected checkpoint {:?}", saved.value.checkpoint)
     };
     let CursorValue::Text(at) = &w.cursor else {
         panic!("unexpected cursor {:?}", w.cursor)
     };
+    // With a keyset position, the rows at the value up to its key are landed too.
+    let upto = match w.after.as_deref() {
+        Some([CursorValue::Int(k)]) => Some(*k),
+        None => None,
+        Some(other) => panic!("unexpected keyset position {other:?}"),
+    };
+    let id = |l: &str| l.split('|').next().unwrap().parse::<i64>().unwrap();
     let before = count(
         source
             .iter()
-            .filter(|(ts, _)| ts < at)
+            .filter(|(ts, l)| ts < at || (ts == at && upto.is_some_and(|k| id(l) <= k)))
             .map(|(_, l)| l.clone()),
     );
     let listed = count(landed.listed.iter().cloned());
@@ -271,6 +287,7 @@ async fn check_checkpoint(sink: &ObjectSink, source: &[(String, String)], landed
         "checkpoint says {} rows at {at} are landed, manifests list {at_value}",
         w.seen.len()
     );
+    upto.is_some()
 }
 
 /// No partial or staged file where a folder reader would look.
@@ -307,7 +324,7 @@ async fn trials(s3: bool, keyed: bool, seed: u64) {
 
     let mut rng = Rng(seed);
     let deadline = Instant::now() + Duration::from_secs(240);
-    let (mut kills, mut trial) = (0u64, 0);
+    let (mut kills, mut trial, mut keysets) = (0u64, 0, 0);
     while kills < 20 && Instant::now() < deadline {
         trial += 1;
         let local = work.path().join(format!("out-{trial}"));
@@ -330,7 +347,9 @@ async fn trials(s3: bool, keyed: bool, seed: u64) {
             kills += 1;
             trial_kills += 1;
             let landed = inspect(&sink, keyed).await;
-            check_checkpoint(&sink, &source, &landed).await;
+            if check_checkpoint(&sink, &source, &landed).await {
+                keysets += 1;
+            }
             if !s3 {
                 check_folder(&local);
             }
@@ -357,8 +376,12 @@ async fn trials(s3: bool, keyed: bool, seed: u64) {
         }
     }
     eprintln!(
-        "crash trials (s3={s3}, keyed={keyed}): {kills} SIGKILLs over {trial} trials, every check held"
+        "crash trials (s3={s3}, keyed={keyed}): {kills} SIGKILLs over {trial} trials, \
+         {keysets} checkpoints at a keyset position, every check held"
     );
+    if keyed {
+        assert!(keysets > 0, "no kill found a keyset position to check");
+    }
     assert!(
         kills >= 20,
         "only {kills} kills landed mid-run in the time allowed"

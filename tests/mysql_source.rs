@@ -545,3 +545,58 @@ async fn every_type_round_trips_through_parquet() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_composite_key_keeps_a_keyset_position_past_the_limit() {
+    // Issue 8.10 on MySQL/MariaDB: `(a, b) > (?, ?)` with text-bound values.
+    let t = table();
+    let Some((url, mut conn)) = setup(&format!(
+        "CREATE TABLE {t} (a int, b varchar(10), at datetime, PRIMARY KEY (a, b));\n\
+         INSERT INTO {t} SELECT seq DIV 10, CONCAT('k', seq MOD 10), '2020-01-01 00:00:00' FROM seq_0_to_2499"
+    ))
+    .await
+    else {
+        return;
+    };
+    let sink = ObjectSink::memory();
+    let p = Pipeline::builder("keyset")
+        .extractor(
+            MySqlExtractor::connect_lazy(
+                &url,
+                SqlSource::table(t.clone())
+                    .incremental(Cursor::new("at").with_key(["a", "b"]))
+                    .batch_rows(500),
+            )
+            .unwrap(),
+        )
+        .sink(sink.clone())
+        .state(ObjectStateStore::new(sink.clone(), "_state"))
+        .build()
+        .unwrap();
+    let first = p.run().await.into_result().unwrap();
+    assert_eq!(first.rows, 2500);
+    let Some(Checkpoint::Watermark(w)) = &first.checkpoint_to else {
+        panic!()
+    };
+    assert_eq!(
+        w.after,
+        Some(vec![CursorValue::Int(249), CursorValue::Text("k9".into())])
+    );
+    conn.execute(
+        format!("INSERT INTO {t} VALUES (249, 'k99', '2020-01-01 00:00:00'), (250, 'k0', '2020-01-01 00:00:00')")
+            .as_str(),
+    )
+    .await
+    .unwrap();
+    let second = p.run().await.into_result().unwrap();
+    let mut got =
+        String::from_utf8(sink.read(&second.objects[0].key).await.unwrap().to_vec()).unwrap();
+    got = got.lines().collect::<Vec<_>>().join(";");
+    assert_eq!(
+        got,
+        "249|k99|2020-01-01 00:00:00;250|k0|2020-01-01 00:00:00"
+    );
+    conn.execute(format!("DROP TABLE {t}").as_str())
+        .await
+        .unwrap();
+}

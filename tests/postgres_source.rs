@@ -895,3 +895,61 @@ async fn bc_dates_and_infinities_are_the_same_on_both_paths() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_million_rows_at_one_cursor_value_keep_a_small_checkpoint() {
+    // Issue 8.10, as reported: `CREATE TABLE t AS SELECT g id, now() loaded_at FROM
+    // generate_series(1,1000000) g`, two incremental runs. It made a 19 MB checkpoint, a
+    // 26 MB manifest and took 941 MB to land one new row.
+    let s = schema_name();
+    let Some((url, mut conn)) = setup(&format!(
+        "CREATE SCHEMA {s}; CREATE TABLE {s}.t AS SELECT g id, now() loaded_at FROM generate_series(1, 1000000) g"
+    ))
+    .await
+    else {
+        return;
+    };
+    let sink = ObjectSink::memory();
+    let p = Pipeline::builder("million")
+        .extractor(
+            PostgresExtractor::connect_lazy(
+                &url,
+                SqlSource::table(format!("{s}.t"))
+                    .incremental(Cursor::new("loaded_at").with_key(["id"])),
+            )
+            .unwrap(),
+        )
+        .sink(sink.clone())
+        .state(ObjectStateStore::new(sink.clone(), "_state"))
+        .build()
+        .unwrap();
+    let first = p.run().await.into_result().unwrap();
+    assert_eq!(first.rows, 1_000_000);
+    let state = ObjectStateStore::new(sink.clone(), "_state")
+        .load("million")
+        .await
+        .unwrap()
+        .unwrap();
+    let checkpoint = serde_json::to_string(&state.value).unwrap();
+    assert!(
+        checkpoint.len() < 500,
+        "{} bytes: {checkpoint}",
+        checkpoint.len()
+    );
+    let manifest = sink.read(first.manifest.as_ref().unwrap()).await.unwrap();
+    assert!(manifest.len() < 10_000, "{} byte manifest", manifest.len());
+    conn.execute(format!("INSERT INTO {s}.t SELECT 1000001, max(loaded_at) FROM {s}.t").as_str())
+        .await
+        .unwrap();
+    let second = p.run().await.into_result().unwrap();
+    assert_eq!(second.rows, 1, "only the new row");
+    let text = sink.read(&second.objects[0].key).await.unwrap();
+    assert!(
+        text.starts_with(b"1000001|"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    conn.execute(format!("DROP SCHEMA {s} CASCADE").as_str())
+        .await
+        .unwrap();
+}

@@ -7,7 +7,7 @@ use sqlx::SqlitePool;
 use std::time::Duration;
 use tributary::sources::sql::{Cursor, SqlSource};
 use tributary::sources::sqlite::SqliteExtractor;
-use tributary::stores::{ObjectSink, ObjectStateStore};
+use tributary::stores::{ObjectSink, ObjectStateStore, StateStore};
 use tributary::*;
 
 async fn orders() -> SqlitePool {
@@ -421,4 +421,133 @@ async fn resuming_inside_a_group_of_identical_rows_skips_only_those_landed() {
         .unwrap();
     let n: usize = rest.iter().map(|b| b.num_rows()).sum();
     assert_eq!(n, 4, "three identical rows left plus the later one");
+}
+
+async fn many_at_one_value(pool: &SqlitePool, ids: std::ops::Range<i64>, t: &str) {
+    let mut tx = pool.begin().await.unwrap();
+    for id in ids {
+        sqlx::query("INSERT INTO Orders VALUES (?1, 'bulk', ?2)")
+            .bind(id)
+            .bind(t)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_keyed_watermark_stays_small_however_many_rows_share_a_value() {
+    // Issue 8.10: every row at the last value was listed in the checkpoint.
+    let pool = orders().await;
+    let sink = ObjectSink::memory();
+    let t = "2020-07-12 12:00:00";
+    many_at_one_value(&pool, 0..5000, t).await;
+    let p = incremental(
+        &pool,
+        &sink,
+        Cursor::new("LastUpdated").with_key(["OrderId"]),
+        PipelineOptions::new().with_part_max_rows(1000),
+    );
+    let first = p.run().await.into_result().unwrap();
+    assert_eq!(first.rows, 5000);
+    let Some(Checkpoint::Watermark(w)) = &first.checkpoint_to else {
+        panic!("{:?}", first.checkpoint_to)
+    };
+    assert!(w.seen.is_empty(), "a keyset position, not a list");
+    assert_eq!(w.after, Some(vec![CursorValue::Int(4999)]));
+    let saved = ObjectStateStore::new(sink.clone(), "_state")
+        .load("orders")
+        .await
+        .unwrap()
+        .unwrap();
+    let size = serde_json::to_string(&saved.value).unwrap().len();
+    assert!(size < 500, "checkpoint of {size} bytes");
+    // New rows at the same value and later ones; nothing twice.
+    many_at_one_value(&pool, 5000..5002, t).await;
+    insert(&pool, &[(1, "later", "2020-07-13 00:00:00")]).await;
+    let second = p.run().await.into_result().unwrap();
+    let mut got = lines(&sink, &second).await;
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            "1|later|2020-07-13 00:00:00".to_string(),
+            format!("5000|bulk|{t}"),
+            format!("5001|bulk|{t}"),
+        ]
+    );
+    assert_eq!(p.run().await.into_result().unwrap().rows, 0);
+}
+
+#[tokio::test]
+async fn resuming_from_a_keyset_position_reads_only_the_rows_after_it() {
+    let pool = orders().await;
+    let t = "2020-07-12 12:00:00";
+    many_at_one_value(&pool, 0..3000, t).await;
+    let ex = SqliteExtractor::new(
+        pool.clone(),
+        SqlSource::table("Orders")
+            .incremental(Cursor::new("LastUpdated").with_key(["OrderId"]))
+            .batch_rows(700),
+    );
+    let batches = model::collect(ex.extract(None).await.unwrap())
+        .await
+        .unwrap();
+    // Batch 2 (rows 0..1400) is the first past the limit of 1000 listed rows.
+    let Some(Checkpoint::Watermark(w)) = &batches[1].checkpoint else {
+        panic!()
+    };
+    assert_eq!(w.after, Some(vec![CursorValue::Int(1399)]));
+    let rest = model::collect(ex.extract(batches[1].checkpoint.clone()).await.unwrap())
+        .await
+        .unwrap();
+    let ids: Vec<i64> = rest
+        .iter()
+        .flat_map(|b| {
+            b.records
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(ids, (1400..3000).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn too_many_identical_key_less_rows_at_one_value_is_an_error_naming_the_fix() {
+    let pool = orders().await;
+    many_at_one_value(
+        &pool,
+        0..(tributary::sources::sql::KEYLESS_SEEN_LIMIT as i64 + 1),
+        "2020-07-12 12:00:00",
+    )
+    .await;
+    let sink = ObjectSink::memory();
+    // Default-sized batches (the helper's two-row batches would copy the growing list
+    // 50,000 times).
+    let r = Pipeline::builder("orders")
+        .extractor(SqliteExtractor::new(
+            pool.clone(),
+            SqlSource::table("Orders").incremental(Cursor::new("LastUpdated")),
+        ))
+        .sink(sink.clone())
+        .state(ObjectStateStore::new(sink.clone(), "_state"))
+        .build()
+        .unwrap()
+        .run()
+        .await;
+    let e = r.error.unwrap();
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+    assert!(e.to_string().contains("Cursor::with_key"), "{e}");
+    assert!(
+        ObjectStateStore::new(sink.clone(), "_state")
+            .load("orders")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

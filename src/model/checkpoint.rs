@@ -86,14 +86,26 @@ pub(crate) fn serialize_summary<S: serde::Serializer>(
 /// `cursor` is the greatest cursor value extracted so far. The next run reads rows with
 /// `cursor >= cursor` (a closed bound, so rows that share the last value or commit late
 /// with an equal value are not lost) and drops the rows whose fingerprints are in `seen`
-/// (the rows already extracted *at* that value, so nothing is duplicated).
+/// (the rows already extracted *at* that value, counted: two identical rows are two
+/// entries, so nothing is duplicated and nothing dropped).
+///
+/// When more rows share one value than a checkpoint should list (a bulk load stamped with
+/// one `now()`), a cursor with a key keeps a keyset position instead: `after` holds the
+/// key of the last row extracted at `cursor`, `seen` is empty, and the next run reads
+/// rows with `(cursor, key) > (cursor, after)`. The size stays constant whatever the
+/// number of rows at one value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Watermark {
     /// The greatest cursor value extracted so far.
     pub cursor: CursorValue,
     /// Fingerprints of the rows already extracted whose cursor equals `cursor`.
     #[serde(default)]
     pub seen: Vec<String>,
+    /// The key of the last row extracted at `cursor`, in key order, once the rows at
+    /// that value outgrew `seen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<CursorValue>>,
 }
 
 impl Watermark {
@@ -103,6 +115,17 @@ impl Watermark {
         Watermark {
             cursor,
             seen: Vec::new(),
+            after: None,
+        }
+    }
+
+    /// A watermark at `cursor` with the rows already extracted at that value given by
+    /// their fingerprints ([`row_fingerprints`](crate::model::row_fingerprints), in hex).
+    pub fn with_seen(cursor: CursorValue, seen: Vec<String>) -> Self {
+        Watermark {
+            cursor,
+            seen,
+            after: None,
         }
     }
 }

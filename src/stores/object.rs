@@ -233,22 +233,46 @@ impl ObjectSink {
     /// Write a small object in one request, atomically, replacing any object there.
     pub async fn put(&self, key: &str, data: Bytes) -> Result<()> {
         let path = self.path(key)?;
+        let Some(staging) = &self.staging else {
+            self.store
+                .put(&path, PutPayload::from(data))
+                .await
+                .map_err(|e| self.err(e))?;
+            return Ok(());
+        };
+        // Staged away from the final key, then renamed: a crash leaves nothing beside it.
+        let staged = staging.path_for(&path);
         self.store
-            .put(&path, PutPayload::from(data))
+            .put(&staged, PutPayload::from(data))
             .await
             .map_err(|e| self.err(e))?;
-        Ok(())
+        let moved = self.store.rename(&staged, &path).await;
+        if moved.is_err() {
+            let _ = self.store.delete(&staged).await;
+        }
+        moved.map_err(|e| self.err(e))
     }
 
     /// Write a small object only if nothing is at `key` yet. An existing object gives
     /// [`Error::Conflict`].
     pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<()> {
         let path = self.path(key)?;
+        let Some(staging) = &self.staging else {
+            self.store
+                .put_opts(&path, PutPayload::from(data), PutMode::Create.into())
+                .await
+                .map_err(|e| self.err(e))?;
+            return Ok(());
+        };
+        // Staged, then linked into place only if nothing is there (atomic, fsynced).
+        let staged = staging.path_for(&path);
         self.store
-            .put_opts(&path, PutPayload::from(data), PutMode::Create.into())
+            .put(&staged, PutPayload::from(data))
             .await
             .map_err(|e| self.err(e))?;
-        Ok(())
+        let linked = self.store.copy_if_not_exists(&staged, &path).await;
+        let _ = self.store.delete(&staged).await;
+        linked.map_err(|e| self.err(e))
     }
 
     /// Delete an object (no error if it is already gone).

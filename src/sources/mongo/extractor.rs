@@ -433,12 +433,9 @@ impl Tracker {
             seen.sort();
             seen.dedup();
         }
-        self.last.as_ref().map(|v| {
-            Checkpoint::Watermark(Watermark {
-                cursor: v.clone(),
-                seen,
-            })
-        })
+        self.last
+            .as_ref()
+            .map(|v| Checkpoint::Watermark(Watermark::with_seen(v.clone(), seen)))
     }
 }
 

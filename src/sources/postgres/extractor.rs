@@ -1,7 +1,7 @@
 use super::types::Dec;
 use crate::sources::sql::{
     BuiltQuery, Deadlines, Dialect, Emitter, From, SqlSource, Timeouts, build_query,
-    build_query_cast, channel_stream, lag_bound, resume_from, sqlx_error,
+    build_query_casts, channel_stream, lag_bound, resume_from, sqlx_error,
 };
 use crate::{Batch, BatchStream, Checkpoint, CursorValue, Error, Extractor, Result};
 use arrow_array::builder::{ArrayBuilder, make_builder};
@@ -287,9 +287,29 @@ impl PostgresExtractor {
             }
             None => None,
         };
+        // The key columns' types, for a keyset position's bounds.
+        let key_casts: Vec<String> = source
+            .cursor
+            .iter()
+            .flat_map(|c| &c.key)
+            .map(|k| {
+                columns
+                    .iter()
+                    .find(|x| x.name() == k)
+                    .or_else(|| columns.iter().find(|x| x.name().eq_ignore_ascii_case(k)))
+                    .map(|x| x.type_info().name().to_ascii_lowercase())
+                    .unwrap_or_else(|| "text".into())
+            })
+            .collect();
         let upper = lag_bound(source).map(CursorValue::TimestampTz);
-        let BuiltQuery { sql, binds } =
-            build_query_cast(source, Dialect::Postgres, from, upper, cast.as_deref())?;
+        let BuiltQuery { sql, binds } = build_query_casts(
+            source,
+            Dialect::Postgres,
+            from,
+            upper,
+            cast.as_deref(),
+            &key_casts,
+        )?;
         if from.is_some() || !binds.is_empty() {
             // The bounded query must prepare too (a bad cast shows up here).
             conn.describe(&sql)

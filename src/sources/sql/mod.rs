@@ -18,7 +18,7 @@ mod watermark;
 
 pub(crate) use timeouts::Deadlines;
 pub use timeouts::Timeouts;
-pub use watermark::WatermarkTracker;
+pub use watermark::{KEYED_SEEN_LIMIT, KEYLESS_SEEN_LIMIT, WatermarkTracker};
 
 use crate::{CursorValue, Error, Result, Watermark};
 use std::time::Duration;
@@ -240,11 +240,25 @@ pub fn build_query_cast(
     upper: Option<CursorValue>,
     cast: Option<&str>,
 ) -> Result<BuiltQuery> {
-    let param = |n: usize| match cast {
+    build_query_casts(source, dialect, from, upper, cast, &[])
+}
+
+/// Like [`build_query_cast`], with the types of the key columns too (for a keyset
+/// position, [`Watermark::after`]).
+pub(crate) fn build_query_casts(
+    source: &SqlSource,
+    dialect: Dialect,
+    from: Option<&Watermark>,
+    upper: Option<CursorValue>,
+    cast: Option<&str>,
+    key_casts: &[String],
+) -> Result<BuiltQuery> {
+    let cast_param = |n: usize, ty: Option<&str>| match ty {
         // Through text first, so the parameter's own type is always text.
         Some(t) => format!("CAST(CAST({} AS TEXT) AS {t})", dialect.placeholder(n)),
         None => dialect.placeholder(n),
     };
+    let param = |n: usize| cast_param(n, cast);
     let cols = select_list(source, dialect);
     let from_sql = match &source.from {
         From::Query(q) if source.cursor.is_none() && source.columns.is_empty() => {
@@ -261,9 +275,44 @@ pub fn build_query_cast(
         let col = dialect.quote_ident(&c.column);
         let mut conds = vec![format!("{col} IS NOT NULL")];
         let lower = from.map(|w| w.cursor.clone()).or_else(|| c.initial.clone());
-        if let Some(v) = lower {
-            binds.push(v);
-            conds.push(format!("{col} >= {}", param(binds.len())));
+        match (lower, from.and_then(|w| w.after.as_ref())) {
+            // A keyset position: `(cursor, key) > (value, after)`, spelt out so that every
+            // database can use an index on the cursor.
+            (Some(v), Some(after)) => {
+                if after.len() != c.key.len() || c.key.is_empty() {
+                    return Err(Error::config(
+                        "sql",
+                        format!(
+                            "the checkpoint's keyset position has {} key values, the cursor's key {} columns",
+                            after.len(),
+                            c.key.len()
+                        ),
+                    ));
+                }
+                binds.push(v.clone());
+                let gt = param(binds.len());
+                binds.push(v);
+                let eq = param(binds.len());
+                let mut keys = Vec::new();
+                for (i, k) in after.iter().enumerate() {
+                    binds.push(k.clone());
+                    keys.push(cast_param(
+                        binds.len(),
+                        key_casts.get(i).map(String::as_str),
+                    ));
+                }
+                let names: Vec<String> = c.key.iter().map(|k| dialect.quote_ident(k)).collect();
+                conds.push(format!(
+                    "({col} > {gt} OR ({col} = {eq} AND ({}) > ({})))",
+                    names.join(", "),
+                    keys.join(", ")
+                ));
+            }
+            (Some(v), None) => {
+                binds.push(v);
+                conds.push(format!("{col} >= {}", param(binds.len())));
+            }
+            (None, _) => {}
         }
         if let Some(v) = upper {
             binds.push(v);

@@ -6,6 +6,11 @@ use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use std::collections::HashMap;
 
+/// Rows at one cursor value a keyed watermark lists before it keeps a keyset position.
+pub const KEYED_SEEN_LIMIT: usize = 1000;
+/// Rows at one cursor value a key-less watermark lists before the extraction stops.
+pub const KEYLESS_SEEN_LIMIT: usize = 100_000;
+
 /// Follows the cursor through an ordered result: drops rows already extracted at the
 /// starting value and computes the [`Watermark`] after each batch.
 #[derive(Debug)]
@@ -33,6 +38,10 @@ impl WatermarkTracker {
     }
 
     fn find<'a>(&self, batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+        Self::column_of(batch, name)
+    }
+
+    fn column_of<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
         let schema = batch.schema();
         let idx = schema
             .fields()
@@ -117,19 +126,22 @@ impl WatermarkTracker {
                 continue;
             }
             match &mut self.current {
+                // At a keyset position the query returns only rows after it: nothing to list.
+                Some(w) if &w.cursor == v && w.after.is_some() => {}
                 Some(w) if &w.cursor == v => {
                     if let Some(f) = fp {
                         w.seen.push(f.clone());
                     }
                 }
                 _ => {
-                    self.current = Some(Watermark {
-                        cursor: v.clone(),
-                        seen: fp.iter().cloned().collect(),
-                    });
+                    self.current = Some(Watermark::with_seen(
+                        v.clone(),
+                        fp.iter().cloned().collect(),
+                    ));
                 }
             }
         }
+        self.bound_boundary(&batch, last.as_ref())?;
         // Rows at a value before the batch's last one were never fingerprinted; they
         // are not the boundary any more, so their (empty) seen lists do not matter.
         let filtered = if keep.iter().all(|k| *k) {
@@ -139,6 +151,52 @@ impl WatermarkTracker {
                 .map_err(|e| Error::type_error("sql", format!("filtering rows: {e}")))?
         };
         Ok((filtered, self.current.clone().map(Checkpoint::Watermark)))
+    }
+
+    /// Keep the checkpoint's size bounded when many rows share the last cursor value: with
+    /// a key, past [`KEYED_SEEN_LIMIT`] rows the seen list becomes a keyset position (the
+    /// last row's key, which is the greatest so far: rows come in `cursor, key` order);
+    /// without one, past [`KEYLESS_SEEN_LIMIT`] rows the extraction stops with an error
+    /// naming the fix, since no bounded form tells identical rows apart without losing one.
+    fn bound_boundary(&mut self, batch: &RecordBatch, last: Option<&CursorValue>) -> Result<()> {
+        let (Some(w), Some(last)) = (self.current.as_mut(), last) else {
+            return Ok(());
+        };
+        if &w.cursor != last {
+            return Ok(());
+        }
+        if self.key.is_empty() {
+            if w.seen.len() > KEYLESS_SEEN_LIMIT {
+                return Err(Error::config(
+                    "sql",
+                    format!(
+                        "more than {KEYLESS_SEEN_LIMIT} rows share the value {} of cursor column {}, \
+                         and the cursor has no key, so the checkpoint would have to list every \
+                         one of them: give the cursor the table's primary key \
+                         (Cursor::with_key) to keep a keyset position instead",
+                        w.cursor, self.column
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        if w.after.is_none() && w.seen.len() <= KEYED_SEEN_LIMIT {
+            return Ok(());
+        }
+        let row = batch.num_rows() - 1;
+        let mut key = Vec::with_capacity(self.key.len());
+        for k in &self.key {
+            let col = Self::column_of(batch, k)?;
+            match cursor_value(col, row, k) {
+                Ok(v) => key.push(v),
+                // A key of a type with no typed bound (or NULL): keep the exact list.
+                Err(_) if w.after.is_none() => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        w.after = Some(key);
+        w.seen.clear();
+        Ok(())
     }
 
     /// The watermark reached so far.
