@@ -26,7 +26,15 @@ async fn one(case: &str) {
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
     let table = std::env::var("TRIBUTARY_BENCH_TABLE").unwrap_or_else(|_| "orders".into());
     let dir = tempfile::tempdir().unwrap();
-    let sink = ObjectSink::local(dir.path()).unwrap();
+    let sink = if case.ends_with("_nosync") {
+        // The cost of durability: the same local folder as object_store gives it by
+        // default, without fsync (what `psql \copy` does: it never fsyncs its file).
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        ObjectSink::new(std::sync::Arc::new(fs), "file (no fsync)")
+    } else {
+        ObjectSink::local(dir.path()).unwrap()
+    };
+    let case = case.trim_end_matches("_nosync");
     let source = SqlSource::table(table);
     let (extractor, encoded): (Box<dyn Extractor>, bool) = match case {
         "pg_copy_path" => (
@@ -58,7 +66,7 @@ async fn one(case: &str) {
     let wall = t.elapsed().as_secs_f64();
     assert_eq!(r.source_encoded, encoded);
     println!(
-        "tributary {:<14} wall {:6.2} s  peak {:6} MiB  out {:5} MiB  ({} rows, {:.0} rows/s)",
+        "tributary {:<20} wall {:6.2} s  peak {:6} MiB  out {:5} MiB  ({} rows, {:.0} rows/s)",
         case,
         wall,
         peak_rss_kib() / 1024,
@@ -82,7 +90,7 @@ fn main() {
         return;
     }
     let cases = std::env::var("TRIBUTARY_BENCH_CASES")
-        .unwrap_or_else(|_| "pg_copy_path,pg_typed_path,my_typed_path".into());
+        .unwrap_or_else(|_| "pg_copy_path,pg_copy_path_nosync,pg_typed_path,my_typed_path".into());
     for case in cases.split(',') {
         let status = std::process::Command::new(&args[0])
             .env("TRIBUTARY_BENCH_CASE", case)

@@ -215,8 +215,12 @@ async fn a_local_state_store_refuses_a_second_save_of_one_version_and_stages_out
     state.save("p", Some(v1), &s).await.unwrap();
     assert_eq!(state.load("p").await.unwrap().unwrap().version, 2);
     assert!(sink.list_staged().await.unwrap().is_empty());
-    sink.put("x/y.json", bytes::Bytes::from_static(b"{}")).await.unwrap();
-    sink.put("x/y.json", bytes::Bytes::from_static(b"[]")).await.unwrap();
+    sink.put("x/y.json", bytes::Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    sink.put("x/y.json", bytes::Bytes::from_static(b"[]"))
+        .await
+        .unwrap();
     assert_eq!(&sink.read("x/y.json").await.unwrap()[..], b"[]");
     assert!(sink.list_staged().await.unwrap().is_empty());
 }

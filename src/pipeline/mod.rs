@@ -17,9 +17,15 @@
 //!   the open part is committed (and its checkpoint saved) every interval even when the
 //!   source is idle, so CDC streams land data without ending.
 //!
-//! The manifest listing a run's objects is written at the end of the run (success or
-//! failure) and after every mid-run checkpoint. Objects not listed in a manifest belong
-//! to an attempt that did not finish and may be ignored by loaders.
+//! ## The commit sequence
+//! Each part: the object is committed (on a local folder fsynced and renamed into place),
+//! then the run's manifest is rewritten listing every object so far (outcome `running`),
+//! then the checkpoint is saved. A kill between any two steps loses nothing: before the
+//! checkpoint, the next run re-reads the part's rows (duplicates only of that one part);
+//! after it, the manifest already names the part. Objects no manifest lists belong to an
+//! attempt that stopped before its manifest, and loaders that follow manifests skip them.
+//! The final manifest (outcome `succeeded`, `failed` or `cancelled`) is written at the end
+//! of the run.
 
 mod part;
 mod report;
