@@ -292,3 +292,27 @@ fn bad_key_templates_are_refused() {
     assert!(KeyTemplate::new("{run_id}-{part:5}").is_err());
     assert!(KeyTemplate::new("x/{run_id}-{part:03}.{ext}").is_ok());
 }
+
+#[tokio::test]
+async fn a_failed_rename_into_place_names_its_cause() {
+    // Issue 8.11: an I/O error at the rename was reported as "Upload aborted".
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a"), b"a file where a folder should be").unwrap();
+    let sink = ObjectSink::local(dir.path()).unwrap();
+    let mut w = sink
+        .open(&ObjectTarget::new("a/b.csv", "text/csv"))
+        .await
+        .unwrap();
+    w.write(bytes::Bytes::from_static(b"1|x\n")).await.unwrap();
+    let e = w.commit().await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, Error::Storage { .. }), "{e:?}");
+    assert!(!text.contains("Upload aborted"), "{text}");
+    assert!(
+        text.to_lowercase().contains("directory") || text.contains("exists"),
+        "{text}"
+    );
+    // The whole staged file is kept out of sight, listed for cleaning, not at the key.
+    assert_eq!(sink.list("").await.unwrap(), vec!["a".to_string()]);
+    assert_eq!(sink.list_staged().await.unwrap().len(), 1);
+}

@@ -106,6 +106,28 @@ async fn postgres_examples() {
     );
     let lines = csv_lines(&dir.path().join("out"));
     assert_eq!(lines.len(), 5 + 5 + 2);
+    // `[store] part_max_rows` from pipeline.conf rotates objects within one run (checked
+    // between batches of 8,192 rows).
+    conn.execute(
+        format!("CREATE TABLE {s}.many AS SELECT g AS id FROM generate_series(1, 20000) g")
+            .as_str(),
+    )
+    .await
+    .unwrap();
+    let rotating = dir.path().join("rotating.conf");
+    std::fs::write(
+        &rotating,
+        std::fs::read_to_string(conf)
+            .unwrap()
+            .replace("[store]\n", "[store]\npart_max_rows = 8192\n")
+            + "[pipeline]\ncommit_interval = 30s\nretries = 2\n",
+    )
+    .unwrap();
+    let out = run(
+        "extract_postgres_full",
+        &[rotating.to_str().unwrap(), &format!("{s}.many")],
+    );
+    assert!(out.contains("20000 rows in 3 object(s)"), "{out}");
     assert!(lines.contains(&"4|Pending|2020-07-12 12:00:00".to_string()));
     // A missing table is a clear error and a non-zero exit.
     let bad = std::process::Command::new(example("extract_postgres_full"))
