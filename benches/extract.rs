@@ -34,6 +34,7 @@ async fn one(case: &str) {
     } else {
         ObjectSink::local(dir.path()).unwrap()
     };
+    let label = case;
     let case = case.trim_end_matches("_nosync");
     let source = SqlSource::table(table);
     let (extractor, encoded): (Box<dyn Extractor>, bool) = match case {
@@ -67,7 +68,7 @@ async fn one(case: &str) {
     assert_eq!(r.source_encoded, encoded);
     println!(
         "tributary {:<20} wall {:6.2} s  peak {:6} MiB  out {:5} MiB  ({} rows, {:.0} rows/s)",
-        case,
+        label,
         wall,
         peak_rss_kib() / 1024,
         r.bytes / 1_048_576,
