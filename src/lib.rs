@@ -70,6 +70,7 @@ pub mod stores;
 mod traits;
 mod util;
 pub mod validate;
+mod value;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]

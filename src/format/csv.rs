@@ -1,7 +1,7 @@
 //! `|`-delimited CSV (the book's format) and dialects that load cleanly with `COPY`.
 
-use super::value::{BinaryEncoding, Column, TextStyle};
 use super::{Encoder, Format};
+use crate::value::{BinaryEncoding, Column, TextStyle};
 use crate::{Error, Result};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;

@@ -1,8 +1,8 @@
 //! JSON Lines: one JSON object per row, values lossless.
 
-use super::value::{BinaryEncoding, Column, TextStyle, push_json_str};
 use super::{Encoder, Format};
 use crate::Result;
+use crate::value::{BinaryEncoding, Column, TextStyle, push_json_str};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 

@@ -6,14 +6,13 @@ mod csv;
 mod jsonl;
 #[cfg(feature = "parquet")]
 mod parquet;
-pub(crate) mod value;
 
 pub use self::csv::{Csv, CsvDialect};
 #[cfg(feature = "parquet")]
 #[cfg_attr(docsrs, doc(cfg(feature = "parquet")))]
 pub use self::parquet::{PARQUET_AS_TEXT_KEY, Parquet, ParquetCompression};
+pub use crate::value::BinaryEncoding;
 pub use jsonl::JsonLines;
-pub use value::BinaryEncoding;
 
 use crate::Result;
 use arrow_array::RecordBatch;

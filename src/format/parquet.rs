@@ -1,8 +1,8 @@
 //! Apache Parquet output (feature `parquet`), on the `parquet` crate's Arrow writer.
 
-use super::value::{BinaryEncoding, Column, TextStyle};
 use super::{Encoder, Format};
 use crate::model::{EXTENSION_METADATA_KEY, EXTENSION_NAME_KEY, JSON_EXTENSION, is_json_field};
+use crate::value::{BinaryEncoding, Column, TextStyle};
 use crate::{Error, Result};
 use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, RecordBatch};

@@ -2,7 +2,7 @@
 //! machine and version, so they can be saved in checkpoints.
 
 use crate::Result;
-use crate::format::value::{BinaryEncoding, Column, TextStyle};
+use crate::value::{BinaryEncoding, Column, TextStyle};
 use arrow_array::ArrayRef;
 use arrow_schema::Field;
 
