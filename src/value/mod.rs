@@ -4,7 +4,7 @@
 //! match and a few pushes, with no allocation for fixed-width types.
 
 mod number;
-mod time;
+pub(crate) mod time;
 
 use crate::model::{is_json_field, is_uuid_field};
 use crate::{Error, Result};
@@ -16,7 +16,6 @@ use arrow_schema::{DataType, Field, IntervalUnit, TimeUnit};
 use chrono::FixedOffset;
 use number::*;
 use time::*;
-pub(crate) use time::{push_offset, push_time_nanos};
 
 /// How binary values are written as text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -392,8 +392,8 @@ impl Dec {
                 let micros = i64::from_be_bytes(x[0..8].try_into().expect("len"));
                 let west = i32::from_be_bytes(x[8..12].try_into().expect("len"));
                 let mut out = Vec::new();
-                crate::value::push_time_nanos(&mut out, micros * 1000);
-                crate::value::push_offset(&mut out, -west, false);
+                crate::value::time::push_time_nanos(&mut out, micros * 1000);
+                crate::value::time::push_offset(&mut out, -west, false);
                 String::from_utf8(out).expect("ASCII")
             }
             Dec::Inet => inet_text(x).ok_or_else(|| bad("inet"))?,
