@@ -263,20 +263,26 @@ impl PipelineConfig {
     }
 
     fn port(&self, section: &str) -> Result<Option<u16>> {
-        self.get(section, "port")
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                p.parse().map_err(|_| {
-                    Error::config(
-                        "pipeline.conf",
-                        format!(
-                            "{}: [{section}] port {p:?} is not a port number",
-                            self.origin
-                        ),
-                    )
-                })
-            })
-            .transpose()
+        self.parsed(section, "port", "a port number", |p| p.parse().ok())
+    }
+
+    /// `[section] key` read by `parse`, or a configuration error saying what was expected.
+    pub(super) fn parsed<T>(
+        &self,
+        section: &str,
+        key: &str,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>> {
+        let Some(v) = self.get(section, key).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        parse(v).map(Some).ok_or_else(|| {
+            Error::config(
+                "pipeline.conf",
+                format!("{}: [{section}] {key} {v:?} is not {expected}", self.origin),
+            )
+        })
     }
 
     fn has(&self, section: &str) -> bool {

@@ -249,25 +249,6 @@ impl PipelineConfig {
         Ok(t)
     }
 
-    /// `[section] key` read by `parse`, or a configuration error saying what was expected.
-    fn parsed<T>(
-        &self,
-        section: &str,
-        key: &str,
-        expected: &str,
-        parse: impl Fn(&str) -> Option<T>,
-    ) -> Result<Option<T>> {
-        let Some(v) = self.get(section, key).filter(|v| !v.is_empty()) else {
-            return Ok(None);
-        };
-        parse(v).map(Some).ok_or_else(|| {
-            Error::config(
-                "pipeline.conf",
-                format!("{}: [{section}] {key} {v:?} is not {expected}", self.origin),
-            )
-        })
-    }
-
     /// `[warehouse] url`.
     pub fn warehouse_url(&self) -> Result<String> {
         self.require("warehouse", "url")

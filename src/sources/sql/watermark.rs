@@ -37,10 +37,6 @@ impl WatermarkTracker {
         }
     }
 
-    fn find<'a>(&self, batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
-        Self::column_of(batch, name)
-    }
-
     fn column_of<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
         let schema = batch.schema();
         let idx = schema
@@ -73,7 +69,7 @@ impl WatermarkTracker {
     /// Filter one batch (in cursor order) and return it with the checkpoint after it.
     pub fn process(&mut self, batch: RecordBatch) -> Result<(RecordBatch, Option<Checkpoint>)> {
         let n = batch.num_rows();
-        let cursor = self.find(&batch, &self.column)?.clone();
+        let cursor = Self::column_of(&batch, &self.column)?.clone();
         let values = (0..n)
             .map(|i| cursor_value(&cursor, i, &self.column))
             .collect::<Result<Vec<_>>>()?;
@@ -91,7 +87,7 @@ impl WatermarkTracker {
         } else {
             self.key
                 .iter()
-                .map(|k| self.find(&batch, k).cloned())
+                .map(|k| Self::column_of(&batch, k).cloned())
                 .collect::<Result<_>>()?
         };
         let last = values.last().cloned();
