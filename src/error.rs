@@ -132,6 +132,15 @@ pub enum Error {
         /// What was found.
         message: String,
     },
+    /// A table's schema changed and the pipeline is set to fail on schema changes
+    /// ([`OnSchemaChange::Fail`](crate::OnSchemaChange::Fail)).
+    #[error("table {table}: schema changed: {change}")]
+    SchemaChanged {
+        /// The table.
+        table: String,
+        /// What changed: the column and its old and new type.
+        change: String,
+    },
     /// The run was cancelled by its caller.
     #[error("run cancelled")]
     Cancelled,
@@ -164,7 +173,7 @@ impl Error {
             | Error::Query { component, .. }
             | Error::Storage { component, .. }
             | Error::Conflict { component, .. } => Some(component),
-            Error::Validation { .. } | Error::Cancelled => None,
+            Error::Validation { .. } | Error::SchemaChanged { .. } | Error::Cancelled => None,
         }
     }
 

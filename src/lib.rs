@@ -93,11 +93,12 @@ pub mod warehouse;
 pub use error::{BoxError, Error, Result};
 pub use model::{Batch, BatchStream, Checkpoint, CursorValue, Watermark};
 pub use pipeline::{
-    ObjectReport, Outcome, Pipeline, PipelineBuilder, PipelineOptions, Progress, RunLog, RunReport,
+    ObjectReport, OnSchemaChange, Outcome, Pipeline, PipelineBuilder, PipelineOptions, Progress,
+    RunLog, RunReport,
 };
 pub use traits::{
-    BatchValidator, Extractor, ObjectTarget, Receipt, Severity, Sink, SinkWriter,
-    ValidationOutcome, Validator,
+    Acker, BatchValidator, Extraction, Extractor, NoAck, ObjectTarget, Receipt, Resume, Severity,
+    Sink, SinkWriter, ValidationOutcome, Validator,
 };
 pub use util::{Secret, redact_url};
 

@@ -13,6 +13,7 @@ fn state(n: u64) -> PipelineState {
         run_id: "r".into(),
         next_part: 3,
         updated_at: chrono::Utc::now(),
+        schemas: Default::default(),
     }
 }
 

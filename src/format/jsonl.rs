@@ -114,12 +114,45 @@ impl Encoder for JsonEncoder {
             .zip(schema.fields())
             .map(|(a, f)| Column::new(a, f))
             .collect::<Result<Vec<_>>>()?;
+        // Change rows: a value the source did not send is left out of the object, so
+        // that absent and `null` differ (see `model::change`).
+        let unsent = crate::model::change::unsent_index(&schema).map(|i| {
+            use arrow_array::Array;
+            let list = batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<arrow_array::ListArray>();
+            (i, list.cloned())
+        });
         for row in 0..batch.num_rows() {
+            let skip: Vec<usize> = match &unsent {
+                Some((_, Some(list))) if !arrow_array::Array::is_null(list, row) => {
+                    let names = list.value(row);
+                    let names = names
+                        .as_any()
+                        .downcast_ref::<arrow_array::StringArray>()
+                        .map(|a| a.iter().flatten().map(str::to_string).collect::<Vec<_>>())
+                        .unwrap_or_default();
+                    schema
+                        .fields()
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| names.iter().any(|n| n == f.name()))
+                        .map(|(i, _)| i)
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
             out.push(b'{');
+            let mut first = true;
             for (i, col) in cols.iter().enumerate() {
-                if i > 0 {
+                if skip.contains(&i) {
+                    continue;
+                }
+                if !first {
                     out.push(b',');
                 }
+                first = false;
                 out.extend_from_slice(&self.keys[i]);
                 col.write_json(row, out, &self.style)?;
             }

@@ -35,6 +35,11 @@ pub struct Batch {
     /// Which of a source's parallel partitions the rows come from. The pipeline writes
     /// each partition to objects of its own (numbered `partition * 10000 + k`).
     pub partition: Option<u32>,
+    /// Which table of a many-table stream (a binlog, a WAL, a topic) the rows belong
+    /// to; `None` for a single-table extractor, whose table is its
+    /// [`stream`](crate::Extractor::stream). Each table lands in objects of its own,
+    /// with `{stream}` in the key template standing for the table.
+    pub table: Option<String>,
 }
 
 impl Batch {
@@ -44,12 +49,19 @@ impl Batch {
             records,
             checkpoint: None,
             partition: None,
+            table: None,
         }
     }
 
     /// Mark the batch as coming from partition `p` of a parallel extraction.
     pub fn with_partition(mut self, p: u32) -> Self {
         self.partition = Some(p);
+        self
+    }
+
+    /// Name the table of a many-table stream the rows belong to.
+    pub fn with_table(mut self, table: impl Into<String>) -> Self {
+        self.table = Some(table.into());
         self
     }
 
@@ -83,6 +95,8 @@ pub struct EncodedChunk {
     pub rows: u64,
     /// The position reached after these rows, if resumable.
     pub checkpoint: Option<Checkpoint>,
+    /// The schema of the rows, when the source knows it (recorded in the manifest).
+    pub schema: Option<arrow_schema::SchemaRef>,
 }
 
 /// A stream of pre-encoded chunks.

@@ -1,12 +1,22 @@
-//! The data model: [`Batch`], [`Checkpoint`] and the JSON column convention.
+//! The data model: [`Batch`], [`Checkpoint`], change rows ([`change`]), schema
+//! summaries, table filters and the JSON column convention.
 
 mod batch;
+pub mod change;
 pub(crate) mod checkpoint;
 mod fingerprint;
+mod schema;
+mod table;
 
 pub use batch::{Batch, BatchStream, EncodedChunk, EncodedStream, collect};
+pub use change::{ChangeMeta, ChangeOptions, ChangeSchema, Op};
 pub use checkpoint::{Checkpoint, CursorValue, Watermark};
 pub use fingerprint::{fingerprint_hex, row_fingerprints};
+pub use schema::{
+    ColumnChange, FieldSummary, KEY_ORDINAL_KEY, SchemaSummary, key_columns, key_field,
+    schema_changes,
+};
+pub use table::{NameCase, TableFilter};
 
 /// Field metadata key marking a UTF-8 column as holding JSON text, so that JSON Lines
 /// output embeds it as JSON rather than as a string (Arrow's canonical `arrow.json`

@@ -27,6 +27,7 @@
 //! The final manifest (outcome `succeeded`, `failed` or `cancelled`) is written at the end
 //! of the run.
 
+mod commit;
 mod part;
 mod report;
 mod run;
@@ -58,6 +59,22 @@ pub struct PipelineOptions {
     retries: u32,
     retry_backoff: Duration,
     encoded_path: bool,
+    on_schema_change: OnSchemaChange,
+}
+
+/// What a schema change does: a table gains or loses a column or a column changes type
+/// (`numeric(12,2)` → `numeric(14,3)`), within a run (a DDL in a change stream) or
+/// between two runs (the schema saved with the checkpoint differs from the new rows').
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnSchemaChange {
+    /// Start a new object with the new schema and record a warning in the report
+    /// (every object has one schema; the manifest records each object's).
+    #[default]
+    NewObject,
+    /// Fail the run with [`Error::SchemaChanged`] naming the table, the column and its
+    /// old and new type. Nothing with the new schema is committed.
+    Fail,
 }
 
 impl Default for PipelineOptions {
@@ -78,6 +95,7 @@ impl Default for PipelineOptions {
             retries: 0,
             retry_backoff: Duration::from_secs(1),
             encoded_path: true,
+            on_schema_change: OnSchemaChange::NewObject,
         }
     }
 }
@@ -155,6 +173,12 @@ impl PipelineOptions {
     /// CSV; default `true`). The bytes are the same either way; turn it off to compare.
     pub fn with_encoded_path(mut self, yes: bool) -> Self {
         self.encoded_path = yes;
+        self
+    }
+
+    /// What a schema change does (default [`OnSchemaChange::NewObject`]).
+    pub fn with_on_schema_change(mut self, what: OnSchemaChange) -> Self {
+        self.on_schema_change = what;
         self
     }
 
@@ -253,6 +277,18 @@ impl PipelineBuilder {
         let sink = self
             .sink
             .ok_or_else(|| Error::config("pipeline", "no sink: call .sink(...)"))?;
+        if !extractor.bounded() && self.options.commit_interval.is_none() {
+            return Err(Error::config(
+                "pipeline",
+                format!(
+                    "{}/{} is an unbounded stream: set a commit interval \
+                     (PipelineOptions::with_commit_interval, or commit_interval in \
+                     pipeline.conf), or nothing would ever be committed",
+                    extractor.source(),
+                    extractor.stream()
+                ),
+            ));
+        }
         if self.format.compresses_itself() && self.options.compression != Compression::None {
             return Err(Error::config(
                 "pipeline",

@@ -19,6 +19,7 @@ pub(super) struct OpenPart {
     encoder: Option<Box<dyn Encoder>>,
     pub(super) schema: Option<SchemaRef>,
     pub(super) key: String,
+    pub(super) table: String,
     buf: Vec<u8>,
     compressor: Option<Compressor>,
     pub(super) rows: u64,
@@ -33,6 +34,7 @@ impl OpenPart {
         mut encoder: Option<Box<dyn Encoder>>,
         schema: Option<SchemaRef>,
         key: String,
+        table: String,
         compression: Compression,
     ) -> Result<Self> {
         let mut buf = Vec::with_capacity(WRITE_CHUNK + WRITE_CHUNK / 4);
@@ -45,6 +47,7 @@ impl OpenPart {
             encoder,
             schema,
             key,
+            table,
             buf,
             compressor,
             rows: 0,
@@ -96,6 +99,9 @@ impl OpenPart {
 
     pub(super) async fn write_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {
         self.rows += chunk.rows;
+        if self.schema.is_none() {
+            self.schema = chunk.schema.clone();
+        }
         if self.compressor.is_none() && self.buf.is_empty() {
             // Already whole rows in the right format: hand them on without a copy.
             self.bytes += chunk.bytes.len() as u64;
@@ -121,6 +127,8 @@ impl OpenPart {
             rows: self.rows,
             bytes: receipt.bytes,
             sha256: receipt.sha256,
+            schema: self.schema.as_deref().map(crate::model::SchemaSummary::of),
+            table: self.table,
         })
     }
 }

@@ -44,6 +44,14 @@ pub struct ObjectReport {
     pub bytes: u64,
     /// SHA-256 of its bytes, hex.
     pub sha256: String,
+    /// The table its rows belong to (the extractor's stream, or the batch's table in a
+    /// many-table stream).
+    #[serde(default)]
+    pub table: String,
+    /// The schema of its rows (every object has exactly one), when known: always for
+    /// Arrow batches, and for rows a source encoded itself when it says what they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<crate::model::SchemaSummary>,
 }
 
 /// What a run did. Also the body of the run's manifest and of a run history row.

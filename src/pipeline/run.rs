@@ -2,42 +2,53 @@
 //! rotation, and the commit sequence (object, manifest, checkpoint).
 
 use super::part::OpenPart;
-use super::{ObjectReport, Outcome, Pipeline, Progress, RunReport};
-use crate::format::Compression;
+use super::{ObjectReport, Outcome, Pipeline, RunReport};
 use crate::model::EncodedChunk;
-use crate::stores::{KeyVars, PipelineState};
-use crate::{Batch, Checkpoint, Error, ObjectTarget, Result, Severity, ValidationOutcome};
+use crate::stores::PipelineState;
+use crate::{Acker, Batch, Checkpoint, Error, Result, Resume, Severity, ValidationOutcome};
 use arrow_schema::SchemaRef;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Mutable state of one attempt.
-struct Attempt {
-    version: Option<u64>,
-    saved: Option<Checkpoint>,
-    pending: Option<Checkpoint>,
-    next_part: u32,
+pub(super) struct Attempt {
+    pub(super) version: Option<u64>,
+    pub(super) saved: Option<Checkpoint>,
+    pub(super) pending: Option<Checkpoint>,
+    pub(super) next_part: u32,
     /// Parts opened so far per source partition (see [`Batch::partition`]).
-    partition_parts: std::collections::HashMap<u32, u32>,
-    rows_extracted: u64,
+    pub(super) partition_parts: std::collections::HashMap<u32, u32>,
+    pub(super) rows_extracted: u64,
+    /// Where saved checkpoints are acknowledged (none on the pre-encoded path).
+    pub(super) acker: Option<Box<dyn Acker>>,
+    /// The last schema of each table's rows (this attempt's, or saved), to find changes.
+    pub(super) seen_schemas: BTreeMap<String, SchemaRef>,
+    /// The schema of each table's last committed object, saved with the checkpoint.
+    pub(super) committed_schemas: BTreeMap<String, SchemaRef>,
 }
 
-/// The open parts: one per source partition (`None`: the unpartitioned stream).
-type Parts = BTreeMap<Option<u32>, OpenPart>;
+/// Where a batch goes: its table (`None`: the extractor's stream) and source partition.
+pub(super) type Slot = (Option<String>, Option<u32>);
+
+/// The open parts: one per table and source partition.
+type Parts = BTreeMap<Slot, OpenPart>;
 
 /// What is carried across attempts of one run.
 #[derive(Clone)]
-struct RunState {
-    run_id: String,
-    started_at: DateTime<Utc>,
+pub(super) struct RunState {
+    pub(super) run_id: String,
+    pub(super) started_at: DateTime<Utc>,
     from: Option<Checkpoint>,
-    objects: BTreeMap<String, ObjectReport>,
+    pub(super) objects: BTreeMap<String, ObjectReport>,
     validations: BTreeMap<String, ValidationOutcome>,
-    checkpoint_to: Option<Checkpoint>,
+    pub(super) checkpoint_to: Option<Checkpoint>,
     source_encoded: bool,
+    pub(super) warnings: Vec<String>,
+    /// Running totals, so progress costs the same at the millionth object as the first.
+    pub(super) rows_committed: u64,
+    pub(super) bytes_committed: u64,
 }
 
 impl Pipeline {
@@ -62,6 +73,9 @@ impl Pipeline {
             validations: BTreeMap::new(),
             checkpoint_to: None,
             source_encoded: false,
+            warnings: Vec::new(),
+            rows_committed: 0,
+            bytes_committed: 0,
         };
         let mut attempts = 0;
         let result = loop {
@@ -106,7 +120,7 @@ impl Pipeline {
         report
     }
 
-    fn report(
+    pub(super) fn report(
         &self,
         run: RunState,
         attempts: u32,
@@ -139,167 +153,9 @@ impl Pipeline {
             manifest: None, // set by `write_manifest`
             validations: run.validations.into_values().collect(),
             error_message: error.as_ref().map(|e| e.to_string()),
-            warnings: Vec::new(),
+            warnings: run.warnings,
             source_encoded: run.source_encoded,
             error,
-        }
-    }
-
-    fn key_vars<'a>(&'a self, run: &'a RunState, part: u32, ext: &'a str) -> KeyVars<'a> {
-        KeyVars {
-            prefix: &self.options.prefix,
-            pipeline: &self.name,
-            source: self.extractor.source(),
-            stream: self.extractor.stream(),
-            date: run.started_at.date_naive(),
-            run_id: &run.run_id,
-            part,
-            ext,
-        }
-    }
-
-    async fn write_manifest(&self, report: &mut RunReport) -> Result<()> {
-        let Some(t) = &self.options.manifest_template else {
-            return Ok(());
-        };
-        let vars = KeyVars {
-            prefix: &self.options.prefix,
-            pipeline: &self.name,
-            source: &report.source,
-            stream: &report.stream,
-            date: report.started_at.date_naive(),
-            run_id: &report.run_id,
-            part: 0,
-            ext: "json",
-        };
-        let key = t.render(&vars)?;
-        report.manifest = Some(key.clone());
-        let body = serde_json::to_vec_pretty(&*report).expect("report serializes");
-        let mut w = self
-            .sink
-            .open(&ObjectTarget::new(key, "application/json"))
-            .await?;
-        w.write(Bytes::from(body)).await?;
-        w.commit().await?;
-        Ok(())
-    }
-
-    /// Save the pending checkpoint if it moved. Called only right after a commit, so
-    /// every batch up to it is in a committed object. The order is what makes a crash at
-    /// any step safe: objects committed → a manifest listing all of them → checkpoint.
-    /// A kill before the checkpoint only repeats rows on the next run; a kill after it
-    /// leaves no committed object that no manifest names.
-    async fn save_checkpoint(&self, run: &mut RunState, a: &mut Attempt) -> Result<()> {
-        let Some(cp) = &a.pending else {
-            return Ok(());
-        };
-        if a.saved.as_ref() == Some(cp) {
-            return Ok(());
-        }
-        if let Some(state) = &self.state {
-            let value = PipelineState {
-                checkpoint: cp.clone(),
-                run_id: run.run_id.clone(),
-                next_part: a.next_part,
-                updated_at: Utc::now(),
-            };
-            readable(&value)?;
-            self.write_running_manifest(run, cp).await?;
-            a.version = Some(state.save(&self.name, a.version, &value).await?);
-            tracing::debug!(pipeline = %self.name, checkpoint = ?cp, "checkpoint saved");
-        } else if self.options.commit_interval.is_some() {
-            // No checkpoint to protect, but keep a long-running stream's manifest current.
-            if let Err(e) = self.write_running_manifest(run, cp).await {
-                tracing::warn!(pipeline = %self.name, error = %e, "manifest not updated");
-            }
-        }
-        a.saved = Some(cp.clone());
-        run.checkpoint_to = Some(cp.clone());
-        Ok(())
-    }
-
-    /// The run's manifest as it stands: every object committed so far, outcome `running`,
-    /// up to checkpoint `cp`.
-    async fn write_running_manifest(&self, run: &RunState, cp: &Checkpoint) -> Result<()> {
-        let mut snapshot = self.report(run.clone(), 1, Instant::now(), Ok(()));
-        snapshot.outcome = Outcome::Running;
-        snapshot.checkpoint_to = Some(cp.clone());
-        self.write_manifest(&mut snapshot).await
-    }
-
-    /// Open the next part. Parts of partition `p` are numbered `p * 10_000 + k`, so
-    /// keys do not depend on how partitions interleave.
-    async fn open_part(
-        &self,
-        run: &RunState,
-        a: &mut Attempt,
-        schema: Option<&SchemaRef>,
-        partition: Option<u32>,
-    ) -> Result<OpenPart> {
-        let ext = format!(
-            "{}{}",
-            self.format.extension(),
-            self.options.compression.suffix()
-        );
-        let number = match partition {
-            None => a.next_part,
-            Some(p) => p * 10_000 + a.partition_parts.get(&p).copied().unwrap_or(0),
-        };
-        let key = self
-            .options
-            .key_template
-            .render(&self.key_vars(run, number, &ext))?;
-        let encoder = schema.map(|s| self.format.encoder(s)).transpose()?;
-        let content_type = match self.options.compression {
-            Compression::Gzip => "application/gzip",
-            #[cfg(feature = "zstd")]
-            Compression::Zstd(_) => "application/zstd",
-            Compression::None => self.format.content_type(),
-        };
-        let writer = self
-            .sink
-            .open(&ObjectTarget::new(key.clone(), content_type))
-            .await?;
-        match partition {
-            None => a.next_part += 1,
-            Some(p) => *a.partition_parts.entry(p).or_insert(0) += 1,
-        }
-        OpenPart::new(
-            writer,
-            encoder,
-            schema.cloned(),
-            key,
-            self.options.compression,
-        )
-    }
-
-    /// Commit a part; then, if no other part is open (`others_open` false), save the
-    /// pending checkpoint: every batch up to it is now in a committed object.
-    async fn commit_part(
-        &self,
-        part: OpenPart,
-        run: &mut RunState,
-        a: &mut Attempt,
-        others_open: bool,
-    ) -> Result<()> {
-        let obj = part.commit().await?;
-        tracing::info!(pipeline = %self.name, key = %obj.key, rows = obj.rows, bytes = obj.bytes, "object committed");
-        run.objects.insert(obj.key.clone(), obj);
-        if !others_open {
-            self.save_checkpoint(run, a).await?;
-        }
-        self.report_progress(run, a);
-        Ok(())
-    }
-
-    fn report_progress(&self, run: &RunState, a: &Attempt) {
-        if let Some(f) = &self.progress {
-            f(&Progress {
-                rows_extracted: a.rows_extracted,
-                rows_committed: run.objects.values().map(|o| o.rows).sum(),
-                bytes_committed: run.objects.values().map(|o| o.bytes).sum(),
-                objects_committed: run.objects.len() as u64,
-            });
         }
     }
 
@@ -363,8 +219,31 @@ impl Pipeline {
                 .map_or(0, |v| v.value.next_part),
             partition_parts: std::collections::HashMap::new(),
             rows_extracted: 0,
+            acker: None,
+            seen_schemas: BTreeMap::new(),
+            committed_schemas: BTreeMap::new(),
         };
+        let saved_schemas: BTreeMap<String, SchemaRef> = loaded
+            .as_ref()
+            .map(|v| {
+                v.value
+                    .schemas
+                    .iter()
+                    .map(|(t, s)| (t.clone(), std::sync::Arc::new(s.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        a.seen_schemas = saved_schemas.clone();
+        a.committed_schemas = saved_schemas.clone();
         let from = self.options.start_from.clone().or_else(|| a.saved.clone());
+        // A backfill from a given checkpoint has no schemas of its own to hand over.
+        let resume = Resume::from_checkpoint(from.clone()).with_schemas(
+            if self.options.start_from.is_some() {
+                BTreeMap::new()
+            } else {
+                saved_schemas
+            },
+        );
         if run.from.is_none() && run.objects.is_empty() {
             run.from = from.clone();
         }
@@ -384,12 +263,11 @@ impl Pipeline {
                 run.source_encoded = true;
                 chunks.map(|c| c.map(Item::Encoded)).boxed()
             }
-            None => self
-                .extractor
-                .extract(from)
-                .await?
-                .map(|b| b.map(Item::Batch))
-                .boxed(),
+            None => {
+                let extraction = self.extractor.open(resume).await?;
+                a.acker = Some(extraction.acker);
+                extraction.batches.map(|b| b.map(Item::Batch)).boxed()
+            }
         };
 
         // Extraction runs ahead in its own task, at most `channel_capacity` items ahead.
@@ -459,13 +337,15 @@ impl Pipeline {
                 None => return Ok(()),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(Item::Batch(batch))) => {
-                    let slot = batch.partition;
+                    let slot: Slot = (batch.table.clone(), batch.partition);
                     a.rows_extracted += batch.num_rows() as u64;
                     self.validate(run, &batch)?;
                     if batch.num_rows() > 0 {
+                        let schema = batch.records.schema();
+                        let table = batch.table.as_deref().unwrap_or(self.extractor.stream());
+                        self.track_schema(run, a, table, &schema)?;
                         // A schema change (a new column in a REST source, a DDL in CDC)
                         // starts a new part: every object has one schema and one header.
-                        let schema = batch.records.schema();
                         if parts
                             .get(&slot)
                             .is_some_and(|p| p.schema.as_ref() != Some(&schema))
@@ -474,10 +354,9 @@ impl Pipeline {
                             let others = !parts.is_empty();
                             self.commit_part(p, run, a, others).await?;
                         }
-                        if let std::collections::btree_map::Entry::Vacant(slot_entry) =
-                            parts.entry(slot)
-                        {
-                            slot_entry.insert(self.open_part(run, a, Some(&schema), slot).await?);
+                        if !parts.contains_key(&slot) {
+                            let part = self.open_part(run, a, Some(&schema), &slot).await?;
+                            parts.insert(slot.clone(), part);
                             deadline = deadline
                                 .or_else(|| interval.map(|i| tokio::time::Instant::now() + i));
                         }
@@ -492,21 +371,24 @@ impl Pipeline {
                 Some(Ok(Item::Encoded(chunk))) => {
                     let checkpoint = chunk.checkpoint.clone();
                     a.rows_extracted += chunk.rows;
+                    let slot: Slot = (None, None);
                     if !chunk.bytes.is_empty() {
-                        if let std::collections::btree_map::Entry::Vacant(slot_entry) =
-                            parts.entry(None)
-                        {
-                            slot_entry.insert(self.open_part(run, a, None, None).await?);
+                        if let Some(schema) = &chunk.schema {
+                            self.track_schema(run, a, self.extractor.stream(), schema)?;
+                        }
+                        if !parts.contains_key(&slot) {
+                            let part = self.open_part(run, a, None, &slot).await?;
+                            parts.insert(slot.clone(), part);
                             deadline = deadline
                                 .or_else(|| interval.map(|i| tokio::time::Instant::now() + i));
                         }
                         parts
-                            .get_mut(&None)
+                            .get_mut(&slot)
                             .expect("opened above")
                             .write_encoded(chunk)
                             .await?;
                     }
-                    (None, checkpoint)
+                    (slot, checkpoint)
                 }
             };
             if let Some(cp) = checkpoint {
@@ -534,7 +416,7 @@ impl Pipeline {
 
 /// Refuse a checkpoint that would not read back as itself (a NaN cursor saved as `null`
 /// would fail every later run): better this run fails, naming it, than all later ones.
-fn readable(state: &PipelineState) -> Result<()> {
+pub(super) fn readable(state: &PipelineState) -> Result<()> {
     let unreadable = |why: String| {
         Error::type_error(
             "state",

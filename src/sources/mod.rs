@@ -1,7 +1,7 @@
 //! Extractors, one module per source, each behind its own cargo feature.
 
 mod memory;
-pub use memory::MemoryExtractor;
+pub use memory::{ChangeEvent, MemoryChangeStream, MemoryExtractor};
 
 /// A stream over a channel of batches (for sources that produce in a task of their own).
 #[cfg(any(feature = "sql", feature = "rest", feature = "mongodb"))]

@@ -5,6 +5,7 @@ use crate::{Checkpoint, Error, Result, Sink};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -19,6 +20,11 @@ pub struct PipelineState {
     pub next_part: u32,
     /// When it was saved.
     pub updated_at: DateTime<Utc>,
+    /// The schema of every table committed up to `checkpoint`, as landed: handed back to
+    /// the extractor on resume ([`Resume::schemas`](crate::Resume)) and compared with the
+    /// next run's rows to find schema changes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schemas: BTreeMap<String, arrow_schema::Schema>,
 }
 
 /// A saved value and its version, for conditional updates.
@@ -80,7 +86,7 @@ impl<T: StateStore + ?Sized> StateStore for Arc<T> {
 /// use tributary::{Checkpoint, Error, stores::{ObjectSink, ObjectStateStore, PipelineState, StateStore}};
 /// let state = ObjectStateStore::new(ObjectSink::memory(), "_state");
 /// let s = PipelineState { checkpoint: Checkpoint::Lsn { lsn: 42 }, run_id: "r1".into(),
-///                         next_part: 1, updated_at: chrono::Utc::now() };
+///                         next_part: 1, updated_at: chrono::Utc::now(), schemas: Default::default() };
 /// let v1 = state.save("orders", None, &s).await?;
 /// assert!(matches!(state.save("orders", None, &s).await, Err(Error::Conflict { .. })));
 /// let v2 = state.save("orders", Some(v1), &s).await?;

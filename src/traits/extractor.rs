@@ -1,3 +1,4 @@
+use super::ack::{Extraction, Resume};
 use crate::format::Format;
 use crate::model::EncodedStream;
 use crate::{BatchStream, Checkpoint, Result};
@@ -71,6 +72,27 @@ pub trait Extractor: Debug + Send + Sync + 'static {
     /// Start extracting after `from` (or from the beginning when `None`).
     async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream>;
 
+    /// Whether the stream ends by itself (a table, a page cursor) or runs until
+    /// cancelled (a change log, a topic). An unbounded extractor needs a commit interval
+    /// ([`PipelineOptions::with_commit_interval`](crate::PipelineOptions::with_commit_interval)),
+    /// or nothing would ever be committed; [`PipelineBuilder::build`](crate::PipelineBuilder::build)
+    /// refuses one without. Default: bounded.
+    fn bounded(&self) -> bool {
+        true
+    }
+
+    /// What the pipeline calls: start after `from.checkpoint`, knowing the schemas saved
+    /// with it, and return the batches with the [`Acker`](crate::Acker) to tell when a
+    /// checkpoint is durable. The default calls [`Extractor::extract`] and acknowledges
+    /// nothing; sources with a position on the server (a replication slot, a consumer
+    /// group) override it.
+    ///
+    /// A checkpoint of a kind the extractor does not read (a watermark handed to a log
+    /// reader) is an [`Error::Config`](crate::Error::Config), not a panic.
+    async fn open(&self, from: Resume) -> Result<Extraction> {
+        Ok(Extraction::new(self.extract(from.checkpoint).await?))
+    }
+
     /// A fast path: the source encodes `format` itself (PostgreSQL's `COPY ... TO STDOUT`
     /// for CSV), producing exactly the bytes the pipeline would write from
     /// [`Extractor::extract`]'s batches. `Ok(None)` (the default) when the source cannot
@@ -105,6 +127,12 @@ impl<T: Extractor + ?Sized> Extractor for Arc<T> {
     async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
         (**self).extract(from).await
     }
+    fn bounded(&self) -> bool {
+        (**self).bounded()
+    }
+    async fn open(&self, from: Resume) -> Result<Extraction> {
+        (**self).open(from).await
+    }
 }
 
 #[async_trait]
@@ -127,5 +155,11 @@ impl<T: Extractor + ?Sized> Extractor for Box<T> {
     }
     async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
         (**self).extract(from).await
+    }
+    fn bounded(&self) -> bool {
+        (**self).bounded()
+    }
+    async fn open(&self, from: Resume) -> Result<Extraction> {
+        (**self).open(from).await
     }
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: finding the test services.
 #![allow(dead_code)]
 
+pub mod changes;
+
 /// Whether we run in CI, where a missing service is a failure, not a skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")

@@ -57,6 +57,7 @@ pub(crate) async fn extract_copy(
     let batch_rows = me.source.batch_rows as u64;
     let deadlines = me.deadlines();
     let guard = InfinityGuard::new(&prep, dialect);
+    let schema = prep.schema.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<crate::model::EncodedChunk>>(2);
     tokio::spawn(async move {
         let result: Result<()> = async {
@@ -84,6 +85,7 @@ pub(crate) async fn extract_copy(
                             bytes: buf.split().freeze(),
                             rows: n,
                             checkpoint: None,
+                            schema: Some(schema.clone()),
                         };
                         n = 0;
                         if tx.send(Ok(chunk)).await.is_err() {
@@ -96,6 +98,7 @@ pub(crate) async fn extract_copy(
                         bytes: buf.split().freeze(),
                         rows: n,
                         checkpoint: None,
+                        schema: Some(schema.clone()),
                     };
                     if tx.send(Ok(chunk)).await.is_err() {
                         return Ok(());

@@ -1,0 +1,244 @@
+//! The commit sequence: open a part, commit it, write the manifest, save the checkpoint,
+//! and only then acknowledge it to the source. Also schema tracking per table.
+
+use super::part::OpenPart;
+use super::run::{Attempt, RunState, Slot};
+use super::{OnSchemaChange, Outcome, Pipeline, Progress, RunReport};
+use crate::format::Compression;
+use crate::stores::{KeyVars, PipelineState};
+use crate::{Checkpoint, Error, ObjectTarget, Result};
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use chrono::Utc;
+use std::time::Instant;
+
+impl Pipeline {
+    pub(super) fn key_vars<'a>(
+        &'a self,
+        run: &'a RunState,
+        stream: &'a str,
+        part: u32,
+        ext: &'a str,
+    ) -> KeyVars<'a> {
+        KeyVars {
+            prefix: &self.options.prefix,
+            pipeline: &self.name,
+            source: self.extractor.source(),
+            stream,
+            date: run.started_at.date_naive(),
+            run_id: &run.run_id,
+            part,
+            ext,
+        }
+    }
+
+    pub(super) async fn write_manifest(&self, report: &mut RunReport) -> Result<()> {
+        let Some(t) = &self.options.manifest_template else {
+            return Ok(());
+        };
+        let vars = KeyVars {
+            prefix: &self.options.prefix,
+            pipeline: &self.name,
+            source: &report.source,
+            stream: &report.stream,
+            date: report.started_at.date_naive(),
+            run_id: &report.run_id,
+            part: 0,
+            ext: "json",
+        };
+        let key = t.render(&vars)?;
+        report.manifest = Some(key.clone());
+        let body = serde_json::to_vec_pretty(&*report).expect("report serializes");
+        let mut w = self
+            .sink
+            .open(&ObjectTarget::new(key, "application/json"))
+            .await?;
+        w.write(Bytes::from(body)).await?;
+        w.commit().await?;
+        Ok(())
+    }
+
+    /// Save the pending checkpoint if it moved, then acknowledge it to the source. Called
+    /// only right after a commit with no other part open, so every batch up to it is in
+    /// a committed object. The order is what makes a crash at any step safe: objects
+    /// committed → a manifest listing all of them → checkpoint → acknowledgement. A kill
+    /// before the checkpoint only repeats rows on the next run; a kill after it leaves no
+    /// committed object that no manifest names; the source never forgets what is not
+    /// saved.
+    pub(super) async fn save_checkpoint(&self, run: &mut RunState, a: &mut Attempt) -> Result<()> {
+        let Some(cp) = a.pending.clone() else {
+            return Ok(());
+        };
+        if a.saved.as_ref() == Some(&cp) {
+            return Ok(());
+        }
+        if let Some(state) = &self.state {
+            let value = PipelineState {
+                checkpoint: cp.clone(),
+                run_id: run.run_id.clone(),
+                next_part: a.next_part,
+                updated_at: Utc::now(),
+                schemas: a
+                    .committed_schemas
+                    .iter()
+                    .map(|(t, s)| (t.clone(), s.as_ref().clone()))
+                    .collect(),
+            };
+            super::run::readable(&value)?;
+            self.write_running_manifest(run, &cp).await?;
+            a.version = Some(state.save(&self.name, a.version, &value).await?);
+            tracing::debug!(pipeline = %self.name, checkpoint = ?cp, "checkpoint saved");
+        } else if self.options.commit_interval.is_some() {
+            // No checkpoint to protect, but keep a long-running stream's manifest current.
+            if let Err(e) = self.write_running_manifest(run, &cp).await {
+                tracing::warn!(pipeline = %self.name, error = %e, "manifest not updated");
+            }
+        }
+        a.saved = Some(cp.clone());
+        run.checkpoint_to = Some(cp.clone());
+        if let Some(acker) = a.acker.as_mut() {
+            acker.committed(&cp).await?;
+            tracing::debug!(pipeline = %self.name, checkpoint = ?cp, "checkpoint acknowledged to the source");
+        }
+        Ok(())
+    }
+
+    /// The run's manifest as it stands: every object committed so far, outcome `running`,
+    /// up to checkpoint `cp`.
+    async fn write_running_manifest(&self, run: &RunState, cp: &Checkpoint) -> Result<()> {
+        let mut snapshot = self.report(run.clone(), 1, Instant::now(), Ok(()));
+        snapshot.outcome = Outcome::Running;
+        snapshot.checkpoint_to = Some(cp.clone());
+        self.write_manifest(&mut snapshot).await
+    }
+
+    /// Open the next part of `slot` (a table, a source partition). Parts of partition
+    /// `p` are numbered `p * 10_000 + k`, so keys do not depend on how partitions
+    /// interleave; a table of a many-table stream is its key's `{stream}`.
+    pub(super) async fn open_part(
+        &self,
+        run: &RunState,
+        a: &mut Attempt,
+        schema: Option<&SchemaRef>,
+        slot: &Slot,
+    ) -> Result<OpenPart> {
+        let ext = format!(
+            "{}{}",
+            self.format.extension(),
+            self.options.compression.suffix()
+        );
+        let (table, partition) = slot;
+        let number = match partition {
+            None => a.next_part,
+            Some(p) => p * 10_000 + a.partition_parts.get(p).copied().unwrap_or(0),
+        };
+        let stream = table.as_deref().unwrap_or(self.extractor.stream());
+        let key = self
+            .options
+            .key_template
+            .render(&self.key_vars(run, stream, number, &ext))?;
+        let encoder = schema.map(|s| self.format.encoder(s)).transpose()?;
+        let content_type = match self.options.compression {
+            Compression::Gzip => "application/gzip",
+            #[cfg(feature = "zstd")]
+            Compression::Zstd(_) => "application/zstd",
+            Compression::None => self.format.content_type(),
+        };
+        let writer = self
+            .sink
+            .open(&ObjectTarget::new(key.clone(), content_type))
+            .await?;
+        match partition {
+            None => a.next_part += 1,
+            Some(p) => *a.partition_parts.entry(*p).or_insert(0) += 1,
+        }
+        OpenPart::new(
+            writer,
+            encoder,
+            schema.cloned(),
+            key,
+            stream.to_string(),
+            self.options.compression,
+        )
+    }
+
+    /// Commit a part; then, if no other part is open (`others_open` false), save the
+    /// pending checkpoint: every batch up to it is now in a committed object.
+    pub(super) async fn commit_part(
+        &self,
+        part: OpenPart,
+        run: &mut RunState,
+        a: &mut Attempt,
+        others_open: bool,
+    ) -> Result<()> {
+        let schema = part.schema.clone();
+        let obj = part.commit().await?;
+        tracing::info!(pipeline = %self.name, key = %obj.key, rows = obj.rows, bytes = obj.bytes, "object committed");
+        if let Some(s) = schema {
+            a.committed_schemas.insert(obj.table.clone(), s);
+        }
+        run.rows_committed += obj.rows;
+        run.bytes_committed += obj.bytes;
+        run.objects.insert(obj.key.clone(), obj);
+        if !others_open {
+            self.save_checkpoint(run, a).await?;
+        }
+        self.report_progress(run, a);
+        Ok(())
+    }
+
+    pub(super) fn report_progress(&self, run: &RunState, a: &Attempt) {
+        if let Some(f) = &self.progress {
+            f(&Progress {
+                rows_extracted: a.rows_extracted,
+                rows_committed: run.rows_committed,
+                bytes_committed: run.bytes_committed,
+                objects_committed: run.objects.len() as u64,
+            });
+        }
+    }
+
+    /// Compare a table's new rows with the schema last seen for it (in this run, or
+    /// saved with the checkpoint by an earlier one): a change is a warning and a new
+    /// object, or an error, as [`OnSchemaChange`] says.
+    pub(super) fn track_schema(
+        &self,
+        run: &mut RunState,
+        a: &mut Attempt,
+        table: &str,
+        schema: &SchemaRef,
+    ) -> Result<()> {
+        if let Some(old) = a.seen_schemas.get(table)
+            && old != schema
+        {
+            let changes = crate::model::schema_changes(old, schema);
+            if !changes.is_empty() {
+                let change = changes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                match self.options.on_schema_change {
+                    OnSchemaChange::Fail => {
+                        return Err(Error::SchemaChanged {
+                            table: table.to_string(),
+                            change,
+                        });
+                    }
+                    OnSchemaChange::NewObject => {
+                        let w = format!(
+                            "table {table}: schema changed: {change}; objects from here on \
+                             have the new schema"
+                        );
+                        tracing::warn!(pipeline = %self.name, %w);
+                        if !run.warnings.contains(&w) {
+                            run.warnings.push(w);
+                        }
+                    }
+                }
+            }
+        }
+        a.seen_schemas.insert(table.to_string(), schema.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,504 @@
+//! The streaming core through the pipeline with the in-memory change log: three tables
+//! interleaved in one stream, a DDL in the middle, acknowledgements, schema tracking,
+//! cancellation, retries, and the bad inputs of a stream. The kill -9 trial is in
+//! `change_crash.rs`.
+
+mod common;
+
+use async_trait::async_trait;
+use common::changes::{self, DDL_AT, Landed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tributary::sources::MemoryChangeStream;
+use tributary::stores::{ObjectSink, ObjectStateStore, PipelineState, StateStore, Versioned};
+use tributary::*;
+
+/// A state store that, at every save, checks that every change of the log up to the
+/// checkpoint is in a committed object, then records the checkpoint.
+#[derive(Debug, Clone)]
+struct Checking {
+    inner: ObjectStateStore,
+    sink: ObjectSink,
+    n: u64,
+    k: i64,
+    saves: Arc<Mutex<Vec<Checkpoint>>>,
+}
+
+impl Checking {
+    fn new(sink: &ObjectSink, n: u64, k: i64) -> Self {
+        Checking {
+            inner: ObjectStateStore::new(sink.clone(), "_state"),
+            sink: sink.clone(),
+            n,
+            k,
+            saves: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+    fn saves(&self) -> Vec<Checkpoint> {
+        self.saves.lock().unwrap().clone()
+    }
+}
+
+async fn landed(sink: &ObjectSink) -> Vec<(String, Landed)> {
+    let mut out = Vec::new();
+    for key in sink.list("mem/").await.unwrap_or_default() {
+        if key.ends_with(".json") {
+            continue;
+        }
+        let body = sink.read(&key).await.unwrap();
+        for line in std::str::from_utf8(&body).unwrap().lines() {
+            out.push((key.clone(), changes::parse_line(line)));
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl StateStore for Checking {
+    fn describe(&self) -> String {
+        "checking".into()
+    }
+    async fn load(&self, p: &str) -> Result<Option<Versioned<PipelineState>>> {
+        self.inner.load(p).await
+    }
+    async fn save(&self, p: &str, expected: Option<u64>, state: &PipelineState) -> Result<u64> {
+        let Checkpoint::Lsn { lsn } = state.checkpoint else {
+            panic!("not an LSN: {:?}", state.checkpoint)
+        };
+        let have: std::collections::HashSet<(String, i64)> = landed(&self.sink)
+            .await
+            .into_iter()
+            .map(|(_, l)| (l.table, l.id))
+            .collect();
+        for (t, id, pos) in changes::expected(self.n, self.k, lsn) {
+            assert!(
+                have.contains(&(t.clone(), id)),
+                "checkpoint {lsn} saved before change {t}/{id} (position {pos}) was committed"
+            );
+        }
+        let v = self.inner.save(p, expected, state).await?;
+        self.saves.lock().unwrap().push(state.checkpoint.clone());
+        Ok(v)
+    }
+}
+
+fn lsn(c: &Checkpoint) -> u64 {
+    match c {
+        Checkpoint::Lsn { lsn } => *lsn,
+        other => panic!("not an LSN: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn three_tables_land_under_their_own_keys_with_one_checkpoint_acknowledged_after_it() {
+    let (n, k) = (150, 3);
+    let sink = ObjectSink::memory();
+    let state = Checking::new(&sink, n, k);
+    let source = MemoryChangeStream::new("mem", "shop", changes::log(n, k))
+        .bounded()
+        .with_delay(Duration::from_micros(300));
+    let pipeline = Pipeline::builder("cdc")
+        .extractor(source.clone())
+        .sink(sink.clone())
+        .state(state.clone())
+        .options(
+            PipelineOptions::new()
+                .with_run_id("r1")
+                .with_part_max_rows(20)
+                .with_commit_interval(Duration::from_millis(5)),
+        )
+        .build()
+        .unwrap();
+    let report = pipeline.run().await.into_result().unwrap();
+    assert_eq!(report.checkpoint_to, Some(Checkpoint::Lsn { lsn: n }));
+
+    // Every change exactly once, each table's under its own key.
+    let got = landed(&sink).await;
+    let mut ids: Vec<(String, i64)> = got.iter().map(|(_, l)| (l.table.clone(), l.id)).collect();
+    ids.sort();
+    let mut want: Vec<(String, i64)> = changes::expected(n, k, n)
+        .into_iter()
+        .map(|(t, id, _)| (t, id))
+        .collect();
+    want.sort();
+    assert_eq!(ids, want);
+    for (key, l) in &got {
+        assert!(
+            key.starts_with(&format!("mem/{}/dt=", l.table)),
+            "{key} holds a change of table {}",
+            l.table
+        );
+        assert!(l.op == "insert" || l.op == "update");
+        assert_eq!(l.note.is_some(), l.table == "b" && l.position >= DDL_AT);
+    }
+
+    // Several checkpoints were saved mid-run (the store checked each against what was
+    // committed), and each was acknowledged after its save, in order, nothing else.
+    let saves = state.saves();
+    assert!(saves.len() > 2, "only {} saves", saves.len());
+    assert_eq!(source.acks(), saves);
+    assert!(saves.windows(2).all(|w| lsn(&w[0]) < lsn(&w[1])));
+
+    // The schemas of the three tables are saved with the checkpoint, b's with the DDL.
+    let saved = state.inner.load("cdc").await.unwrap().unwrap().value;
+    assert_eq!(
+        saved.schemas.keys().cloned().collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    assert!(saved.schemas["b"].field_with_name("note").is_ok());
+    assert!(saved.schemas["a"].field_with_name("note").is_err());
+
+    // The manifest records each object's table and schema; b's objects before and
+    // after the DDL have different schemas; the change is a warning.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&sink.read(report.manifest.as_ref().unwrap()).await.unwrap())
+            .unwrap();
+    let mut b_prints = std::collections::BTreeSet::new();
+    for o in manifest["objects"].as_array().unwrap() {
+        let table = o["table"].as_str().unwrap();
+        assert!(
+            o["key"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("mem/{table}/"))
+        );
+        let names: Vec<&str> = o["schema"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(&names[..4], ["_op", "_position", "id", "v"]);
+        assert_eq!(o["schema"]["fields"][2]["key"], 1);
+        if table == "b" {
+            b_prints.insert(o["schema"]["fingerprint"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(
+        b_prints.len(),
+        2,
+        "b has one schema before the DDL and one after"
+    );
+    assert_eq!(
+        report.warnings,
+        [
+            "table b: schema changed: column note (Utf8) was added; objects from here on have the new schema"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_schema_change_can_fail_the_run_and_commits_nothing_of_the_new_schema() {
+    let (n, k) = (150, 2);
+    let sink = ObjectSink::memory();
+    let state = Checking::new(&sink, n, k);
+    let pipeline = Pipeline::builder("cdc")
+        .extractor(MemoryChangeStream::new("mem", "shop", changes::log(n, k)).bounded())
+        .sink(sink.clone())
+        .state(state.clone())
+        .options(
+            PipelineOptions::new()
+                .with_part_max_rows(6)
+                .with_on_schema_change(OnSchemaChange::Fail),
+        )
+        .build()
+        .unwrap();
+    let report = pipeline.run().await;
+    let msg = report.error_message.clone().unwrap();
+    assert!(
+        matches!(&report.error, Some(Error::SchemaChanged { table, change })
+            if table == "b" && change == "column note (Utf8) was added"),
+        "{msg}"
+    );
+    assert_eq!(msg, "table b: schema changed: column note (Utf8) was added");
+    let saved = state.saves().last().map(lsn).unwrap_or(0);
+    assert!(saved < DDL_AT, "checkpoint {saved} is past the DDL");
+    assert!(landed(&sink).await.iter().all(|(_, l)| l.note.is_none()));
+}
+
+#[tokio::test]
+async fn an_unbounded_stream_needs_a_commit_interval() {
+    let err = Pipeline::builder("cdc")
+        .extractor(MemoryChangeStream::new("mem", "shop", changes::log(5, 1)))
+        .sink(ObjectSink::memory())
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }));
+    let msg = err.to_string();
+    assert!(msg.contains("mem/shop is an unbounded stream"), "{msg}");
+    assert!(msg.contains("commit interval"), "{msg}");
+}
+
+#[tokio::test]
+async fn an_unbounded_stream_lands_on_the_interval_and_cancel_stops_acknowledging() {
+    let (n, k) = (60, 2);
+    let sink = ObjectSink::memory();
+    let state = Checking::new(&sink, n, k);
+    let source = MemoryChangeStream::new("mem", "shop", changes::log(n, k));
+    let pipeline = Pipeline::builder("cdc")
+        .extractor(source.clone())
+        .sink(sink.clone())
+        .state(state.clone())
+        .options(PipelineOptions::new().with_commit_interval(Duration::from_millis(20)))
+        .build()
+        .unwrap();
+    let token = pipeline.cancellation_token();
+    let run = tokio::spawn(async move { pipeline.run().await });
+    // The source never ends; everything lands on the interval and the last position,
+    // a heartbeat (60 is not a multiple of 17, but the log's end is saved anyway).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while state.saves().last().map(lsn) != Some(n) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "saves: {:?}",
+            state.saves()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let acks_before = source.acks();
+    token.cancel();
+    let report = run.await.unwrap();
+    assert_eq!(report.outcome, Outcome::Cancelled);
+    assert_eq!(report.checkpoint_to, Some(Checkpoint::Lsn { lsn: n }));
+    assert_eq!(source.acks(), acks_before);
+    assert_eq!(source.acks(), state.saves());
+    assert_eq!(landed(&sink).await.len(), changes::expected(n, k, n).len());
+}
+
+#[tokio::test]
+async fn a_stream_that_moves_without_rows_still_saves_on_the_interval() {
+    // Only heartbeats after position 3: the checkpoint still follows them.
+    let mut log = changes::log(3, 1);
+    log.extend((4..=40).map(tributary::sources::ChangeEvent::heartbeat));
+    let sink = ObjectSink::memory();
+    let state = Checking::new(&sink, 3, 1);
+    let source = MemoryChangeStream::new("mem", "shop", log);
+    let pipeline = Pipeline::builder("cdc")
+        .extractor(source.clone())
+        .sink(sink.clone())
+        .state(state.clone())
+        .options(PipelineOptions::new().with_commit_interval(Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    let token = pipeline.cancellation_token();
+    let run = tokio::spawn(async move { pipeline.run().await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while state.saves().last().map(lsn) != Some(40) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "saves: {:?}",
+            state.saves()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    token.cancel();
+    run.await.unwrap();
+    assert_eq!(source.acks().last(), Some(&Checkpoint::Lsn { lsn: 40 }));
+}
+
+#[tokio::test]
+async fn a_failed_acknowledgement_stops_the_run_and_the_next_run_resumes_from_the_save() {
+    let (n, k) = (90, 2);
+    let sink = ObjectSink::memory();
+    let state = Checking::new(&sink, n, k);
+    let calls = Arc::new(Mutex::new(0));
+    let c = calls.clone();
+    let failing = MemoryChangeStream::new("mem", "shop", changes::log(n, k))
+        .bounded()
+        .with_delay(Duration::from_micros(500))
+        .on_ack(move |_| {
+            let mut c = c.lock().unwrap();
+            *c += 1;
+            if *c == 2 {
+                return Err(Error::PositionLost {
+                    component: "memory-changes".into(),
+                    message: "replication slot \"s1\" was dropped".into(),
+                });
+            }
+            Ok(())
+        });
+    let build = |source: MemoryChangeStream| {
+        Pipeline::builder("cdc")
+            .extractor(source)
+            .sink(sink.clone())
+            .state(state.clone())
+            .options(PipelineOptions::new().with_commit_interval(Duration::from_millis(5)))
+            .build()
+            .unwrap()
+    };
+    let report = build(failing.clone()).run().await;
+    assert!(
+        matches!(report.error, Some(Error::PositionLost { .. })),
+        "{:?}",
+        report.error_message
+    );
+    assert!(
+        report
+            .error_message
+            .unwrap()
+            .contains("slot \"s1\" was dropped")
+    );
+    // Two saves, the second one's acknowledgement failed, and nothing after it.
+    let saves = state.saves();
+    assert_eq!(saves.len(), 2);
+    assert_eq!(failing.acks(), saves[..1]);
+    assert_eq!(report.checkpoint_to.as_ref(), saves.last());
+
+    // The next run resumes from the last save and lands the rest.
+    let healthy = MemoryChangeStream::new("mem", "shop", changes::log(n, k)).bounded();
+    let report = build(healthy.clone()).run().await.into_result().unwrap();
+    assert_eq!(report.checkpoint_from.as_ref(), saves.last());
+    assert_eq!(report.checkpoint_to, Some(Checkpoint::Lsn { lsn: n }));
+    let mut ids: Vec<(String, i64)> = landed(&sink)
+        .await
+        .into_iter()
+        .map(|(_, l)| (l.table, l.id))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), changes::expected(n, k, n).len());
+}
+
+/// Fails once, retryably, after `after` batches of its first extraction.
+#[derive(Debug)]
+struct FlakyOnce {
+    inner: MemoryChangeStream,
+    after: usize,
+    failed: Arc<Mutex<bool>>,
+}
+
+#[async_trait]
+impl Extractor for FlakyOnce {
+    fn source(&self) -> &str {
+        "mem"
+    }
+    fn stream(&self) -> &str {
+        "shop"
+    }
+    async fn extract(&self, _: Option<Checkpoint>) -> Result<BatchStream> {
+        unreachable!("the pipeline calls open")
+    }
+    async fn open(&self, from: Resume) -> Result<Extraction> {
+        use futures::StreamExt;
+        let mut e = self.inner.open(from).await?;
+        let first = !std::mem::replace(&mut *self.failed.lock().unwrap(), true);
+        if first {
+            let after = self.after;
+            e.batches = e
+                .batches
+                .take(after)
+                .chain(futures::stream::once(async {
+                    Err(Error::Connection {
+                        component: "mem".into(),
+                        message: "connection reset".into(),
+                        source: None,
+                    })
+                }))
+                .boxed();
+        }
+        Ok(e)
+    }
+}
+
+#[tokio::test]
+async fn acknowledgements_stay_in_order_across_retries() {
+    let (n, k) = (120, 2);
+    let sink = ObjectSink::memory();
+    let state = Checking::new(&sink, n, k);
+    let inner = MemoryChangeStream::new("mem", "shop", changes::log(n, k))
+        .bounded()
+        .with_delay(Duration::from_micros(500));
+    let pipeline = Pipeline::builder("cdc")
+        .extractor(FlakyOnce {
+            inner: inner.clone(),
+            after: 70,
+            failed: Arc::new(Mutex::new(false)),
+        })
+        .sink(sink.clone())
+        .state(state.clone())
+        .options(
+            PipelineOptions::new()
+                .with_commit_interval(Duration::from_millis(5))
+                .with_retries(2, Duration::from_millis(1)),
+        )
+        .build()
+        .unwrap();
+    let report = pipeline.run().await.into_result().unwrap();
+    assert_eq!(report.attempts, 2);
+    assert_eq!(report.checkpoint_to, Some(Checkpoint::Lsn { lsn: n }));
+    // The memory source refuses an acknowledgement that goes backwards, so the run
+    // succeeding says they were monotone; and each was a saved checkpoint, in order.
+    assert_eq!(inner.acks(), state.saves());
+}
+
+#[tokio::test]
+async fn a_checkpoint_of_another_kind_is_a_config_error() {
+    let pipeline = Pipeline::builder("cdc")
+        .extractor(MemoryChangeStream::new("mem", "shop", changes::log(5, 1)).bounded())
+        .sink(ObjectSink::memory())
+        .options(
+            PipelineOptions::new()
+                .with_start_from(Checkpoint::Watermark(Watermark::new(CursorValue::Int(3)))),
+        )
+        .build()
+        .unwrap();
+    let report = pipeline.run().await;
+    assert!(matches!(report.error, Some(Error::Config { .. })));
+    assert!(
+        report
+            .error_message
+            .unwrap()
+            .contains("resumes from an LSN checkpoint")
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_stream_gets_the_schemas_saved_with_its_checkpoint() {
+    let (n, k) = (150, 1);
+    let sink = ObjectSink::memory();
+    let state = ObjectStateStore::new(sink.clone(), "_state");
+    let build = |source: MemoryChangeStream| {
+        Pipeline::builder("cdc")
+            .extractor(source)
+            .sink(sink.clone())
+            .state(state.clone())
+            .build()
+            .unwrap()
+    };
+    // A first run up to position 120 (past the DDL), then the log grows.
+    let mut first = changes::log(n, k);
+    first.truncate(120);
+    build(MemoryChangeStream::new("mem", "shop", first).bounded())
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    let saved = state.load("cdc").await.unwrap().unwrap();
+    assert!(saved.value.schemas["b"].field_with_name("note").is_ok());
+    // Resumed with the right schemas, the rest lands.
+    let r = build(MemoryChangeStream::new("mem", "shop", changes::log(n, k)).bounded())
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(r.checkpoint_from, Some(Checkpoint::Lsn { lsn: 120 }));
+
+    // Saved schemas that are not the log's at that position are noticed by the source:
+    // proof that the pipeline hands them over.
+    let mut wrong = state.load("cdc").await.unwrap().unwrap();
+    // b as it was before the DDL (the same columns as a).
+    let before_ddl = saved.value.schemas["a"].clone();
+    wrong.value.schemas.insert("b".into(), before_ddl);
+    state
+        .save("cdc", Some(wrong.version), &wrong.value)
+        .await
+        .unwrap();
+    let r = build(MemoryChangeStream::new("mem", "shop", changes::log(n + 10, k)).bounded())
+        .run()
+        .await;
+    let msg = r.error_message.unwrap();
+    assert!(
+        msg.contains("table b: the schema saved with the checkpoint"),
+        "{msg}"
+    );
+}
