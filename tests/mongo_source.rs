@@ -399,3 +399,35 @@ async fn a_lag_leaves_the_newest_documents_for_the_next_run() {
     .unwrap();
     assert!(matches!(e, Error::Config { .. }), "{e:?}");
 }
+
+#[cfg(feature = "test-util")]
+#[tokio::test]
+async fn the_extractor_suite_passes_by_time_and_by_object_id() {
+    let t0 = Utc.with_ymd_and_hms(2020, 6, 1, 12, 0, 0).unwrap();
+    // Groups of five documents per timestamp, batches of two.
+    let docs: Vec<Document> = (0..37)
+        .map(|i: i64| {
+            let at = mongodb::bson::DateTime::from_millis(
+                (t0 + Duration::seconds(i / 5)).timestamp_millis(),
+            );
+            doc! { "OrderId": i % 4, "OrderStatus": "Shipped", "LastUpdated": at }
+        })
+        .collect();
+    let Some((url, name, _coll)) = setup(docs).await else {
+        return;
+    };
+    for source in [
+        MongoSource::collection("tributary_test", &name)
+            .fields(["OrderId", "OrderStatus", "LastUpdated"])
+            .incremental("LastUpdated")
+            .batch_rows(2),
+        MongoSource::collection("tributary_test", &name)
+            .fields(["_id", "OrderId"])
+            .incremental("_id")
+            .batch_rows(3),
+    ] {
+        let e = MongoExtractor::connect(&url, source).await.unwrap();
+        let r = tributary::testing::extractor_suite(&e, 10).await;
+        assert!(r.rows == 37 && r.resumes > 0, "{r:?}");
+    }
+}

@@ -600,3 +600,31 @@ async fn a_composite_key_keeps_a_keyset_position_past_the_limit() {
         .await
         .unwrap();
 }
+
+#[cfg(feature = "test-util")]
+#[tokio::test]
+async fn the_extractor_suite_passes_keyed_and_key_less() {
+    let t = table();
+    let Some((url, _conn)) = setup(&format!(
+        "CREATE TABLE {t} (id INT, u INT, at DATETIME(6));
+         INSERT INTO {t} SELECT seq, seq % 3, TIMESTAMPADD(MINUTE, seq DIV 5, '2020-01-01') FROM seq_1_to_53;
+         CREATE TABLE {t}_dup (u INT, at DATETIME(6));
+         INSERT INTO {t}_dup SELECT seq % 2, TIMESTAMPADD(MINUTE, seq DIV 7, '2020-01-01') FROM seq_1_to_41"
+    ))
+    .await
+    else {
+        return;
+    };
+    for source in [
+        SqlSource::table(t.clone())
+            .incremental(Cursor::new("at").with_key(["id"]))
+            .batch_rows(2),
+        SqlSource::table(format!("{t}_dup"))
+            .incremental(Cursor::new("at"))
+            .batch_rows(3),
+    ] {
+        let e = MySqlExtractor::connect_lazy(&url, source).unwrap();
+        let r = tributary::testing::extractor_suite(&e, 12).await;
+        assert!(r.rows >= 41 && r.resumes > 0, "{r:?}");
+    }
+}

@@ -930,7 +930,9 @@ async fn a_million_rows_at_one_cursor_value_keep_a_small_checkpoint() {
         .await
         .unwrap()
         .unwrap();
-    let checkpoint = serde_json::to_string(&state.value).unwrap();
+    // The position stays small; the table's schema saved beside it is one per table.
+    let checkpoint = serde_json::to_string(&state.value.checkpoint).unwrap();
+    assert_eq!(state.value.schemas.len(), 1);
     assert!(
         checkpoint.len() < 500,
         "{} bytes: {checkpoint}",
@@ -952,4 +954,104 @@ async fn a_million_rows_at_one_cursor_value_keep_a_small_checkpoint() {
     conn.execute(format!("DROP SCHEMA {s} CASCADE").as_str())
         .await
         .unwrap();
+}
+
+#[cfg(feature = "test-util")]
+#[tokio::test]
+async fn the_extractor_suite_passes_keyed_key_less_and_full() {
+    let s = schema_name();
+    // Groups of identical rows at one cursor value, batches of 2: checkpoints fall
+    // inside the groups.
+    let Some((url, _conn)) = setup(&format!(
+        "CREATE SCHEMA {s}; CREATE TABLE {s}.ev (id int, u int, at timestamp);
+         INSERT INTO {s}.ev SELECT g, g % 3, '2020-01-01'::timestamp + (g / 5) * interval '1 minute'
+           FROM generate_series(1, 53) g;
+         CREATE TABLE {s}.dup (u int, at timestamp);
+         INSERT INTO {s}.dup SELECT g % 2, '2020-01-01'::timestamp + (g / 7) * interval '1 minute'
+           FROM generate_series(1, 41) g"
+    ))
+    .await
+    else {
+        return;
+    };
+    for source in [
+        SqlSource::table(format!("{s}.ev"))
+            .incremental(Cursor::new("at").with_key(["id"]))
+            .batch_rows(2),
+        SqlSource::table(format!("{s}.dup"))
+            .incremental(Cursor::new("at"))
+            .batch_rows(3),
+        SqlSource::table(format!("{s}.ev")).batch_rows(10),
+    ] {
+        let e = PostgresExtractor::connect_lazy(&url, source).unwrap();
+        let r = tributary::testing::extractor_suite(&e, 12).await;
+        assert!(r.rows >= 41, "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_widened_numeric_between_two_incremental_runs_is_noticed() {
+    let s = schema_name();
+    let Some((url, mut conn)) = setup(&format!(
+        "CREATE SCHEMA {s}; CREATE TABLE {s}.pay (id int, amount numeric(12,2), at timestamp);
+         INSERT INTO {s}.pay VALUES (1, 10.25, '2020-01-01')"
+    ))
+    .await
+    else {
+        return;
+    };
+    let sink = ObjectSink::memory();
+    let run = |on: OnSchemaChange| {
+        Pipeline::builder("pay")
+            .extractor(
+                PostgresExtractor::connect_lazy(
+                    &url,
+                    // Keyed: a key-less watermark recognises landed rows by their values,
+                    // and 10.25 now reads 10.250, so row 1 would come again.
+                    SqlSource::table(format!("{s}.pay"))
+                        .incremental(Cursor::new("at").with_key(["id"])),
+                )
+                .unwrap(),
+            )
+            .sink(sink.clone())
+            .state(ObjectStateStore::new(sink.clone(), "_state"))
+            .options(PipelineOptions::new().with_on_schema_change(on))
+            .build()
+            .unwrap()
+    };
+    let first = run(OnSchemaChange::Fail).run().await.into_result().unwrap();
+    assert!(first.warnings.is_empty());
+    conn.execute(
+        format!(
+            "ALTER TABLE {s}.pay ALTER COLUMN amount TYPE numeric(14,3);
+             INSERT INTO {s}.pay VALUES (2, 7.125, '2020-01-02')"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    // Set to fail: a typed error naming table, column, old and new type; nothing landed.
+    let failed = run(OnSchemaChange::Fail).run().await;
+    assert!(matches!(failed.error, Some(Error::SchemaChanged { .. })));
+    assert_eq!(
+        failed.error_message.as_deref(),
+        Some(
+            format!(
+                "table {s}.pay: schema changed: column amount changed type from \
+                 Decimal128(12, 2) to Decimal128(14, 3)"
+            )
+            .as_str()
+        )
+    );
+    assert!(failed.objects.is_empty());
+    // By default: a warning, and the new object's manifest entry has the new type.
+    let second = run(OnSchemaChange::NewObject)
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(second.rows, 1);
+    assert!(second.warnings[0].contains("Decimal128(12, 2) to Decimal128(14, 3)"));
+    let schema = second.objects[0].schema.as_ref().unwrap();
+    assert_eq!(schema.fields[1].data_type, "Decimal128(14, 3)");
 }

@@ -744,3 +744,26 @@ async fn post_with_a_json_body_and_headers_returning_one_object() {
     );
     assert!(!e.is_retryable());
 }
+
+#[cfg(feature = "test-util")]
+#[tokio::test]
+async fn the_extractor_suite_passes_on_pages_and_on_a_watermark() {
+    let (base, _) = server().await;
+    let incremental = RestSource::get(format!("{base}/since"))
+        .records("/data")
+        .incremental(Incremental {
+            param: "since".into(),
+            field: "updated_at".into(),
+            initial: Some("2024-01-20".into()),
+        });
+    let r = tributary::testing::extractor_suite(&RestExtractor::new(incremental).unwrap(), 8).await;
+    assert!(r.rows > 0 && r.resumes > 0, "{r:?}");
+    let pages = RestSource::get(format!("{base}/items"))
+        .records("/data")
+        .paginate(Pagination::PageNumber {
+            param: "page".into(),
+            start: 1,
+        });
+    let r = tributary::testing::extractor_suite(&RestExtractor::new(pages).unwrap(), 8).await;
+    assert!(r.rows > 0, "{r:?}");
+}

@@ -461,8 +461,12 @@ async fn a_keyed_watermark_stays_small_however_many_rows_share_a_value() {
         .await
         .unwrap()
         .unwrap();
-    let size = serde_json::to_string(&saved.value).unwrap().len();
+    // The position stays small; the table's schema saved beside it is one per table.
+    let size = serde_json::to_string(&saved.value.checkpoint)
+        .unwrap()
+        .len();
     assert!(size < 500, "checkpoint of {size} bytes");
+    assert_eq!(saved.value.schemas.len(), 1);
     // New rows at the same value and later ones; nothing twice.
     many_at_one_value(&pool, 5000..5002, t).await;
     insert(&pool, &[(1, "later", "2020-07-13 00:00:00")]).await;
@@ -550,4 +554,49 @@ async fn too_many_identical_key_less_rows_at_one_value_is_an_error_naming_the_fi
             .unwrap()
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn a_column_added_between_two_incremental_runs_is_a_warning_and_a_new_schema() {
+    let pool = orders().await;
+    insert(&pool, &[(1, "Backordered", "2020-06-01 12:00:00")]).await;
+    let sink = ObjectSink::memory();
+    let p = incremental(
+        &pool,
+        &sink,
+        Cursor::new("LastUpdated"),
+        PipelineOptions::new(),
+    );
+    let first = p.run().await.into_result().unwrap();
+    assert!(first.warnings.is_empty());
+    sqlx::query("ALTER TABLE Orders ADD COLUMN Note TEXT")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO Orders VALUES (2, 'Shipped', '2020-06-02 12:00:00', 'late')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let second = p.run().await.into_result().unwrap();
+    assert_eq!(
+        second.warnings,
+        [
+            "table Orders: schema changed: column Note (Utf8) was added; objects from here on have the new schema"
+        ]
+    );
+    let names: Vec<&str> = second.objects[0]
+        .schema
+        .as_ref()
+        .unwrap()
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(names, ["OrderId", "OrderStatus", "LastUpdated", "Note"]);
+    // The third run compares with the schema saved by the second: no warning.
+    sqlx::query("INSERT INTO Orders VALUES (3, 'Shipped', '2020-06-03 12:00:00', NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(p.run().await.into_result().unwrap().warnings.is_empty());
 }

@@ -49,7 +49,7 @@
 //!     Arc::new(StringArray::from(vec!["Backordered", "Shipped"])),
 //!     Arc::new(StringArray::from(vec!["2020-06-01 12:00:00", "2020-06-09 12:00:25"])),
 //! ]).unwrap();
-//! let batch = changes.build(&[Op::Insert, Op::Update], &[ChangeMeta::default(); 2], &rows, None, &[])?;
+//! let batch = changes.build(&[Op::Insert, Op::Update], &vec![ChangeMeta::default(); 2], &rows, None, &[])?;
 //! let mut out = Vec::new();
 //! let mut enc = Csv::default().encoder(changes.schema())?;
 //! enc.encode(&batch, &mut out)?;

@@ -13,10 +13,13 @@
 //!
 //! Rows whose cursor is NULL cannot be tracked and are not extracted incrementally.
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod deadlines;
 mod timeouts;
 mod watermark;
 
-pub(crate) use timeouts::Deadlines;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) use deadlines::Deadlines;
 pub use timeouts::Timeouts;
 pub use watermark::{KEYED_SEEN_LIMIT, KEYLESS_SEEN_LIMIT, WatermarkTracker};
 

@@ -2,8 +2,6 @@
 //! answers, or a server of another kind on that port, must fail the run with a
 //! retryable error naming host and port, never hang it.
 
-use crate::{Error, Result};
-use std::future::Future;
 use std::time::Duration;
 
 /// Time limits for a SQL source's connection.
@@ -63,65 +61,5 @@ impl Timeouts {
     /// The read limit.
     pub fn read(&self) -> Duration {
         self.read
-    }
-}
-
-/// One server's address and limits, to put a deadline on each wait.
-#[derive(Clone, Debug)]
-pub(crate) struct Deadlines {
-    component: &'static str,
-    server: &'static str,
-    addr: String,
-    limits: Timeouts,
-}
-
-impl Deadlines {
-    pub(crate) fn new(
-        component: &'static str,
-        server: &'static str,
-        host: &str,
-        port: u16,
-        limits: Timeouts,
-    ) -> Self {
-        Deadlines {
-            component,
-            server,
-            addr: format!("{host}:{port}"),
-            limits,
-        }
-    }
-
-    /// `host:port`.
-    pub(crate) fn addr(&self) -> &str {
-        &self.addr
-    }
-
-    /// `fut`, which connects and sets up a session, within the connect limit.
-    pub(crate) async fn connect<T>(&self, fut: impl Future<Output = T>) -> Result<T> {
-        self.within(self.limits.connect, fut, "connecting").await
-    }
-
-    /// `fut`, one read while a query runs, within the read limit.
-    pub(crate) async fn read<T>(&self, fut: impl Future<Output = T>, what: &str) -> Result<T> {
-        self.within(self.limits.read, fut, what).await
-    }
-
-    async fn within<T>(
-        &self,
-        limit: Duration,
-        fut: impl Future<Output = T>,
-        what: &str,
-    ) -> Result<T> {
-        tokio::time::timeout(limit, fut)
-            .await
-            .map_err(|_| Error::Connection {
-                component: self.component.into(),
-                message: format!(
-                    "no answer from {} within {limit:?} while {what} (is a {} server listening \
-                 there, and reachable?)",
-                    self.addr, self.server
-                ),
-                source: None,
-            })
     }
 }

@@ -1,5 +1,6 @@
 //! Conformance suites (feature `test-util`): run any [`Sink`] through the same checks
-//! that tributary's own sinks pass, against memory, a local folder and real servers.
+//! that tributary's own sinks pass, against memory, a local folder and real servers;
+//! and any bounded [`Extractor`](crate::Extractor) through [`extractor_suite`].
 //!
 //! ```
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -7,6 +8,10 @@
 //! tributary::testing::sink_suite(&ObjectSink::memory(), "suite").await;
 //! # });
 //! ```
+
+mod extractor;
+
+pub use extractor::{ExtractorSuiteReport, extractor_suite};
 
 use crate::stores::ObjectSink;
 use crate::{ObjectTarget, Result, Sink};

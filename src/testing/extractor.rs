@@ -1,0 +1,172 @@
+//! [`extractor_suite`]: any bounded extractor, resumed from each checkpoint it emitted,
+//! yields exactly the rest, and accepts its acknowledgements in order.
+
+use crate::model::row_fingerprints;
+use crate::{Batch, Checkpoint, Extractor, Resume};
+use arrow_schema::SchemaRef;
+use futures::StreamExt;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// What [`extractor_suite`] exercised, so a test can check it was not vacuous.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExtractorSuiteReport {
+    /// Batches of the full extraction.
+    pub batches: usize,
+    /// Rows of the full extraction.
+    pub rows: usize,
+    /// Distinct checkpoints the extraction emitted.
+    pub checkpoints: usize,
+    /// Resumptions checked (at most `max_resumes`, spread over the checkpoints).
+    pub resumes: usize,
+}
+
+/// A row's identity for the suite: its table and the fingerprint of its values.
+type Row = (Option<String>, u64);
+
+fn rows_of(batches: &[Batch]) -> Vec<Row> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            row_fingerprints(b.records.columns())
+                .expect("rows can be fingerprinted")
+                .into_iter()
+                .map(|fp| (b.table.clone(), fp))
+        })
+        .collect()
+}
+
+fn multiset(rows: &[Row]) -> HashMap<&Row, usize> {
+    let mut m = HashMap::new();
+    for r in rows {
+        *m.entry(r).or_insert(0) += 1;
+    }
+    m
+}
+
+async fn extract_all<E: Extractor + ?Sized>(
+    e: &E,
+    from: Resume,
+    what: &str,
+) -> (Vec<Batch>, Box<dyn crate::Acker>) {
+    let ex = tokio::time::timeout(Duration::from_secs(120), e.open(from))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: open took over 120 s"))
+        .unwrap_or_else(|err| panic!("{what}: open failed: {err}"));
+    let mut batches = Vec::new();
+    let mut stream = ex.batches;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(120), stream.next()).await {
+            Err(_) => panic!("{what}: no batch for 120 s (is the extractor bounded?)"),
+            Ok(None) => break,
+            Ok(Some(Ok(b))) => batches.push(b),
+            Ok(Some(Err(err))) => panic!("{what}: the stream failed: {err}"),
+        }
+    }
+    (batches, ex.acker)
+}
+
+/// Every check on a bounded extractor; panics on the first violation:
+///
+/// - two extractions from the start yield the same rows (as a multiset);
+/// - resumed from a checkpoint it emitted (with the schemas of the rows up to it, as
+///   the pipeline hands them over), it yields exactly the rows after that batch: none
+///   lost, none repeated; up to `max_resumes` checkpoints, spread evenly, the last one
+///   included;
+/// - its [`Acker`](crate::Acker) accepts every checkpoint, in the order emitted.
+///
+/// The source must not change while the suite runs.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
+/// use arrow_schema::{DataType, Field, Schema};
+/// use tributary::{Batch, Checkpoint, sources::MemoryExtractor};
+/// let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+/// let batches = (0..4).map(|i| {
+///     let rb = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![i]))]).unwrap();
+///     Batch::new(rb).with_checkpoint(Checkpoint::Lsn { lsn: i as u64 })
+/// }).collect();
+/// let r = tributary::testing::extractor_suite(&MemoryExtractor::new("m", "s", batches), 10).await;
+/// assert_eq!((r.rows, r.checkpoints, r.resumes), (4, 4, 4));
+/// # });
+/// ```
+pub async fn extractor_suite<E: Extractor + ?Sized>(
+    extractor: &E,
+    max_resumes: usize,
+) -> ExtractorSuiteReport {
+    let name = format!("{}/{}", extractor.source(), extractor.stream());
+    assert!(
+        extractor.bounded(),
+        "{name}: the suite needs a bounded extractor"
+    );
+    let (batches, mut acker) = extract_all(extractor, Resume::default(), &name).await;
+    let all = rows_of(&batches);
+    let (again, _) = extract_all(extractor, Resume::default(), &name).await;
+    assert_eq!(
+        multiset(&rows_of(&again)),
+        multiset(&all),
+        "{name}: two extractions from the start differ"
+    );
+
+    // Where each checkpoint falls: rows before it, and the schemas landed up to it.
+    let mut marks: Vec<(Checkpoint, usize, BTreeMap<String, SchemaRef>)> = Vec::new();
+    let mut schemas = BTreeMap::new();
+    let mut seen_rows = 0;
+    for b in &batches {
+        seen_rows += b.num_rows();
+        if b.num_rows() > 0 {
+            let table = b
+                .table
+                .clone()
+                .unwrap_or_else(|| extractor.stream().to_string());
+            schemas.insert(table, b.records.schema());
+        }
+        if let Some(cp) = &b.checkpoint {
+            match marks.last_mut() {
+                Some(last) if &last.0 == cp => {
+                    last.1 = seen_rows;
+                    last.2 = schemas.clone();
+                }
+                _ => marks.push((cp.clone(), seen_rows, schemas.clone())),
+            }
+        }
+    }
+    let picks: Vec<usize> = if marks.len() <= max_resumes {
+        (0..marks.len()).collect()
+    } else {
+        let mut p: Vec<usize> = (0..max_resumes.max(1))
+            .map(|i| i * (marks.len() - 1) / (max_resumes.max(2) - 1))
+            .collect();
+        p.dedup();
+        p
+    };
+    for &i in &picks {
+        let (cp, before, schemas) = &marks[i];
+        let what = format!("{name} resumed from {cp:?}");
+        let from = Resume::from_checkpoint(Some(cp.clone())).with_schemas(schemas.clone());
+        let (rest, _) = extract_all(extractor, from, &what).await;
+        let got = rows_of(&rest);
+        let want = &all[*before..];
+        assert_eq!(
+            multiset(&got),
+            multiset(want),
+            "{what}: expected the {} rows after it, got {}",
+            want.len(),
+            got.len()
+        );
+    }
+    for (cp, _, _) in &marks {
+        if let Err(err) = acker.committed(cp).await {
+            panic!("{name}: acknowledging {cp:?} failed: {err}");
+        }
+    }
+    ExtractorSuiteReport {
+        batches: batches.len(),
+        rows: all.len(),
+        checkpoints: marks.len(),
+        resumes: picks.len(),
+    }
+}
