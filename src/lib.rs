@@ -97,8 +97,8 @@ pub use pipeline::{
     RunLog, RunReport,
 };
 pub use traits::{
-    Acker, BatchValidator, Extraction, Extractor, NoAck, ObjectTarget, Receipt, Resume, Severity,
-    Sink, SinkWriter, ValidationOutcome, Validator,
+    Acker, BatchSink, BatchTarget, BatchValidator, BatchWriter, Extraction, Extractor, NoAck,
+    ObjectTarget, Receipt, Resume, Severity, Sink, SinkWriter, ValidationOutcome, Validator,
 };
 pub use util::{Secret, redact_url};
 

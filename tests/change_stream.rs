@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use common::changes::{self, DDL_AT, Landed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tributary::model::Op;
 use tributary::sources::MemoryChangeStream;
 use tributary::stores::{ObjectSink, ObjectStateStore, PipelineState, StateStore, Versioned};
 use tributary::*;
@@ -501,4 +502,60 @@ async fn a_resumed_stream_gets_the_schemas_saved_with_its_checkpoint() {
         msg.contains("table b: the schema saved with the checkpoint"),
         "{msg}"
     );
+}
+
+#[tokio::test]
+async fn a_row_level_sink_gets_the_rows_their_tables_and_their_ops() {
+    use tributary::model::change;
+    use tributary::stores::MemoryBatchSink;
+    let (n, k) = (120, 2);
+    let rows = MemoryBatchSink::new();
+    let source = MemoryChangeStream::new("mem", "shop", changes::log(n, k)).bounded();
+    let report = Pipeline::builder("cdc")
+        .extractor(source.clone())
+        .batch_sink(rows.clone())
+        .options(PipelineOptions::new().with_part_max_rows(10))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(report.format, "rows");
+    assert_eq!(
+        report.manifest, None,
+        "a row sink keeps no manifest by default"
+    );
+    let mut total = 0;
+    for t in changes::TABLES {
+        for b in rows.table(t) {
+            let ops = change::ops(&b).unwrap();
+            assert!(ops.iter().all(|o| matches!(o, Op::Insert | Op::Update)));
+            let v = b
+                .column_by_name("v")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<tributary::arrow_array::StringArray>()
+                .unwrap()
+                .clone();
+            assert!(
+                v.iter().all(|x| x == Some(t)),
+                "a row of another table in {t}"
+            );
+            total += b.num_rows();
+        }
+    }
+    assert_eq!(total, changes::expected(n, k, n).len());
+    // Without a state store, a checkpoint is acknowledged once its data is committed.
+    let acks: Vec<u64> = source.acks().iter().map(lsn).collect();
+    assert!(acks.windows(2).all(|w| w[0] < w[1]) && acks.last() == Some(&n), "{acks:?}");
+
+    // One sink or the other, not both.
+    let err = Pipeline::builder("cdc")
+        .extractor(MemoryChangeStream::new("mem", "shop", vec![]).bounded())
+        .batch_sink(rows)
+        .sink(ObjectSink::memory())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("choose one"), "{err}");
 }

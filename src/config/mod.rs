@@ -103,6 +103,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "retries",
             "retry_backoff",
             "channel_capacity",
+            "on_schema_change",
         ],
     ),
 ];

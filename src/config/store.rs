@@ -175,7 +175,8 @@ impl PipelineConfig {
     /// The [`PipelineOptions`](crate::PipelineOptions) `pipeline.conf` sets:
     /// `[store] compression`, `part_max_rows`, `part_max_bytes` (bytes, or `64MiB`, `1GiB`),
     /// and `[pipeline] commit_interval` (`30s`, `5m`), `retries`, `retry_backoff`,
-    /// `channel_capacity`. Unset keys keep the defaults.
+    /// `channel_capacity`, `on_schema_change` (`new_object` or `fail`). Unset keys keep the
+    /// defaults.
     ///
     /// ```
     /// use tributary::config::PipelineConfig;
@@ -186,6 +187,10 @@ impl PipelineConfig {
     /// assert!(format!("{o:?}").contains("part_max_rows: Some(50000)"));
     /// assert!(PipelineConfig::parse("[pipeline]\nretries = many\n", "t", |_| None)
     ///     .unwrap().pipeline_options().is_err());
+    /// let c = PipelineConfig::parse("[pipeline]\non_schema_change = fail\n", "t", |_| None).unwrap();
+    /// assert!(format!("{:?}", c.pipeline_options().unwrap()).contains("on_schema_change: Fail"));
+    /// let bad = PipelineConfig::parse("[pipeline]\non_schema_change = ignore\n", "t", |_| None).unwrap();
+    /// assert!(bad.pipeline_options().unwrap_err().to_string().contains("new_object or fail"));
     /// ```
     pub fn pipeline_options(&self) -> Result<crate::PipelineOptions> {
         let mut o = crate::PipelineOptions::new().with_compression(self.compression()?);
@@ -226,6 +231,20 @@ impl PipelineConfig {
             })?
         {
             o = o.with_channel_capacity(n);
+        }
+        if let Some(w) =
+            self.parsed(
+                "pipeline",
+                "on_schema_change",
+                "new_object or fail",
+                |v| match v {
+                    "new_object" => Some(crate::OnSchemaChange::NewObject),
+                    "fail" => Some(crate::OnSchemaChange::Fail),
+                    _ => None,
+                },
+            )?
+        {
+            o = o.with_on_schema_change(w);
         }
         Ok(o)
     }

@@ -4,58 +4,16 @@
 use super::part::OpenPart;
 use super::run::{Attempt, RunState, Slot};
 use super::{OnSchemaChange, Outcome, Pipeline, Progress, RunReport};
-use crate::format::Compression;
-use crate::stores::{KeyVars, PipelineState};
-use crate::{Checkpoint, Error, ObjectTarget, Result};
+use crate::stores::PipelineState;
+use crate::{BatchTarget, Checkpoint, Error, Result};
 use arrow_schema::SchemaRef;
-use bytes::Bytes;
 use chrono::Utc;
 use std::time::Instant;
 
 impl Pipeline {
-    pub(super) fn key_vars<'a>(
-        &'a self,
-        run: &'a RunState,
-        stream: &'a str,
-        part: u32,
-        ext: &'a str,
-    ) -> KeyVars<'a> {
-        KeyVars {
-            prefix: &self.options.prefix,
-            pipeline: &self.name,
-            source: self.extractor.source(),
-            stream,
-            date: run.started_at.date_naive(),
-            run_id: &run.run_id,
-            part,
-            ext,
-        }
-    }
-
+    /// Write the run's manifest, if the sink keeps one.
     pub(super) async fn write_manifest(&self, report: &mut RunReport) -> Result<()> {
-        let Some(t) = &self.options.manifest_template else {
-            return Ok(());
-        };
-        let vars = KeyVars {
-            prefix: &self.options.prefix,
-            pipeline: &self.name,
-            source: &report.source,
-            stream: &report.stream,
-            date: report.started_at.date_naive(),
-            run_id: &report.run_id,
-            part: 0,
-            ext: "json",
-        };
-        let key = t.render(&vars)?;
-        report.manifest = Some(key.clone());
-        let body = serde_json::to_vec_pretty(&*report).expect("report serializes");
-        let mut w = self
-            .sink
-            .open(&ObjectTarget::new(key, "application/json"))
-            .await?;
-        w.write(Bytes::from(body)).await?;
-        w.commit().await?;
-        Ok(())
+        self.sink.write_manifest(report).await
     }
 
     /// Save the pending checkpoint if it moved, then acknowledge it to the source. Called
@@ -122,44 +80,30 @@ impl Pipeline {
         schema: Option<&SchemaRef>,
         slot: &Slot,
     ) -> Result<OpenPart> {
-        let ext = format!(
-            "{}{}",
-            self.format.extension(),
-            self.options.compression.suffix()
-        );
         let (table, partition) = slot;
         let number = match partition {
             None => a.next_part,
             Some(p) => p * 10_000 + a.partition_parts.get(p).copied().unwrap_or(0),
         };
-        let stream = table.as_deref().unwrap_or(self.extractor.stream());
-        let key = self
-            .options
-            .key_template
-            .render(&self.key_vars(run, stream, number, &ext))?;
-        let encoder = schema.map(|s| self.format.encoder(s)).transpose()?;
-        let content_type = match self.options.compression {
-            Compression::Gzip => "application/gzip",
-            #[cfg(feature = "zstd")]
-            Compression::Zstd(_) => "application/zstd",
-            Compression::None => self.format.content_type(),
-        };
-        let writer = self
-            .sink
-            .open(&ObjectTarget::new(key.clone(), content_type))
-            .await?;
+        let table = table.as_deref().unwrap_or(self.extractor.stream());
+        let target = BatchTarget::new(
+            self.name.clone(),
+            self.extractor.source(),
+            table,
+            run.run_id.clone(),
+            number,
+            schema.cloned(),
+        )
+        .with_date(run.started_at.date_naive());
+        let writer = self.sink.begin(&target).await?;
         match partition {
             None => a.next_part += 1,
             Some(p) => *a.partition_parts.entry(*p).or_insert(0) += 1,
         }
-        OpenPart::new(
+        Ok(OpenPart {
             writer,
-            encoder,
-            schema.cloned(),
-            key,
-            stream.to_string(),
-            self.options.compression,
-        )
+            schema: schema.cloned(),
+        })
     }
 
     /// Commit a part; then, if no other part is open (`others_open` false), save the
@@ -172,7 +116,7 @@ impl Pipeline {
         others_open: bool,
     ) -> Result<()> {
         let schema = part.schema.clone();
-        let obj = part.commit().await?;
+        let obj = part.writer.commit().await?;
         tracing::info!(pipeline = %self.name, key = %obj.key, rows = obj.rows, bytes = obj.bytes, "object committed");
         if let Some(s) = schema {
             a.committed_schemas.insert(obj.table.clone(), s);

@@ -33,11 +33,12 @@ mod report;
 mod run;
 mod signals;
 
-pub use report::{ObjectReport, Outcome, Progress, RunLog, RunReport};
+pub use crate::traits::ObjectReport;
+pub use report::{Outcome, Progress, RunLog, RunReport};
 
 use crate::format::{Compression, Csv, Format};
-use crate::stores::{KeyTemplate, StateStore};
-use crate::{BatchValidator, Checkpoint, Error, Extractor, Result, Sink};
+use crate::stores::{KeyTemplate, ObjectBatchSink, StateStore};
+use crate::{BatchSink, BatchValidator, Checkpoint, Error, Extractor, Result, Sink};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -198,6 +199,7 @@ pub struct PipelineBuilder {
     name: String,
     extractor: Option<Arc<dyn Extractor>>,
     sink: Option<Arc<dyn Sink>>,
+    batch_sink: Option<Arc<dyn BatchSink>>,
     format: Arc<dyn Format>,
     state: Option<Arc<dyn StateStore>>,
     run_log: Option<Arc<dyn RunLog>>,
@@ -214,13 +216,22 @@ impl PipelineBuilder {
         self
     }
 
-    /// Where objects land.
+    /// Where objects land: batches are encoded in the [`format`](Self::format), compressed
+    /// and keyed as the options say (an [`ObjectBatchSink`] on `s`).
     pub fn sink(mut self, s: impl Sink) -> Self {
         self.sink = Some(Arc::new(s));
         self
     }
 
-    /// The file format (default: [`Csv`] in the book's dialect).
+    /// Where rows land, for a sink that takes Arrow batches itself (a warehouse loader,
+    /// a topic), instead of [`sink`](Self::sink). The format, compression, prefix and
+    /// key and manifest templates of the options are then the sink's own business.
+    pub fn batch_sink(mut self, s: impl BatchSink) -> Self {
+        self.batch_sink = Some(Arc::new(s));
+        self
+    }
+
+    /// The file format of a [`sink`](Self::sink) (default: [`Csv`] in the book's dialect).
     pub fn format(mut self, f: impl Format) -> Self {
         self.format = Arc::new(f);
         self
@@ -274,9 +285,25 @@ impl PipelineBuilder {
         let extractor = self
             .extractor
             .ok_or_else(|| Error::config("pipeline", "no extractor: call .extractor(...)"))?;
-        let sink = self
-            .sink
-            .ok_or_else(|| Error::config("pipeline", "no sink: call .sink(...)"))?;
+        let sink: Arc<dyn BatchSink> = match (self.sink, self.batch_sink) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "pipeline",
+                    "both .sink(...) and .batch_sink(...) given: choose one",
+                ));
+            }
+            (None, None) => {
+                return Err(Error::config("pipeline", "no sink: call .sink(...)"));
+            }
+            (None, Some(b)) => b,
+            (Some(s), None) => Arc::new(
+                ObjectBatchSink::from_parts(s, self.format)
+                    .with_compression(self.options.compression)?
+                    .with_prefix(self.options.prefix.clone())
+                    .with_key_template(self.options.key_template.clone())
+                    .with_manifest_template(self.options.manifest_template.clone()),
+            ),
+        };
         if !extractor.bounded() && self.options.commit_interval.is_none() {
             return Err(Error::config(
                 "pipeline",
@@ -289,22 +316,10 @@ impl PipelineBuilder {
                 ),
             ));
         }
-        if self.format.compresses_itself() && self.options.compression != Compression::None {
-            return Err(Error::config(
-                "pipeline",
-                format!(
-                    "{} objects compress their own contents: set their compression on the \
-                     format, not whole-object {:?}",
-                    self.format.extension(),
-                    self.options.compression
-                ),
-            ));
-        }
         Ok(Pipeline {
             name: self.name,
             extractor,
             sink,
-            format: self.format,
             state: self.state,
             run_log: self.run_log,
             validators: self.validators,
@@ -349,8 +364,7 @@ impl PipelineBuilder {
 pub struct Pipeline {
     name: String,
     extractor: Arc<dyn Extractor>,
-    sink: Arc<dyn Sink>,
-    format: Arc<dyn Format>,
+    sink: Arc<dyn BatchSink>,
     state: Option<Arc<dyn StateStore>>,
     run_log: Option<Arc<dyn RunLog>>,
     validators: Vec<Arc<dyn BatchValidator>>,
@@ -366,6 +380,7 @@ impl Pipeline {
             name: name.into(),
             extractor: None,
             sink: None,
+            batch_sink: None,
             format: Arc::new(Csv::default()),
             state: None,
             run_log: None,
@@ -417,8 +432,7 @@ impl std::fmt::Debug for Pipeline {
         f.debug_struct("Pipeline")
             .field("name", &self.name)
             .field("extractor", &self.extractor)
-            .field("sink", &self.sink.describe())
-            .field("format", &self.format)
+            .field("sink", &self.sink)
             .field("options", &self.options)
             .finish_non_exhaustive()
     }

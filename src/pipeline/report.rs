@@ -1,7 +1,7 @@
 //! What a run did: [`RunReport`] (also the manifest's body and a history row), its
 //! [`Outcome`], progress, and the [`RunLog`] that records it.
 
-use crate::{Checkpoint, Error, Result, ValidationOutcome};
+use crate::{Checkpoint, Error, ObjectReport, Result, ValidationOutcome};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -31,27 +31,6 @@ impl Outcome {
             Outcome::Running => "running",
         }
     }
-}
-
-/// One committed object.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectReport {
-    /// Its key.
-    pub key: String,
-    /// Rows in it.
-    pub rows: u64,
-    /// Its size in bytes.
-    pub bytes: u64,
-    /// SHA-256 of its bytes, hex.
-    pub sha256: String,
-    /// The table its rows belong to (the extractor's stream, or the batch's table in a
-    /// many-table stream).
-    #[serde(default)]
-    pub table: String,
-    /// The schema of its rows (every object has exactly one), when known: always for
-    /// Arrow batches, and for rows a source encoded itself when it says what they are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<crate::model::SchemaSummary>,
 }
 
 /// What a run did. Also the body of the run's manifest and of a run history row.

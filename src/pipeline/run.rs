@@ -139,7 +139,10 @@ impl Pipeline {
             source: self.extractor.source().to_string(),
             stream: self.extractor.stream().to_string(),
             sink: self.sink.describe(),
-            format: self.format.extension().to_string(),
+            format: self
+                .sink
+                .format()
+                .map_or_else(|| "rows".to_string(), |f| f.extension().to_string()),
             started_at: run.started_at,
             finished_at: Utc::now(),
             duration: started.elapsed(),
@@ -250,12 +253,11 @@ impl Pipeline {
         a.pending = from.clone();
         // The source may encode the format itself (PostgreSQL's COPY for CSV), when no
         // batch check needs the rows.
-        let encoded = if self.validators.is_empty() && self.options.encoded_path {
-            self.extractor
-                .extract_encoded(from.clone(), self.format.as_ref())
-                .await?
-        } else {
-            None
+        let encoded = match self.sink.format() {
+            Some(format) if self.validators.is_empty() && self.options.encoded_path => {
+                self.extractor.extract_encoded(from.clone(), format).await?
+            }
+            _ => None,
         };
         let stream: futures::stream::BoxStream<'static, Result<Item>> = match encoded {
             Some(chunks) => {
@@ -288,8 +290,9 @@ impl Pipeline {
         let result = self.consume(run, &mut a, &mut rx, &mut parts).await;
         if let Err(e) = result {
             for p in std::mem::take(&mut parts).into_values() {
+                let key = p.writer.id().to_string();
                 if let Err(abort_err) = p.writer.abort().await {
-                    tracing::warn!(pipeline = %self.name, key = %p.key, error = %abort_err, "abort failed");
+                    tracing::warn!(pipeline = %self.name, %key, error = %abort_err, "abort failed");
                 }
             }
             return Err(e);
@@ -363,6 +366,7 @@ impl Pipeline {
                         parts
                             .get_mut(&slot)
                             .expect("opened above")
+                            .writer
                             .write(&batch.records)
                             .await?;
                     }
@@ -382,11 +386,11 @@ impl Pipeline {
                             deadline = deadline
                                 .or_else(|| interval.map(|i| tokio::time::Instant::now() + i));
                         }
-                        parts
-                            .get_mut(&slot)
-                            .expect("opened above")
-                            .write_encoded(chunk)
-                            .await?;
+                        let part = parts.get_mut(&slot).expect("opened above");
+                        if part.schema.is_none() {
+                            part.schema = chunk.schema.clone();
+                        }
+                        part.writer.write_encoded(chunk).await?;
                     }
                     (slot, checkpoint)
                 }
@@ -395,8 +399,13 @@ impl Pipeline {
                 a.pending = Some(cp);
             }
             let full = parts.get(&slot).is_some_and(|p| {
-                self.options.part_max_rows.is_some_and(|m| p.rows >= m)
-                    || self.options.part_max_bytes.is_some_and(|m| p.size() >= m)
+                self.options
+                    .part_max_rows
+                    .is_some_and(|m| p.writer.rows() >= m)
+                    || self
+                        .options
+                        .part_max_bytes
+                        .is_some_and(|m| p.writer.size() >= m)
             });
             if full {
                 let p = parts.remove(&slot).expect("checked");

@@ -1,6 +1,7 @@
 //! Conformance suites (feature `test-util`): run any [`Sink`] through the same checks
 //! that tributary's own sinks pass, against memory, a local folder and real servers;
-//! and any bounded [`Extractor`](crate::Extractor) through [`extractor_suite`].
+//! any [`BatchSink`](crate::BatchSink) through [`batch_sink_suite`]; and any bounded
+//! [`Extractor`](crate::Extractor) through [`extractor_suite`].
 //!
 //! ```
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -9,8 +10,10 @@
 //! # });
 //! ```
 
+mod batch_sink;
 mod extractor;
 
+pub use batch_sink::{BatchProbe, batch_sink_suite};
 pub use extractor::{ExtractorSuiteReport, extractor_suite};
 
 use crate::stores::ObjectSink;

@@ -1,11 +1,15 @@
-//! The public traits: [`Extractor`], [`Sink`]/[`SinkWriter`], [`Validator`], [`BatchValidator`].
+//! The public traits: [`Extractor`] (with [`Acker`]), [`BatchSink`]/[`BatchWriter`],
+//! [`Sink`]/[`SinkWriter`], [`Validator`], [`BatchValidator`].
 
 mod ack;
+mod batch_sink;
 mod extractor;
 mod sink;
 mod validator;
 
 pub use ack::{Acker, Extraction, NoAck, Resume};
+pub(crate) use batch_sink::same_schema;
+pub use batch_sink::{BatchSink, BatchTarget, BatchWriter, ObjectReport};
 pub use extractor::Extractor;
 pub use sink::{ObjectTarget, Receipt, Sink, SinkWriter};
 pub use validator::{BatchValidator, Severity, ValidationOutcome, Validator};

@@ -1,0 +1,427 @@
+//! [`ObjectBatchSink`]: the [`BatchSink`] that writes objects of a [`Format`] to a
+//! [`Sink`], with whole-object compression, keys from a [`KeyTemplate`] and a manifest
+//! per run. Every pipeline built with [`PipelineBuilder::sink`](crate::PipelineBuilder::sink)
+//! uses one.
+
+use super::{KeyTemplate, KeyVars};
+use crate::format::{Compression, Csv, Encoder, Format};
+use crate::model::{EncodedChunk, SchemaSummary};
+use crate::{
+    BatchSink, BatchTarget, BatchWriter, Error, ObjectReport, ObjectTarget, Result, RunReport,
+    Sink, SinkWriter,
+};
+use arrow_schema::SchemaRef;
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::io::Write;
+use std::sync::Arc;
+
+/// Bytes handed to the sink in one `write` call.
+const WRITE_CHUNK: usize = 1024 * 1024;
+
+/// Objects of a format on a [`Sink`]: each [`BatchSink::begin`] opens one object at the
+/// key the template renders, encodes batches into it (then compresses the whole
+/// object), and hands the bytes to the sink in 1 MiB chunks.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
+/// use arrow_schema::{DataType, Field, Schema};
+/// use tributary::{BatchSink, BatchTarget, format::Csv, stores::{ObjectBatchSink, ObjectSink}};
+/// let objects = ObjectSink::memory();
+/// let sink = ObjectBatchSink::new(objects.clone(), Csv::default())?;
+/// let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+/// let rb = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+/// let mut w = sink.begin(&BatchTarget::new("p", "demo", "numbers", "r1", 0, Some(schema))).await?;
+/// w.write(&rb).await?;
+/// let report = w.commit().await?;
+/// assert!(report.key.starts_with("demo/numbers/dt=") && report.key.ends_with("/r1-00000.csv"));
+/// assert_eq!((report.rows, &objects.read(&report.key).await?[..]), (2, &b"1\n2\n"[..]));
+/// # Ok::<(), tributary::Error>(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct ObjectBatchSink {
+    sink: Arc<dyn Sink>,
+    format: Arc<dyn Format>,
+    compression: Compression,
+    prefix: String,
+    key_template: KeyTemplate,
+    manifest_template: Option<KeyTemplate>,
+}
+
+impl std::fmt::Debug for ObjectBatchSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectBatchSink")
+            .field("sink", &self.sink.describe())
+            .field("format", &self.format)
+            .field("compression", &self.compression)
+            .field("key_template", &self.key_template)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObjectBatchSink {
+    /// Objects of `format` on `sink`, with the default key and manifest templates, no
+    /// prefix, no compression.
+    pub fn new(sink: impl Sink, format: impl Format) -> Result<Self> {
+        Ok(Self::from_parts(Arc::new(sink), Arc::new(format)))
+    }
+
+    pub(crate) fn from_parts(sink: Arc<dyn Sink>, format: Arc<dyn Format>) -> Self {
+        ObjectBatchSink {
+            sink,
+            format,
+            compression: Compression::None,
+            prefix: String::new(),
+            key_template: KeyTemplate::default(),
+            manifest_template: Some(
+                KeyTemplate::manifest(KeyTemplate::MANIFEST).expect("valid default"),
+            ),
+        }
+    }
+
+    /// The book's CSV on `sink`.
+    pub fn csv(sink: impl Sink) -> Self {
+        Self::from_parts(Arc::new(sink), Arc::new(Csv::default()))
+    }
+
+    /// Compress whole objects. A format that compresses its own contents (Parquet)
+    /// refuses it with [`Error::Config`].
+    pub fn with_compression(mut self, compression: Compression) -> Result<Self> {
+        if self.format.compresses_itself() && compression != Compression::None {
+            return Err(Error::config(
+                "pipeline",
+                format!(
+                    "{} objects compress their own contents: set their compression on the \
+                     format, not whole-object {:?}",
+                    self.format.extension(),
+                    compression
+                ),
+            ));
+        }
+        self.compression = compression;
+        Ok(self)
+    }
+
+    /// A prefix for every key (`{prefix}`).
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The key template for data objects.
+    pub fn with_key_template(mut self, template: KeyTemplate) -> Self {
+        self.key_template = template;
+        self
+    }
+
+    /// The key template for run manifests, or `None` for none.
+    pub fn with_manifest_template(mut self, template: Option<KeyTemplate>) -> Self {
+        self.manifest_template = template;
+        self
+    }
+
+    fn vars<'a>(&'a self, t: &'a BatchTarget, ext: &'a str) -> KeyVars<'a> {
+        KeyVars {
+            prefix: &self.prefix,
+            pipeline: &t.pipeline,
+            source: &t.source,
+            stream: &t.table,
+            date: t.date,
+            run_id: &t.run_id,
+            part: t.part,
+            ext,
+        }
+    }
+}
+
+#[async_trait]
+impl BatchSink for ObjectBatchSink {
+    fn describe(&self) -> String {
+        self.sink.describe()
+    }
+
+    fn format(&self) -> Option<&dyn Format> {
+        Some(self.format.as_ref())
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.sink.check().await
+    }
+
+    async fn begin(&self, target: &BatchTarget) -> Result<Box<dyn BatchWriter>> {
+        let ext = format!("{}{}", self.format.extension(), self.compression.suffix());
+        let key = self.key_template.render(&self.vars(target, &ext))?;
+        let encoder = target
+            .schema
+            .as_ref()
+            .map(|s| self.format.encoder(s))
+            .transpose()?;
+        let content_type = match self.compression {
+            Compression::Gzip => "application/gzip",
+            #[cfg(feature = "zstd")]
+            Compression::Zstd(_) => "application/zstd",
+            Compression::None => self.format.content_type(),
+        };
+        let writer = self
+            .sink
+            .open(&ObjectTarget::new(key.clone(), content_type))
+            .await?;
+        Ok(Box::new(OpenPart::new(
+            writer,
+            encoder,
+            target.schema.clone(),
+            key,
+            target.table.clone(),
+            self.compression,
+        )?))
+    }
+
+    async fn write_manifest(&self, report: &mut RunReport) -> Result<()> {
+        let Some(t) = &self.manifest_template else {
+            return Ok(());
+        };
+        let vars = KeyVars {
+            prefix: &self.prefix,
+            pipeline: &report.pipeline,
+            source: &report.source,
+            stream: &report.stream,
+            date: report.started_at.date_naive(),
+            run_id: &report.run_id,
+            part: 0,
+            ext: "json",
+        };
+        let key = t.render(&vars)?;
+        report.manifest = Some(key.clone());
+        let body = serde_json::to_vec_pretty(&*report).expect("report serializes");
+        let mut w = self
+            .sink
+            .open(&ObjectTarget::new(key, "application/json"))
+            .await?;
+        w.write(Bytes::from(body)).await?;
+        w.commit().await?;
+        Ok(())
+    }
+}
+
+/// A part being written.
+struct OpenPart {
+    writer: Box<dyn SinkWriter>,
+    /// `None` for a part of pre-encoded bytes.
+    encoder: Option<Box<dyn Encoder>>,
+    schema: Option<SchemaRef>,
+    key: String,
+    table: String,
+    buf: Vec<u8>,
+    compressor: Option<Compressor>,
+    rows: u64,
+    bytes: u64,
+}
+
+impl OpenPart {
+    /// A part writing to `writer`: Arrow batches through `encoder`, or pre-encoded
+    /// bytes when there is none; then whole-object `compression`.
+    fn new(
+        writer: Box<dyn SinkWriter>,
+        mut encoder: Option<Box<dyn Encoder>>,
+        schema: Option<SchemaRef>,
+        key: String,
+        table: String,
+        compression: Compression,
+    ) -> Result<Self> {
+        let mut buf = Vec::with_capacity(WRITE_CHUNK + WRITE_CHUNK / 4);
+        if let Some(enc) = encoder.as_mut() {
+            enc.begin(&mut buf)?;
+        }
+        let compressor = Compressor::new(compression).map_err(|e| compress_err(&key, e))?;
+        Ok(OpenPart {
+            writer,
+            encoder,
+            schema,
+            key,
+            table,
+            buf,
+            compressor,
+            rows: 0,
+            bytes: 0,
+        })
+    }
+
+    fn pending(&self) -> &[u8] {
+        match &self.compressor {
+            Some(c) => c.get_ref(),
+            None => &self.buf,
+        }
+    }
+
+    fn current_size(&self) -> u64 {
+        self.bytes + self.pending().len() as u64
+    }
+
+    /// Move freshly encoded bytes through compression; hand full chunks to the sink.
+    async fn drain(&mut self, all: bool) -> Result<()> {
+        if let Some(c) = &mut self.compressor {
+            c.write_all(&self.buf)
+                .map_err(|e| compress_err(&self.key, e))?;
+            self.buf.clear();
+        }
+        let ready = self.pending().len();
+        if ready >= WRITE_CHUNK || (all && ready > 0) {
+            let chunk = match &mut self.compressor {
+                Some(c) => std::mem::take(c.get_mut()),
+                None => std::mem::replace(
+                    &mut self.buf,
+                    Vec::with_capacity(WRITE_CHUNK + WRITE_CHUNK / 4),
+                ),
+            };
+            self.bytes += chunk.len() as u64;
+            self.writer.write(Bytes::from(chunk)).await?;
+        }
+        Ok(())
+    }
+
+    async fn encode_batch(&mut self, batch: &arrow_array::RecordBatch) -> Result<()> {
+        let Some(encoder) = self.encoder.as_mut() else {
+            return crate::traits::same_schema(&self.key, None, batch);
+        };
+        crate::traits::same_schema(&self.key, self.schema.as_ref(), batch)?;
+        encoder.encode(batch, &mut self.buf)?;
+        self.rows += batch.num_rows() as u64;
+        self.drain(false).await
+    }
+
+    async fn push_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {
+        self.rows += chunk.rows;
+        if self.schema.is_none() {
+            self.schema = chunk.schema.clone();
+        }
+        if self.compressor.is_none() && self.buf.is_empty() {
+            // Already whole rows in the right format: hand them on without a copy.
+            self.bytes += chunk.bytes.len() as u64;
+            return self.writer.write(chunk.bytes).await;
+        }
+        self.buf.extend_from_slice(&chunk.bytes);
+        self.drain(false).await
+    }
+
+    async fn finish(mut self) -> Result<ObjectReport> {
+        if let Some(enc) = self.encoder.as_mut() {
+            enc.finish(&mut self.buf)?;
+        }
+        self.drain(false).await?;
+        if let Some(c) = self.compressor.take() {
+            let rest = c.finish().map_err(|e| compress_err(&self.key, e))?;
+            self.buf = rest;
+        }
+        self.drain(true).await?;
+        let receipt = self.writer.commit().await?;
+        Ok(ObjectReport {
+            key: receipt.key,
+            rows: self.rows,
+            bytes: receipt.bytes,
+            sha256: receipt.sha256,
+            schema: self.schema.as_deref().map(SchemaSummary::of),
+            table: self.table,
+        })
+    }
+}
+
+#[async_trait]
+impl BatchWriter for OpenPart {
+    fn id(&self) -> &str {
+        &self.key
+    }
+    fn rows(&self) -> u64 {
+        self.rows
+    }
+    fn size(&self) -> u64 {
+        self.current_size()
+    }
+    async fn write(&mut self, batch: &arrow_array::RecordBatch) -> Result<()> {
+        self.encode_batch(batch).await
+    }
+    async fn write_encoded(&mut self, chunk: EncodedChunk) -> Result<()> {
+        if self.encoder.is_some() {
+            return Err(Error::type_error(
+                "sink",
+                format!(
+                    "{}: pre-encoded bytes written to an object of Arrow batches",
+                    self.key
+                ),
+            ));
+        }
+        self.push_encoded(chunk).await
+    }
+    async fn commit(self: Box<Self>) -> Result<ObjectReport> {
+        (*self).finish().await
+    }
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.writer.abort().await
+    }
+}
+
+/// Whole-object compression of a part being written.
+enum Compressor {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    #[cfg(feature = "zstd")]
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+impl Compressor {
+    fn new(c: Compression) -> std::io::Result<Option<Self>> {
+        Ok(match c {
+            Compression::None => None,
+            Compression::Gzip => Some(Compressor::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::default(),
+            ))),
+            #[cfg(feature = "zstd")]
+            Compression::Zstd(level) => Some(Compressor::Zstd(zstd::stream::write::Encoder::new(
+                Vec::new(),
+                level,
+            )?)),
+        })
+    }
+
+    fn get_ref(&self) -> &Vec<u8> {
+        match self {
+            Compressor::Gzip(g) => g.get_ref(),
+            #[cfg(feature = "zstd")]
+            Compressor::Zstd(z) => z.get_ref(),
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut Vec<u8> {
+        match self {
+            Compressor::Gzip(g) => g.get_mut(),
+            #[cfg(feature = "zstd")]
+            Compressor::Zstd(z) => z.get_mut(),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Compressor::Gzip(g) => g.write_all(bytes),
+            #[cfg(feature = "zstd")]
+            Compressor::Zstd(z) => z.write_all(bytes),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Compressor::Gzip(g) => g.finish(),
+            #[cfg(feature = "zstd")]
+            Compressor::Zstd(z) => z.finish(),
+        }
+    }
+}
+
+fn compress_err(key: &str, e: std::io::Error) -> Error {
+    Error::Storage {
+        component: "compression".into(),
+        message: format!("compressing {key}: {e}"),
+        retryable: false,
+        source: Some(Box::new(e)),
+    }
+}

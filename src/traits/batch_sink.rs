@@ -1,0 +1,192 @@
+//! [`BatchSink`]: where batches land as rows, not bytes: objects of a format (the
+//! [`ObjectBatchSink`](crate::stores::ObjectBatchSink) every pipeline uses for a
+//! [`Sink`](crate::Sink)), a warehouse table, a topic. The pipeline keeps only the run
+//! loop; encoding lives in the sink.
+
+use crate::format::Format;
+use crate::model::{EncodedChunk, SchemaSummary};
+use crate::{Error, Result, RunReport};
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// One committed unit of output (an object): what manifests and reports list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectReport {
+    /// Its key (for a sink that is not an object store, its id).
+    pub key: String,
+    /// Rows in it.
+    pub rows: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of its bytes, hex (empty when the sink writes no bytes).
+    pub sha256: String,
+    /// The table its rows belong to (the extractor's stream, or the batch's table in a
+    /// many-table stream).
+    #[serde(default)]
+    pub table: String,
+    /// The schema of its rows (every object has exactly one), when known: always for
+    /// Arrow batches, and for rows a source encoded itself when it says what they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaSummary>,
+}
+
+/// What one unit of output is for: the pipeline, source, table, run and part it
+/// belongs to, and the schema of its rows (`None`: the source encodes the bytes itself).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct BatchTarget {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The extractor's source (`postgres`, `mysql`, ...).
+    pub source: String,
+    /// The table (the extractor's stream, or a batch's table).
+    pub table: String,
+    /// The run's start date (UTC).
+    pub date: NaiveDate,
+    /// The run id.
+    pub run_id: String,
+    /// The part number, unique within the run (stable on a retry of the same run).
+    pub part: u32,
+    /// The schema of every batch written to it.
+    pub schema: Option<SchemaRef>,
+}
+
+impl BatchTarget {
+    /// A target for `table` rows of `schema`, in part `part` of run `run_id` (dated
+    /// today, UTC).
+    pub fn new(
+        pipeline: impl Into<String>,
+        source: impl Into<String>,
+        table: impl Into<String>,
+        run_id: impl Into<String>,
+        part: u32,
+        schema: Option<SchemaRef>,
+    ) -> Self {
+        BatchTarget {
+            pipeline: pipeline.into(),
+            source: source.into(),
+            table: table.into(),
+            date: chrono::Utc::now().date_naive(),
+            run_id: run_id.into(),
+            part,
+            schema,
+        }
+    }
+
+    /// The run's date.
+    pub fn with_date(mut self, date: NaiveDate) -> Self {
+        self.date = date;
+        self
+    }
+}
+
+/// Where batches land. The same visibility rule as [`Sink`](crate::Sink): nothing a
+/// writer wrote may be visible before [`BatchWriter::commit`] returns `Ok`; an abort, a
+/// dropped writer or a crash leaves nothing. [`testing::batch_sink_suite`] checks it for
+/// any implementation.
+///
+/// [`testing::batch_sink_suite`]: crate::testing
+#[async_trait]
+pub trait BatchSink: Debug + Send + Sync + 'static {
+    /// Where data lands, for logs and run history. Must not contain secrets.
+    fn describe(&self) -> String;
+
+    /// The format objects are written in, if the sink writes bytes of one: the pipeline
+    /// lets a source encode it itself ([`Extractor::extract_encoded`](crate::Extractor::extract_encoded)).
+    fn format(&self) -> Option<&dyn Format> {
+        None
+    }
+
+    /// Check that the sink is reachable, writing nothing. Default: nothing to check.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Start one unit of output (an object, a load, a transaction).
+    async fn begin(&self, target: &BatchTarget) -> Result<Box<dyn BatchWriter>>;
+
+    /// Record a run (its manifest): called before each checkpoint save with outcome
+    /// `running` and every unit committed so far, and once at the end. Sets
+    /// `report.manifest` to where it went. Default: no manifest.
+    async fn write_manifest(&self, _report: &mut RunReport) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// One unit of output being written. See [`BatchSink`] for the visibility rule.
+#[async_trait]
+pub trait BatchWriter: Send {
+    /// Its id: the key or name the [`ObjectReport`] of its commit will have.
+    fn id(&self) -> &str;
+
+    /// Rows written so far.
+    fn rows(&self) -> u64;
+
+    /// Bytes written so far (for rotation by size); 0 when the sink cannot tell.
+    fn size(&self) -> u64;
+
+    /// Append rows. Their schema is the target's; another is a [`Error::Type`].
+    async fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+
+    /// Append rows a source encoded itself, in the sink's [`BatchSink::format`].
+    /// Default: refused.
+    async fn write_encoded(&mut self, _chunk: EncodedChunk) -> Result<()> {
+        Err(Error::config(
+            "sink",
+            "this sink takes Arrow batches only, not pre-encoded bytes",
+        ))
+    }
+
+    /// Make everything written visible, whole.
+    async fn commit(self: Box<Self>) -> Result<ObjectReport>;
+
+    /// Discard everything written.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+#[async_trait]
+impl<T: BatchSink + ?Sized> BatchSink for Arc<T> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn format(&self) -> Option<&dyn Format> {
+        (**self).format()
+    }
+    async fn check(&self) -> Result<()> {
+        (**self).check().await
+    }
+    async fn begin(&self, target: &BatchTarget) -> Result<Box<dyn BatchWriter>> {
+        (**self).begin(target).await
+    }
+    async fn write_manifest(&self, report: &mut RunReport) -> Result<()> {
+        (**self).write_manifest(report).await
+    }
+}
+
+/// The schema check every writer makes: the batch's schema is the target's.
+pub(crate) fn same_schema(id: &str, target: Option<&SchemaRef>, batch: &RecordBatch) -> Result<()> {
+    match target {
+        Some(s) if Arc::ptr_eq(s, &batch.schema()) || **s == *batch.schema() => Ok(()),
+        Some(s) => Err(Error::type_error(
+            "sink",
+            format!(
+                "{id}: a batch with another schema than the object's ({}); every object has \
+                 one schema",
+                crate::model::schema_changes(s, &batch.schema())
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )),
+        None => Err(Error::type_error(
+            "sink",
+            format!("{id}: Arrow batches written to an object of pre-encoded bytes"),
+        )),
+    }
+}
