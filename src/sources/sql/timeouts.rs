@@ -11,7 +11,7 @@ use std::time::Duration;
 /// - `read`: the longest wait for the next row or message while a query runs (default
 ///   10 minutes; raise it for queries that sort a big table before the first row).
 ///
-/// Exceeding either is [`Error::Connection`] (retryable), naming host and port.
+/// Exceeding either is [`Error::Connection`](crate::Error::Connection) (retryable), naming host and port.
 ///
 /// ```
 /// use std::time::Duration;
