@@ -548,7 +548,10 @@ async fn a_row_level_sink_gets_the_rows_their_tables_and_their_ops() {
     assert_eq!(total, changes::expected(n, k, n).len());
     // Without a state store, a checkpoint is acknowledged once its data is committed.
     let acks: Vec<u64> = source.acks().iter().map(lsn).collect();
-    assert!(acks.windows(2).all(|w| w[0] < w[1]) && acks.last() == Some(&n), "{acks:?}");
+    assert!(
+        acks.windows(2).all(|w| w[0] < w[1]) && acks.last() == Some(&n),
+        "{acks:?}"
+    );
 
     // One sink or the other, not both.
     let err = Pipeline::builder("cdc")
@@ -558,4 +561,122 @@ async fn a_row_level_sink_gets_the_rows_their_tables_and_their_ops() {
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("choose one"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unbounded_stream_writes_an_epoch_manifest_per_checkpoint_listing_only_its_objects() {
+    let (n, k) = (90, 2);
+    let sink = ObjectSink::memory();
+    let state = Checking::new(&sink, n, k);
+    let source = MemoryChangeStream::new("mem", "shop", changes::log(n, k))
+        .with_delay(Duration::from_micros(300));
+    let pipeline = Pipeline::builder("cdc")
+        .extractor(source)
+        .sink(sink.clone())
+        .state(state.clone())
+        .options(
+            PipelineOptions::new()
+                .with_run_id("r1")
+                .with_part_max_rows(8)
+                .with_commit_interval(Duration::from_millis(5)),
+        )
+        .build()
+        .unwrap();
+    let token = pipeline.cancellation_token();
+    let run = tokio::spawn(async move { pipeline.run().await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while state.saves().last().map(lsn) != Some(n) {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    token.cancel();
+    let report = run.await.unwrap();
+    assert_eq!(report.outcome, Outcome::Cancelled);
+
+    // One epoch manifest per save, numbered from 1, each with only its own objects.
+    let keys = sink.list("mem/shop/").await.unwrap();
+    let epochs: Vec<&String> = keys.iter().filter(|k| k.contains(".epoch-")).collect();
+    assert_eq!(epochs.len(), state.saves().len());
+    assert_eq!(report.epochs, epochs.len() as u64);
+    let mut listed = Vec::new();
+    for (i, key) in epochs.iter().enumerate() {
+        assert!(
+            key.ends_with(&format!("r1.epoch-{:06}.manifest.json", i + 1)),
+            "{key}"
+        );
+        let m: serde_json::Value = serde_json::from_slice(&sink.read(key).await.unwrap()).unwrap();
+        assert_eq!(m["epoch"], i as u64 + 1);
+        assert_eq!(m["outcome"], "running");
+        for o in m["objects"].as_array().unwrap() {
+            listed.push(o["key"].as_str().unwrap().to_string());
+        }
+    }
+    let mut unique = listed.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), listed.len(), "an object listed by two epochs");
+    // Together with the run's own manifest (objects after the last epoch), they list
+    // every data object, and the run's manifest says how many epochs there are.
+    let own: serde_json::Value =
+        serde_json::from_slice(&sink.read(report.manifest.as_ref().unwrap()).await.unwrap())
+            .unwrap();
+    assert_eq!(own["epochs"], report.epochs);
+    assert!(own.get("epoch").is_none());
+    for o in own["objects"].as_array().unwrap() {
+        listed.push(o["key"].as_str().unwrap().to_string());
+    }
+    listed.sort();
+    let mut data: Vec<String> = sink
+        .list("mem/")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| !k.ends_with(".json"))
+        .collect();
+    data.sort();
+    assert_eq!(listed, data);
+    assert_eq!(report.rows as usize, changes::expected(n, k, n).len());
+}
+
+#[tokio::test]
+async fn part_numbers_never_collide_past_ten_thousand_parts() {
+    use tributary::arrow_array::{Int64Array, RecordBatch};
+    let schema = Arc::new(tributary::arrow_schema::Schema::new(vec![
+        tributary::arrow_schema::Field::new("id", tributary::arrow_schema::DataType::Int64, false),
+    ]));
+    let batches: Vec<Batch> = (0..20_004i64)
+        .map(|i| {
+            let rb =
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![i]))])
+                    .unwrap();
+            Batch::new(rb).with_partition((i % 2) as u32)
+        })
+        .collect();
+    let sink = ObjectSink::memory();
+    let report = Pipeline::builder("parts")
+        .extractor(tributary::sources::MemoryExtractor::new("m", "s", batches))
+        .sink(sink.clone())
+        .options(
+            PipelineOptions::new()
+                .with_run_id("r1")
+                .with_part_max_rows(1)
+                .with_manifest_template(None),
+        )
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(report.objects.len(), 20_004);
+    let keys = sink.list("m/s/").await.unwrap();
+    assert_eq!(keys.len(), 20_004, "keys collided");
+    assert!(
+        keys.iter().any(|k| k.ends_with("r1-100000.csv")),
+        "partition 0, part 10"
+    );
+    assert!(
+        keys.iter().any(|k| k.ends_with("r1-100010001.csv")),
+        "partition 1, its last part (k = 10,001)"
+    );
 }

@@ -554,7 +554,7 @@ async fn partitioned_full_extraction() {
     keys.sort();
     assert_eq!(
         keys,
-        vec!["00000.csv", "10000.csv", "20000.csv", "30000.csv"],
+        vec!["00000.csv", "00001.csv", "00002.csv", "00003.csv"],
         "one object per range, numbered by range"
     );
     assert_eq!(rows.len(), 10_001);

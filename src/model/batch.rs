@@ -33,7 +33,7 @@ pub struct Batch {
     /// The position reached after these rows, if it is one that can be resumed from.
     pub checkpoint: Option<Checkpoint>,
     /// Which of a source's parallel partitions the rows come from. The pipeline writes
-    /// each partition to objects of its own (numbered `partition * 10000 + k`).
+    /// each partition to objects of its own (its `k`-th numbered `k * 10000 + partition`).
     pub partition: Option<u32>,
     /// Which table of a many-table stream (a binlog, a WAL, a topic) the rows belong
     /// to; `None` for a single-table extractor, whose table is its

@@ -61,18 +61,30 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The run's manifest as it stands: every object committed so far, outcome `running`,
-    /// up to checkpoint `cp`.
-    async fn write_running_manifest(&self, run: &RunState, cp: &Checkpoint) -> Result<()> {
+    /// The manifest written before a checkpoint save, outcome `running`, up to `cp`. A
+    /// bounded run rewrites its one manifest with every object so far; an unbounded
+    /// stream writes the next epoch manifest with the objects since the last one and
+    /// forgets them, so neither the write nor the memory grows with the run's age.
+    async fn write_running_manifest(&self, run: &mut RunState, cp: &Checkpoint) -> Result<()> {
+        let streaming = !self.extractor.bounded();
         let mut snapshot = self.report(run.clone(), 1, Instant::now(), Ok(()));
         snapshot.outcome = Outcome::Running;
         snapshot.checkpoint_to = Some(cp.clone());
-        self.write_manifest(&mut snapshot).await
+        if streaming {
+            snapshot.epoch = Some(run.epochs + 1);
+        }
+        self.write_manifest(&mut snapshot).await?;
+        if streaming {
+            run.epochs += 1;
+            run.objects.clear();
+        }
+        Ok(())
     }
 
-    /// Open the next part of `slot` (a table, a source partition). Parts of partition
-    /// `p` are numbered `p * 10_000 + k`, so keys do not depend on how partitions
-    /// interleave; a table of a many-table stream is its key's `{stream}`.
+    /// Open the next part of `slot` (a table, a source partition). The `k`-th part of
+    /// partition `p` is numbered `k * 10_000 + p`, so keys do not depend on how
+    /// partitions interleave and never collide, however many parts (up to 10,000
+    /// partitions); a table of a many-table stream is its key's `{stream}`.
     pub(super) async fn open_part(
         &self,
         run: &RunState,
@@ -83,7 +95,22 @@ impl Pipeline {
         let (table, partition) = slot;
         let number = match partition {
             None => a.next_part,
-            Some(p) => p * 10_000 + a.partition_parts.get(p).copied().unwrap_or(0),
+            Some(p) if *p >= 10_000 => {
+                return Err(Error::config(
+                    "pipeline",
+                    format!("partition {p}: at most 10,000 partitions per extraction"),
+                ));
+            }
+            Some(p) => a
+                .partition_parts
+                .get(p)
+                .copied()
+                .unwrap_or(0)
+                .checked_mul(10_000)
+                .and_then(|n| n.checked_add(*p))
+                .ok_or_else(|| {
+                    Error::config("pipeline", format!("partition {p}: part numbers exhausted"))
+                })?,
         };
         let table = table.as_deref().unwrap_or(self.extractor.stream());
         let target = BatchTarget::new(
@@ -123,6 +150,7 @@ impl Pipeline {
         }
         run.rows_committed += obj.rows;
         run.bytes_committed += obj.bytes;
+        run.objects_committed += 1;
         run.objects.insert(obj.key.clone(), obj);
         if !others_open {
             self.save_checkpoint(run, a).await?;
@@ -137,7 +165,7 @@ impl Pipeline {
                 rows_extracted: a.rows_extracted,
                 rows_committed: run.rows_committed,
                 bytes_committed: run.bytes_committed,
-                objects_committed: run.objects.len() as u64,
+                objects_committed: run.objects_committed,
             });
         }
     }

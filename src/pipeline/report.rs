@@ -75,6 +75,17 @@ pub struct RunReport {
     pub checkpoint_to: Option<Checkpoint>,
     /// The key of the run's manifest, if one was written.
     pub manifest: Option<String>,
+    /// An unbounded stream's epoch manifest: its number (from 1). Each checkpoint save of
+    /// an unbounded stream writes one, listing the objects committed since the previous
+    /// one, so a commit costs the same at part 10,000 as at part 10. `None` in a run's
+    /// own manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// Epoch manifests written so far by this run (0 for a bounded run, whose manifest
+    /// lists every object). In an unbounded run's own manifest, `objects` holds only the
+    /// objects after the last epoch; the epochs `1..=epochs` list the rest.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epochs: u64,
     /// Batch validation outcomes, one per validator.
     pub validations: Vec<ValidationOutcome>,
     /// The error's message, when the run failed.
@@ -103,6 +114,10 @@ impl RunReport {
     pub fn succeeded(&self) -> bool {
         self.outcome == Outcome::Succeeded
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Progress reported after each batch and each commit.

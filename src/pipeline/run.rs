@@ -49,6 +49,9 @@ pub(super) struct RunState {
     /// Running totals, so progress costs the same at the millionth object as the first.
     pub(super) rows_committed: u64,
     pub(super) bytes_committed: u64,
+    pub(super) objects_committed: u64,
+    /// Epoch manifests written (unbounded streams; see [`RunReport::epochs`]).
+    pub(super) epochs: u64,
 }
 
 impl Pipeline {
@@ -76,6 +79,8 @@ impl Pipeline {
             warnings: Vec::new(),
             rows_committed: 0,
             bytes_committed: 0,
+            objects_committed: 0,
+            epochs: 0,
         };
         let mut attempts = 0;
         let result = loop {
@@ -148,9 +153,11 @@ impl Pipeline {
             duration: started.elapsed(),
             outcome,
             attempts,
-            rows: objects.iter().map(|o| o.rows).sum(),
-            bytes: objects.iter().map(|o| o.bytes).sum(),
+            rows: run.rows_committed,
+            bytes: run.bytes_committed,
             objects,
+            epoch: None,
+            epochs: run.epochs,
             checkpoint_to: run.checkpoint_to.or_else(|| run.from.clone()),
             checkpoint_from: run.from,
             manifest: None, // set by `write_manifest`

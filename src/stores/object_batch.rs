@@ -192,7 +192,15 @@ impl BatchSink for ObjectBatchSink {
             part: 0,
             ext: "json",
         };
-        let key = t.render(&vars)?;
+        let mut key = t.render(&vars)?;
+        if let Some(n) = report.epoch {
+            // `…/r1.manifest.json` → `…/r1.epoch-000001.manifest.json`: beside the
+            // run's own, and found by the same `.manifest.json` suffix.
+            key = match key.strip_suffix(".manifest.json") {
+                Some(stem) => format!("{stem}.epoch-{n:06}.manifest.json"),
+                None => format!("{key}.epoch-{n:06}.json"),
+            };
+        }
         report.manifest = Some(key.clone());
         let body = serde_json::to_vec_pretty(&*report).expect("report serializes");
         let mut w = self
