@@ -66,8 +66,7 @@ async fn commit_times(extractor: impl Extractor, n: u64, bounded: bool) -> Vec<I
     }
     token.cancel();
     let _ = run.await;
-    let t = times.lock().unwrap().clone();
-    t
+    times.lock().unwrap().clone()
 }
 
 /// Mean time per commit over the 100 commits ending at `part` (1-based).
