@@ -77,16 +77,6 @@ fn spawn_child(dir: &str) -> Child {
         .unwrap()
 }
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
 /// What is on disk: the changes of every final data object (table, id) → positions
 /// landed, and those of the objects some manifest lists (each checked whole, under its
 /// table's key, with the schema the manifest records).
@@ -178,7 +168,7 @@ async fn killed_change_streams_lose_nothing_and_never_acknowledge_ahead() {
     let out = format!("{dir}/out");
     std::fs::create_dir_all(&out).unwrap();
     let sink = ObjectSink::local(&out).unwrap();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = common::Rng(0x9e37_79b9_7f4a_7c15);
     // Changes that were past the saved checkpoint but on disk at some kill: the only
     // ones a rerun may land again.
     let mut may_repeat: HashMap<(String, i64), usize> = HashMap::new();

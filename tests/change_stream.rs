@@ -83,6 +83,19 @@ impl StateStore for Checking {
     }
 }
 
+/// Wait (up to 20 s) until the state store has saved position `at`.
+async fn wait_for_save(state: &Checking, at: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while state.saves().last().map(lsn) != Some(at) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "saves: {:?}",
+            state.saves()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn lsn(c: &Checkpoint) -> u64 {
     match c {
         Checkpoint::Lsn { lsn } => *lsn,
@@ -247,15 +260,7 @@ async fn an_unbounded_stream_lands_on_the_interval_and_cancel_stops_acknowledgin
     let run = tokio::spawn(async move { pipeline.run().await });
     // The source never ends; everything lands on the interval and the last position,
     // a heartbeat (60 is not a multiple of 17, but the log's end is saved anyway).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while state.saves().last().map(lsn) != Some(n) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "saves: {:?}",
-            state.saves()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_save(&state, n).await;
     let acks_before = source.acks();
     token.cancel();
     let report = run.await.unwrap();
@@ -283,15 +288,7 @@ async fn a_stream_that_moves_without_rows_still_saves_on_the_interval() {
         .unwrap();
     let token = pipeline.cancellation_token();
     let run = tokio::spawn(async move { pipeline.run().await });
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while state.saves().last().map(lsn) != Some(40) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "saves: {:?}",
-            state.saves()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_save(&state, 40).await;
     token.cancel();
     run.await.unwrap();
     assert_eq!(source.acks().last(), Some(&Checkpoint::Lsn { lsn: 40 }));
@@ -584,11 +581,7 @@ async fn an_unbounded_stream_writes_an_epoch_manifest_per_checkpoint_listing_onl
         .unwrap();
     let token = pipeline.cancellation_token();
     let run = tokio::spawn(async move { pipeline.run().await });
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while state.saves().last().map(lsn) != Some(n) {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_save(&state, n).await;
     token.cancel();
     let report = run.await.unwrap();
     assert_eq!(report.outcome, Outcome::Cancelled);

@@ -150,17 +150,6 @@ fn spawn_child(db: &str, target: &str, keyed: bool) -> Child {
         .unwrap()
 }
 
-/// xorshift64*: the kill moments are the same on every run of the test.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
 type Multiset = HashMap<String, i64>;
 
 fn count(lines: impl IntoIterator<Item = String>) -> Multiset {
@@ -322,7 +311,7 @@ async fn trials(s3: bool, keyed: bool, seed: u64) {
     let source = source_lines(keyed);
     let want = count(source.iter().map(|(_, l)| l.clone()));
 
-    let mut rng = Rng(seed);
+    let mut rng = common::Rng(seed);
     let deadline = Instant::now() + Duration::from_secs(240);
     let (mut kills, mut trial, mut keysets) = (0u64, 0, 0);
     while kills < 20 && Instant::now() < deadline {

@@ -102,3 +102,16 @@ pub async fn through_parquet(e: impl tributary::Extractor) -> (u64, arrow_array:
     let got = read_parquet(sink.read(&report.objects[0].key).await.unwrap());
     (report.rows, got)
 }
+
+/// xorshift64*: seeded, so kill moments are the same on every run of a crash trial.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
