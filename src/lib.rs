@@ -7,10 +7,15 @@
 //! history. The jobs of *Data Pipelines Pocket Reference* as a typed Rust library.
 //!
 //! ```text
-//!  Extractor ──batches──▶ BatchValidators ──▶ Format (csv|jsonl|parquet) ──▶ Sink (object store)
-//!     ▲   each batch carries the Checkpoint it reaches                      │ commit
-//!     └──────── StateStore saves that Checkpoint only after the commit ◀────┘
+//!  Extractor ──batches──▶ BatchValidators ──▶ BatchSink (ObjectBatchSink: Format ─▶ Sink)
+//!     ▲   each batch carries the Checkpoint it reaches (and its table)   │ commit
+//!     │                                                                   ▼
+//!  Acker ◀── acknowledged ◀── StateStore saves that Checkpoint only after the commit
 //! ```
+//!
+//! Change streams (binlog, WAL, topics) are extractors whose batches name their table and
+//! hold change rows ([`model::change`]); [`Extractor::open`] hands the pipeline an
+//! [`Acker`] that hears of a checkpoint only once it is saved.
 //!
 //! ## Quick example
 //! ```
