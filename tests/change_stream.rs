@@ -673,3 +673,49 @@ async fn part_numbers_never_collide_past_ten_thousand_parts() {
         "partition 1, its last part (k = 10,001)"
     );
 }
+
+#[tokio::test]
+async fn a_retry_of_the_same_run_continues_its_epoch_manifests() {
+    let (n, k) = (60, 1);
+    let sink = ObjectSink::memory();
+    let state = Checking::new(&sink, n, k);
+    let build = |log| {
+        Pipeline::builder("cdc")
+            .extractor(MemoryChangeStream::new("mem", "shop", log))
+            .sink(sink.clone())
+            .state(state.clone())
+            .options(
+                PipelineOptions::new()
+                    .with_run_id("r1")
+                    .with_commit_interval(Duration::from_millis(5)),
+            )
+            .build()
+            .unwrap()
+    };
+    // The first attempt sees half the log, then stops (as a killed process would).
+    let first = build(changes::log(30, k));
+    let token = first.cancellation_token();
+    let run = tokio::spawn(async move { first.run().await });
+    wait_for_save(&state, 30).await;
+    token.cancel();
+    run.await.unwrap();
+    let epochs = |keys: Vec<String>| keys.into_iter().filter(|k| k.contains(".epoch-")).count();
+    let after_first = epochs(sink.list("mem/shop/").await.unwrap());
+    assert!(after_first >= 1);
+    let saved = state.inner.load("cdc").await.unwrap().unwrap().value;
+    assert_eq!(saved.epochs, after_first as u64);
+    // The retry, with the same run id, numbers its epochs on from there: none rewritten.
+    let second = build(changes::log(n, k));
+    let token = second.cancellation_token();
+    let run = tokio::spawn(async move { second.run().await });
+    wait_for_save(&state, n).await;
+    token.cancel();
+    let report = run.await.unwrap();
+    let total = epochs(sink.list("mem/shop/").await.unwrap());
+    assert_eq!(
+        total,
+        state.saves().len(),
+        "one epoch manifest per save, none overwritten"
+    );
+    assert_eq!(report.epochs, total as u64);
+}

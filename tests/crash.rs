@@ -209,6 +209,7 @@ async fn a_local_state_store_refuses_a_second_save_of_one_version_and_stages_out
         next_part: 0,
         updated_at: chrono::Utc::now(),
         schemas: Default::default(),
+        epochs: 0,
     };
     let v1 = state.save("p", None, &s).await.unwrap();
     let again = state.save("p", None, &s).await;

@@ -506,6 +506,7 @@ async fn a_concurrent_runner_cannot_advance_the_same_checkpoint() {
                 next_part: 0,
                 updated_at: chrono::Utc::now(),
                 schemas: Default::default(),
+                epochs: 0,
             };
             ObjectStateStore::new(self.1.clone(), "_state")
                 .save("numbers", None, &other)

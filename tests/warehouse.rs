@@ -14,6 +14,7 @@ fn state(n: u64) -> PipelineState {
         next_part: 3,
         updated_at: chrono::Utc::now(),
         schemas: Default::default(),
+        epochs: 0,
     }
 }
 

@@ -35,6 +35,8 @@ impl Pipeline {
                 checkpoint: cp.clone(),
                 run_id: run.run_id.clone(),
                 next_part: a.next_part,
+                // The epoch manifest written just below is this save's.
+                epochs: run.epochs + u64::from(!self.extractor.bounded()),
                 updated_at: Utc::now(),
                 schemas: a
                     .committed_schemas

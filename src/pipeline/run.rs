@@ -218,6 +218,10 @@ impl Pipeline {
             Some(s) => s.load(&self.name).await?,
             None => None,
         };
+        // A retry of this run (same run id, another process) continues its epochs.
+        if let Some(v) = loaded.as_ref().filter(|v| v.value.run_id == run.run_id) {
+            run.epochs = run.epochs.max(v.value.epochs);
+        }
         let mut a = Attempt {
             version: loaded.as_ref().map(|v| v.version),
             saved: loaded.as_ref().map(|v| v.value.checkpoint.clone()),

@@ -18,6 +18,10 @@ pub struct PipelineState {
     pub run_id: String,
     /// The next part number of that run, so a retry of the same run never reuses a key.
     pub next_part: u32,
+    /// Epoch manifests that run had written (unbounded streams), so a retry of the same
+    /// run continues their numbering instead of overwriting them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epochs: u64,
     /// When it was saved.
     pub updated_at: DateTime<Utc>,
     /// The schema of every table committed up to `checkpoint`, as landed: handed back to
@@ -25,6 +29,10 @@ pub struct PipelineState {
     /// next run's rows to find schema changes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub schemas: BTreeMap<String, arrow_schema::Schema>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A saved value and its version, for conditional updates.
@@ -86,7 +94,8 @@ impl<T: StateStore + ?Sized> StateStore for Arc<T> {
 /// use tributary::{Checkpoint, Error, stores::{ObjectSink, ObjectStateStore, PipelineState, StateStore}};
 /// let state = ObjectStateStore::new(ObjectSink::memory(), "_state");
 /// let s = PipelineState { checkpoint: Checkpoint::Lsn { lsn: 42 }, run_id: "r1".into(),
-///                         next_part: 1, updated_at: chrono::Utc::now(), schemas: Default::default() };
+///                         next_part: 1, epochs: 0, updated_at: chrono::Utc::now(),
+///                         schemas: Default::default() };
 /// let v1 = state.save("orders", None, &s).await?;
 /// assert!(matches!(state.save("orders", None, &s).await, Err(Error::Conflict { .. })));
 /// let v2 = state.save("orders", Some(v1), &s).await?;
