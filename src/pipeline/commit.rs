@@ -5,10 +5,19 @@ use super::part::OpenPart;
 use super::run::{Attempt, RunState, Slot};
 use super::{OnSchemaChange, Outcome, Pipeline, Progress, RunReport};
 use crate::stores::PipelineState;
-use crate::{BatchTarget, Checkpoint, Error, Result};
+use crate::{BatchTarget, Checkpoint, Error, ObjectReport, Result};
 use arrow_schema::SchemaRef;
 use chrono::Utc;
 use std::time::Instant;
+
+/// A part whose commit runs in the background while the next part is written.
+pub(super) struct Inflight {
+    handle: tokio::task::JoinHandle<Result<ObjectReport>>,
+    schema: Option<SchemaRef>,
+    /// Saved once the commit is done: the checkpoint pending when the part was closed,
+    /// if no other part was open then.
+    checkpoint: Option<Checkpoint>,
+}
 
 impl Pipeline {
     /// Write the run's manifest, if the sink keeps one.
@@ -24,9 +33,20 @@ impl Pipeline {
     /// committed object that no manifest names; the source never forgets what is not
     /// saved.
     pub(super) async fn save_checkpoint(&self, run: &mut RunState, a: &mut Attempt) -> Result<()> {
+        self.finish_inflight(run, a).await?;
         let Some(cp) = a.pending.clone() else {
             return Ok(());
         };
+        self.save_checkpoint_at(run, a, cp).await
+    }
+
+    /// Save `cp`, whose data is all in committed objects, if it is not saved yet.
+    async fn save_checkpoint_at(
+        &self,
+        run: &mut RunState,
+        a: &mut Attempt,
+        cp: Checkpoint,
+    ) -> Result<()> {
         if a.saved.as_ref() == Some(&cp) {
             return Ok(());
         }
@@ -135,8 +155,11 @@ impl Pipeline {
         })
     }
 
-    /// Commit a part; then, if no other part is open (`others_open` false), save the
-    /// pending checkpoint: every batch up to it is now in a committed object.
+    /// Close a part: its commit (the upload's end; on a local folder the fsyncs and the
+    /// rename) runs in the background while the next part is written, at most one at a
+    /// time. If no other part is open (`others_open` false), the checkpoint pending now
+    /// is saved once that commit is done: every batch up to it is in this part or an
+    /// earlier one.
     pub(super) async fn commit_part(
         &self,
         part: OpenPart,
@@ -144,8 +167,75 @@ impl Pipeline {
         a: &mut Attempt,
         others_open: bool,
     ) -> Result<()> {
-        let schema = part.schema.clone();
-        let obj = part.writer.commit().await?;
+        self.finish_inflight(run, a).await?;
+        let checkpoint = if others_open { None } else { a.pending.clone() };
+        let writer = part.writer;
+        a.inflight = Some(Inflight {
+            handle: tokio::spawn(async move { writer.commit().await }),
+            schema: part.schema,
+            checkpoint,
+        });
+        Ok(())
+    }
+
+    /// Wait for the background commit, if any: record its object, then save the
+    /// checkpoint it carries.
+    pub(super) async fn finish_inflight(&self, run: &mut RunState, a: &mut Attempt) -> Result<()> {
+        let Some(f) = a.inflight.take() else {
+            return Ok(());
+        };
+        let obj = f.handle.await.map_err(|e| Error::Storage {
+            component: "pipeline".into(),
+            message: format!("the task committing an object stopped: {e}"),
+            retryable: false,
+            source: None,
+        })??;
+        self.record(run, a, obj, f.schema);
+        if let Some(cp) = f.checkpoint {
+            self.save_checkpoint_at(run, a, cp).await?;
+        }
+        self.report_progress(run, a);
+        Ok(())
+    }
+
+    /// Finish the background commit if it is done, without waiting.
+    pub(super) async fn poll_inflight(&self, run: &mut RunState, a: &mut Attempt) -> Result<()> {
+        if a.inflight.as_ref().is_some_and(|f| f.handle.is_finished()) {
+            self.finish_inflight(run, a).await?;
+        }
+        Ok(())
+    }
+
+    /// After a failure: wait for a commit still running and list its object (it is
+    /// whole at its key); save the checkpoint it carries too, unless the run was
+    /// cancelled (a cancelled run saves and acknowledges nothing more).
+    pub(super) async fn settle_inflight(&self, run: &mut RunState, a: &mut Attempt, save: bool) {
+        let Some(f) = a.inflight.take() else {
+            return;
+        };
+        match f.handle.await {
+            Ok(Ok(obj)) => {
+                self.record(run, a, obj, f.schema);
+                if let (true, Some(cp)) = (save, f.checkpoint)
+                    && let Err(e) = self.save_checkpoint_at(run, a, cp).await
+                {
+                    tracing::warn!(pipeline = %self.name, error = %e, "checkpoint of a committed part not saved");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(pipeline = %self.name, error = %e, "a part's commit failed")
+            }
+            Err(e) => tracing::warn!(pipeline = %self.name, error = %e, "a commit task stopped"),
+        }
+    }
+
+    fn record(
+        &self,
+        run: &mut RunState,
+        a: &mut Attempt,
+        obj: ObjectReport,
+        schema: Option<SchemaRef>,
+    ) {
         tracing::info!(pipeline = %self.name, key = %obj.key, rows = obj.rows, bytes = obj.bytes, "object committed");
         if let Some(s) = schema {
             a.committed_schemas.insert(obj.table.clone(), s);
@@ -154,11 +244,6 @@ impl Pipeline {
         run.bytes_committed += obj.bytes;
         run.objects_committed += 1;
         run.objects.insert(obj.key.clone(), obj);
-        if !others_open {
-            self.save_checkpoint(run, a).await?;
-        }
-        self.report_progress(run, a);
-        Ok(())
     }
 
     pub(super) fn report_progress(&self, run: &RunState, a: &Attempt) {

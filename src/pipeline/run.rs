@@ -27,6 +27,8 @@ pub(super) struct Attempt {
     pub(super) seen_schemas: BTreeMap<String, SchemaRef>,
     /// The schema of each table's last committed object, saved with the checkpoint.
     pub(super) committed_schemas: BTreeMap<String, SchemaRef>,
+    /// The part being committed in the background, if any.
+    pub(super) inflight: Option<super::commit::Inflight>,
 }
 
 /// Where a batch goes: its table (`None`: the extractor's stream) and source partition.
@@ -236,6 +238,7 @@ impl Pipeline {
             acker: None,
             seen_schemas: BTreeMap::new(),
             committed_schemas: BTreeMap::new(),
+            inflight: None,
         };
         let saved_schemas: BTreeMap<String, SchemaRef> = loaded
             .as_ref()
@@ -300,6 +303,8 @@ impl Pipeline {
         let mut parts = Parts::new();
         let result = self.consume(run, &mut a, &mut rx, &mut parts).await;
         if let Err(e) = result {
+            let cancelled = matches!(e, Error::Cancelled);
+            self.settle_inflight(run, &mut a, !cancelled).await;
             for p in std::mem::take(&mut parts).into_values() {
                 let key = p.writer.id().to_string();
                 if let Err(abort_err) = p.writer.abort().await {
@@ -323,6 +328,7 @@ impl Pipeline {
             let others = !parts.is_empty();
             self.commit_part(p, run, a, others).await?;
         }
+        // Waits for the last commit, saves its checkpoint, then the newest one.
         self.save_checkpoint(run, a).await
     }
 
@@ -422,12 +428,16 @@ impl Pipeline {
                 let p = parts.remove(&slot).expect("checked");
                 let others = !parts.is_empty();
                 self.commit_part(p, run, a, others).await?;
-                if parts.is_empty() {
-                    deadline = None;
-                }
-            } else if parts.is_empty() && deadline.is_none() && a.pending != a.saved {
-                // The position moved without rows: save it on the interval too.
-                deadline = interval.map(|i| tokio::time::Instant::now() + i);
+            }
+            self.poll_inflight(run, a).await?;
+            if parts.is_empty() {
+                // Nothing open: a commit still running, or a position that moved without
+                // rows, is saved on the interval (an idle stream has no next batch).
+                deadline = if a.inflight.is_some() || a.pending != a.saved {
+                    deadline.or_else(|| interval.map(|i| tokio::time::Instant::now() + i))
+                } else {
+                    None
+                };
             }
             self.report_progress(run, a);
         }
