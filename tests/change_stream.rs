@@ -290,7 +290,7 @@ async fn a_stream_that_moves_without_rows_still_saves_on_the_interval() {
     let run = tokio::spawn(async move { pipeline.run().await });
     wait_for_save(&state, 40).await;
     token.cancel();
-    run.await.unwrap();
+    assert_eq!(run.await.unwrap().outcome, Outcome::Cancelled);
     assert_eq!(source.acks().last(), Some(&Checkpoint::Lsn { lsn: 40 }));
 }
 
@@ -466,11 +466,12 @@ async fn a_resumed_stream_gets_the_schemas_saved_with_its_checkpoint() {
     // A first run up to position 120 (past the DDL), then the log grows.
     let mut first = changes::log(n, k);
     first.truncate(120);
-    build(MemoryChangeStream::new("mem", "shop", first).bounded())
+    let r = build(MemoryChangeStream::new("mem", "shop", first).bounded())
         .run()
         .await
         .into_result()
         .unwrap();
+    assert_eq!(r.checkpoint_to, Some(Checkpoint::Lsn { lsn: 120 }));
     let saved = state.load("cdc").await.unwrap().unwrap();
     assert!(saved.value.schemas["b"].field_with_name("note").is_ok());
     // Resumed with the right schemas, the rest lands.
@@ -698,7 +699,7 @@ async fn a_retry_of_the_same_run_continues_its_epoch_manifests() {
     let run = tokio::spawn(async move { first.run().await });
     wait_for_save(&state, 30).await;
     token.cancel();
-    run.await.unwrap();
+    assert_eq!(run.await.unwrap().outcome, Outcome::Cancelled);
     let epochs = |keys: Vec<String>| keys.into_iter().filter(|k| k.contains(".epoch-")).count();
     let after_first = epochs(sink.list("mem/shop/").await.unwrap());
     assert!(after_first >= 1);

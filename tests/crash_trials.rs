@@ -131,11 +131,12 @@ async fn crash_trial_child() {
     let db = std::env::var("TRIBUTARY_TRIAL_DB").expect("set by the parent");
     let target = std::env::var("TRIBUTARY_TRIAL_TARGET").expect("set by the parent");
     let keyed = std::env::var("TRIBUTARY_TRIAL_KEYED").is_ok_and(|v| v == "1");
-    pipeline(&db, &target, keyed)
+    let report = pipeline(&db, &target, keyed)
         .run()
         .await
         .into_result()
         .unwrap();
+    assert!(report.succeeded());
 }
 
 fn spawn_child(db: &str, target: &str, keyed: bool) -> Child {

@@ -425,7 +425,7 @@ async fn a_connection_killed_mid_stream_fails_the_run_and_a_retry_lands_every_ro
     );
     assert_eq!(r.outcome, Outcome::Failed);
     assert!(r.error.as_ref().unwrap().is_retryable(), "{:?}", r.error);
-    mk().run().await.into_result().unwrap();
+    assert!(mk().run().await.into_result().unwrap().succeeded());
     let mut ids = vec![];
     for k in sink
         .list("mysql")

@@ -198,9 +198,10 @@ async fn a_retry_resumes_after_the_last_committed_part_without_overwriting_it() 
         .with_part_max_rows(3);
     let first = pipeline(&sink, e, opts.clone()).run().await;
     assert_eq!(first.outcome, Outcome::Failed);
-    // Batches of 2 rows, parts of >= 3 rows: two parts (ids 0..4 and 4..8) committed.
+    // Batches of 2 rows, parts of exactly 3 rows: two parts (ids 0..3 and 3..6)
+    // committed; the second ends with batch 3, whose checkpoint it carries.
     assert_eq!(first.objects.len(), 2);
-    assert_eq!(first.checkpoint_to, Some(lsn(4)));
+    assert_eq!(first.checkpoint_to, Some(lsn(3)));
     let committed: Vec<(String, bytes::Bytes)> = {
         let mut v = vec![];
         for o in &first.objects {
@@ -208,14 +209,14 @@ async fn a_retry_resumes_after_the_last_committed_part_without_overwriting_it() 
         }
         v
     };
-    // The same run again (an orchestrator's retry): resumes at lsn 4, next part number.
+    // The same run again (an orchestrator's retry): resumes at lsn 3, next part number.
     let second = pipeline(&sink, Numbers::new(6, 2), opts)
         .run()
         .await
         .into_result()
         .unwrap();
-    assert_eq!(second.checkpoint_from, Some(lsn(4)));
-    assert_eq!(ids_in(&sink, &second).await, vec![8, 9, 10, 11]);
+    assert_eq!(second.checkpoint_from, Some(lsn(3)));
+    assert_eq!(ids_in(&sink, &second).await, vec![6, 7, 8, 9, 10, 11]);
     for (key, bytes) in committed {
         assert!(
             !second.objects.iter().any(|o| o.key == key),
@@ -804,4 +805,83 @@ async fn manifests_and_history_carry_a_summary_of_the_watermark_not_its_seen_lis
         panic!()
     };
     assert_eq!(w.seen.len(), 1000);
+}
+
+/// A state store that records every checkpoint it saves.
+#[derive(Debug, Clone)]
+struct Recording(ObjectStateStore, Arc<std::sync::Mutex<Vec<Checkpoint>>>);
+
+#[async_trait]
+impl StateStore for Recording {
+    fn describe(&self) -> String {
+        "recording".into()
+    }
+    async fn load(&self, p: &str) -> Result<Option<stores::Versioned<PipelineState>>> {
+        self.0.load(p).await
+    }
+    async fn save(&self, p: &str, expected: Option<u64>, s: &PipelineState) -> Result<u64> {
+        self.1.lock().unwrap().push(s.checkpoint.clone());
+        self.0.save(p, expected, s).await
+    }
+}
+
+#[tokio::test]
+async fn rotation_by_rows_is_exact_and_a_part_closed_mid_batch_carries_the_batch_before() {
+    // 120,000 rows in batches of 8,192 (the last one smaller), parts of 50,000 rows.
+    let sink = ObjectSink::memory();
+    let saves = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let state = Recording(ObjectStateStore::new(sink.clone(), "_state"), saves.clone());
+    let batches: Vec<Batch> = (0..120_000i64)
+        .step_by(8192)
+        .enumerate()
+        .map(|(i, from)| {
+            Batch::new(rows(from..(from + 8192).min(120_000))).with_checkpoint(lsn(i as u64 + 1))
+        })
+        .collect();
+    let r = Pipeline::builder("exact")
+        .extractor(sources::MemoryExtractor::new("test", "numbers", batches))
+        .sink(sink.clone())
+        .state(state)
+        .options(PipelineOptions::new().with_part_max_rows(50_000))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    let sizes: Vec<u64> = r.objects.iter().map(|o| o.rows).collect();
+    assert_eq!(sizes, [50_000, 50_000, 20_000]);
+    assert_eq!(ids_in(&sink, &r).await, (0..120_000).collect::<Vec<_>>());
+    // Part 1 ends inside batch 7 (rows 49,152..57,344): its checkpoint is batch 6's, the
+    // last one all of whose rows it holds; part 2 ends inside batch 13 → batch 12's.
+    assert_eq!(*saves.lock().unwrap(), [lsn(6), lsn(12), lsn(15)]);
+}
+
+#[tokio::test]
+async fn rotation_by_bytes_splits_a_batch_too() {
+    // One batch of 100,000 rows, about 7 bytes each in CSV; parts of 100 kB.
+    let sink = ObjectSink::memory();
+    let r = Pipeline::builder("bytes")
+        .extractor(sources::MemoryExtractor::new(
+            "test",
+            "numbers",
+            vec![Batch::new(rows(1_000_000..1_100_000)).with_checkpoint(lsn(1))],
+        ))
+        .sink(sink.clone())
+        .options(PipelineOptions::new().with_part_max_bytes(100_000))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    assert!(r.objects.len() >= 7, "{} objects", r.objects.len());
+    for o in &r.objects {
+        // The first slice of each part is one row, then it is filled by its row size.
+        assert!(o.bytes <= 100_000, "{} is {} bytes", o.key, o.bytes);
+    }
+    assert_eq!(
+        ids_in(&sink, &r).await,
+        (1_000_000..1_100_000).collect::<Vec<_>>()
+    );
 }

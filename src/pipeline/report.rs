@@ -34,7 +34,13 @@ impl Outcome {
 }
 
 /// What a run did. Also the body of the run's manifest and of a run history row.
+///
+/// `#[must_use]`: [`Pipeline::run`](crate::Pipeline::run) never returns an `Err`, its
+/// failures are in the report, so dropping the report unread would hide them. Call
+/// [`RunReport::into_result`] (`pipeline.run().await.into_result()?`) or look at
+/// [`RunReport::outcome`].
 #[derive(Debug, Serialize)]
+#[must_use = "a run's failure is in its report: call .into_result()? or check .outcome"]
 pub struct RunReport {
     /// The pipeline's name.
     pub pipeline: String,

@@ -374,18 +374,34 @@ impl Pipeline {
                             let others = !parts.is_empty();
                             self.commit_part(p, run, a, others).await?;
                         }
-                        if !parts.contains_key(&slot) {
-                            let part = self.open_part(run, a, Some(&schema), &slot).await?;
-                            parts.insert(slot.clone(), part);
-                            deadline = deadline
-                                .or_else(|| interval.map(|i| tokio::time::Instant::now() + i));
+                        // Split the batch where the part is full, so no object exceeds
+                        // the limit; the batch's checkpoint applies only after its last
+                        // row, so a part closed mid-batch carries the one before it.
+                        let mut rest = batch.records.clone();
+                        loop {
+                            if !parts.contains_key(&slot) {
+                                let part = self.open_part(run, a, Some(&schema), &slot).await?;
+                                parts.insert(slot.clone(), part);
+                                deadline = deadline
+                                    .or_else(|| interval.map(|i| tokio::time::Instant::now() + i));
+                            }
+                            let part = parts.get_mut(&slot).expect("opened above");
+                            let (fit, full) = self.rows_that_fit(part, rest.num_rows());
+                            if fit >= rest.num_rows() {
+                                part.writer.write(&rest).await?;
+                                break;
+                            }
+                            if fit > 0 {
+                                part.writer.write(&rest.slice(0, fit)).await?;
+                                rest = rest.slice(fit, rest.num_rows() - fit);
+                            }
+                            if !full {
+                                continue; // a first slice, to learn the row size
+                            }
+                            let p = parts.remove(&slot).expect("checked");
+                            let others = !parts.is_empty();
+                            self.commit_part(p, run, a, others).await?;
                         }
-                        parts
-                            .get_mut(&slot)
-                            .expect("opened above")
-                            .writer
-                            .write(&batch.records)
-                            .await?;
                     }
                     (slot, batch.checkpoint)
                 }
@@ -441,6 +457,33 @@ impl Pipeline {
             }
             self.report_progress(run, a);
         }
+    }
+}
+
+impl Pipeline {
+    /// How many of `n` more rows to write into the part, and whether it is full after
+    /// them: exactly up to `part_max_rows`; for `part_max_bytes`, as many as the part's
+    /// average encoded row so far says fit (into an empty part first a slice of 64 rows,
+    /// to learn that size; at least one row, so every batch makes progress).
+    fn rows_that_fit(&self, part: &OpenPart, n: usize) -> (usize, bool) {
+        const PROBE: u64 = 64;
+        let (rows, size) = (part.writer.rows(), part.writer.size());
+        let n = n as u64;
+        let mut fit = n;
+        if let Some(m) = self.options.part_max_rows {
+            fit = fit.min(m.saturating_sub(rows));
+        }
+        if let Some(m) = self.options.part_max_bytes {
+            if rows > 0 && size > 0 {
+                fit = fit.min(m.saturating_sub(size) / size.div_ceil(rows));
+            } else if fit > PROBE {
+                return (PROBE as usize, false);
+            }
+        }
+        if rows == 0 {
+            fit = fit.max(1);
+        }
+        (fit.min(n) as usize, true)
     }
 }
 
