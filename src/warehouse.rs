@@ -760,4 +760,19 @@ impl StateStore for SqlStateStore {
             }
         }
     }
+
+    async fn delete(&self, pipeline: &str) -> Result<()> {
+        self.ensure().await?;
+        let mut args = AnyArguments::default();
+        args.add(pipeline.to_string()).map_err(bind_err)?;
+        let sql = format!(
+            "DELETE FROM tributary_state WHERE pipeline = {}",
+            self.wh.ph(1)
+        );
+        sqlx::query_with(&sql, args)
+            .execute(self.wh.pool())
+            .await
+            .map_err(|e| sqlx_error("warehouse", e, "deleting from tributary_state"))?;
+        Ok(())
+    }
 }

@@ -885,3 +885,79 @@ async fn rotation_by_bytes_splits_a_batch_too() {
         (1_000_000..1_100_000).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn a_pipeline_can_be_checked_inspected_and_reset() {
+    let sink = ObjectSink::memory();
+    let p = pipeline(&sink, Numbers::new(3, 2), PipelineOptions::new());
+    p.check().await.unwrap();
+    assert!(p.checkpoint().await.unwrap().is_none());
+    let first = p.run().await.into_result().unwrap();
+    assert_eq!(first.rows, 6);
+    let saved = p.checkpoint().await.unwrap().unwrap();
+    assert_eq!(saved.checkpoint, lsn(3));
+    assert_eq!(saved.run_id, first.run_id);
+    // Reset: the next run starts from the beginning again.
+    p.reset().await.unwrap();
+    assert!(p.checkpoint().await.unwrap().is_none());
+    let again = p.run().await.into_result().unwrap();
+    assert_eq!((again.checkpoint_from, again.rows), (None, 6));
+
+    // check() names the first part that is not usable, moving nothing.
+    #[derive(Debug)]
+    struct Down;
+    #[async_trait]
+    impl Extractor for Down {
+        fn source(&self) -> &str {
+            "down"
+        }
+        fn stream(&self) -> &str {
+            "t"
+        }
+        async fn check(&self) -> Result<()> {
+            Err(Error::Connection {
+                component: "down".into(),
+                message: "db.example:5432 refused the connection".into(),
+                source: None,
+            })
+        }
+        async fn extract(&self, _: Option<Checkpoint>) -> Result<BatchStream> {
+            panic!("check must not extract")
+        }
+    }
+    let before = sink.list("").await.unwrap().len();
+    let down = Pipeline::builder("down")
+        .extractor(Down)
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    let err = down.check().await.unwrap_err();
+    assert!(err.to_string().contains("refused the connection"), "{err}");
+    assert_eq!(
+        sink.list("").await.unwrap().len(),
+        before,
+        "check wrote something"
+    );
+    // A state store that cannot delete says so.
+    #[derive(Debug)]
+    struct NoDelete;
+    #[async_trait]
+    impl StateStore for NoDelete {
+        fn describe(&self) -> String {
+            "nodelete".into()
+        }
+        async fn load(&self, _: &str) -> Result<Option<stores::Versioned<PipelineState>>> {
+            Ok(None)
+        }
+        async fn save(&self, _: &str, _: Option<u64>, _: &PipelineState) -> Result<u64> {
+            Ok(1)
+        }
+    }
+    let p = Pipeline::builder("x")
+        .extractor(Numbers::new(1, 1))
+        .sink(sink.clone())
+        .state(NoDelete)
+        .build()
+        .unwrap();
+    assert!(matches!(p.reset().await, Err(Error::Config { .. })));
+}

@@ -39,6 +39,12 @@ async fn exercise(wh: Warehouse) {
         (v2, Checkpoint::Lsn { lsn: 2 })
     );
     assert_eq!(loaded.value.next_part, 3);
+    // Delete: gone, and a new state starts again from version 1.
+    st.delete(&pipeline).await.unwrap();
+    assert!(st.load(&pipeline).await.unwrap().is_none());
+    assert_eq!(st.save(&pipeline, None, &state(5)).await.unwrap(), 1);
+    st.delete(&pipeline).await.unwrap();
+    st.delete(&pipeline).await.unwrap(); // deleting nothing is fine
 
     // Run history: a success and a failure, both recorded.
     let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(

@@ -396,6 +396,51 @@ impl Pipeline {
         &self.name
     }
 
+    /// Check, moving no data, that the source, the sink and the state store are
+    /// reachable and usable: [`Extractor::check`], [`BatchSink::check`] and a read of the
+    /// saved state. The first failure is returned.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use tributary::{Pipeline, sources::MemoryExtractor, stores::{ObjectSink, ObjectStateStore}};
+    /// let sink = ObjectSink::memory();
+    /// let p = Pipeline::builder("demo")
+    ///     .extractor(MemoryExtractor::new("m", "s", vec![]))
+    ///     .sink(sink.clone())
+    ///     .state(ObjectStateStore::new(sink, "_state"))
+    ///     .build()?;
+    /// p.check().await?;
+    /// assert!(p.checkpoint().await?.is_none()); // never run
+    /// p.reset().await?; // nothing to forget
+    /// # Ok::<(), tributary::Error>(()) }).unwrap();
+    /// ```
+    pub async fn check(&self) -> Result<()> {
+        self.extractor.check().await?;
+        self.sink.check().await?;
+        if let Some(state) = &self.state {
+            state.load(&self.name).await?;
+        }
+        Ok(())
+    }
+
+    /// The state the next run starts from (checkpoint, run, schemas), if any was saved.
+    pub async fn checkpoint(&self) -> Result<Option<crate::stores::PipelineState>> {
+        match &self.state {
+            Some(s) => Ok(s.load(&self.name).await?.map(|v| v.value)),
+            None => Ok(None),
+        }
+    }
+
+    /// Forget the saved state ([`StateStore::delete`]), so that the next run starts from
+    /// the beginning (or from [`PipelineOptions::with_start_from`]). Objects already
+    /// landed stay where they are. Not while a run of this pipeline is going.
+    pub async fn reset(&self) -> Result<()> {
+        match &self.state {
+            Some(s) => s.delete(&self.name).await,
+            None => Ok(()),
+        }
+    }
+
     /// The token that cancels this pipeline's runs.
     pub fn cancellation_token(&self) -> CancellationToken {
         self.cancel.clone()

@@ -63,6 +63,20 @@ pub trait StateStore: Debug + Send + Sync + 'static {
         expected: Option<u64>,
         state: &PipelineState,
     ) -> Result<u64>;
+
+    /// Forget `pipeline`'s state, so that its next run starts from the beginning (see
+    /// [`Pipeline::reset`](crate::Pipeline::reset)). Not while a run of it is going: a
+    /// runner that loaded the old state could save over the reset. The default refuses
+    /// with [`Error::Config`]; the stores of this crate implement it.
+    async fn delete(&self, pipeline: &str) -> Result<()> {
+        Err(Error::config(
+            "state",
+            format!(
+                "{} cannot delete the state of {pipeline:?}",
+                self.describe()
+            ),
+        ))
+    }
 }
 
 #[async_trait]
@@ -80,6 +94,9 @@ impl<T: StateStore + ?Sized> StateStore for Arc<T> {
         state: &PipelineState,
     ) -> Result<u64> {
         (**self).save(pipeline, expected, state).await
+    }
+    async fn delete(&self, pipeline: &str) -> Result<()> {
+        (**self).delete(pipeline).await
     }
 }
 
@@ -207,5 +224,12 @@ impl StateStore for ObjectStateStore {
             }
         }
         Ok(version)
+    }
+
+    async fn delete(&self, pipeline: &str) -> Result<()> {
+        for (_, key) in self.versions(pipeline).await? {
+            self.store.delete(&key).await?;
+        }
+        Ok(())
     }
 }
