@@ -106,6 +106,9 @@ async fn exercise(wh: Warehouse) {
             script_1: Some(label.clone()),
             script_2: Some("expected.sql".into()),
             message: String::new(),
+            failed_batches: 0,
+            failed_rows: 0,
+            last_message: None,
             started_at: Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap(),
             duration: std::time::Duration::from_millis(5),
         };

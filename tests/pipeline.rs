@@ -961,3 +961,35 @@ async fn a_pipeline_can_be_checked_inspected_and_reset() {
         .unwrap();
     assert!(matches!(p.reset().await, Err(Error::Config { .. })));
 }
+
+#[tokio::test]
+async fn warnings_are_counted_not_sampled() {
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+    // 15 batches of 2 rows; 12 of them hold a NULL id.
+    let batches: Vec<Batch> = (0..15i64)
+        .map(|i| {
+            let second = if i % 5 == 4 { Some(i * 10 + 1) } else { None };
+            let rb = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(vec![Some(i * 10), second]))],
+            )
+            .unwrap();
+            Batch::new(rb)
+        })
+        .collect();
+    let r = Pipeline::builder("warn")
+        .extractor(sources::MemoryExtractor::new("t", "s", batches))
+        .sink(ObjectSink::memory())
+        .validator(NotNull::new(["id"]).with_severity(Severity::Warn))
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    let v = &r.validations[0];
+    assert!(!v.passed);
+    assert_eq!((v.failed_batches, v.failed_rows), (12, 24));
+    assert!(v.last_message.is_some(), "{v:?}");
+    assert_eq!(r.rows, 30, "a warning lands the rows");
+}

@@ -189,15 +189,23 @@ impl Pipeline {
                     script_1: None,
                     script_2: None,
                     message: "passed".into(),
+                    failed_batches: 0,
+                    failed_rows: 0,
+                    last_message: None,
                     started_at: started,
                     duration: Duration::ZERO,
                 });
             entry.duration += t.elapsed();
             if let Some(problem) = problem {
+                // Every failure counted; the first and the last message kept.
                 if entry.passed {
                     entry.passed = false;
                     entry.message = problem.clone();
+                } else {
+                    entry.last_message = Some(problem.clone());
                 }
+                entry.failed_batches += 1;
+                entry.failed_rows += batch.num_rows() as u64;
                 match v.severity() {
                     Severity::Halt => {
                         return Err(Error::Validation {

@@ -63,8 +63,17 @@ pub struct ValidationOutcome {
     /// What produced the right value.
     #[serde(default)]
     pub script_2: Option<String>,
-    /// A human-readable summary.
+    /// A human-readable summary (for a batch check that failed, its first failure).
     pub message: String,
+    /// Batches a batch check failed on (0 for a warehouse check).
+    #[serde(default)]
+    pub failed_batches: u64,
+    /// Rows in those batches.
+    #[serde(default)]
+    pub failed_rows: u64,
+    /// The last failure's message, when a batch check failed more than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<String>,
     /// When the check started.
     pub started_at: DateTime<Utc>,
     /// How long it took.
@@ -98,7 +107,8 @@ impl ValidationOutcome {
 ///             name: self.name().into(), passed: true, severity: self.severity(),
 ///             left: Some("1".into()), right: Some("1".into()), operator: Some("equals".into()),
 ///             script_1: None, script_2: None,
-///             message: "1 equals 1".into(), started_at: chrono::Utc::now(),
+///             message: "1 equals 1".into(), failed_batches: 0, failed_rows: 0,
+///             last_message: None, started_at: chrono::Utc::now(),
 ///             duration: std::time::Duration::ZERO,
 ///         })
 ///     }

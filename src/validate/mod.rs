@@ -53,6 +53,9 @@ pub async fn run_and_record(
                 script_1,
                 script_2,
                 message: e.to_string(),
+                failed_batches: 0,
+                failed_rows: 0,
+                last_message: None,
                 started_at: started,
                 duration: t.elapsed(),
             };

@@ -356,6 +356,9 @@ fn outcome(
             right.text(),
             if passed { "passed" } else { "failed" }
         ),
+        failed_batches: 0,
+        failed_rows: 0,
+        last_message: None,
         started_at: started.0,
         duration: started.1.elapsed(),
     }
