@@ -100,6 +100,9 @@ async fn demo() -> tributary::Result<Warehouse> {
                 script_1: Some(format!("check_{n}_1.sql")),
                 script_2: Some(format!("check_{n}_2.sql")),
                 message: String::new(),
+                failed_batches: 0,
+                failed_rows: 0,
+                last_message: None,
                 started_at: start + Duration::days(day) + Duration::hours(7),
                 duration: std::time::Duration::from_millis(40),
             };
