@@ -185,6 +185,40 @@ impl Error {
         }
     }
 
+    /// A connector's failure from its driver's error, without spelling out a variant:
+    /// retryable failures (a dropped connection, a timeout) are [`Error::Connection`],
+    /// the others [`Error::Query`]. The message is the source's, with any password in a
+    /// URL in it redacted.
+    ///
+    /// ```
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+    /// let e = tributary::Error::connector("myapi", io, true);
+    /// assert!(e.is_retryable());
+    /// assert_eq!(e.to_string(), "myapi: connection failed: reset by peer");
+    /// ```
+    pub fn connector(
+        component: impl Into<Cow<'static, str>>,
+        source: impl Into<BoxError>,
+        retryable: bool,
+    ) -> Self {
+        let source = source.into();
+        let message = crate::util::redact_text(&source.to_string());
+        if retryable {
+            Error::Connection {
+                component: component.into(),
+                message,
+                source: Some(source),
+            }
+        } else {
+            Error::Query {
+                component: component.into(),
+                message,
+                retryable: false,
+                source: Some(source),
+            }
+        }
+    }
+
     /// A [`Error::Type`] error.
     pub fn type_error(component: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Error::Type {
@@ -294,4 +328,12 @@ fn local_io_kind(e: &object_store::Error) -> Option<std::io::ErrorKind> {
         cur = err.source();
     }
     None
+}
+
+/// Arrow's errors (a batch that does not match its schema, a failed cast) are
+/// [`Error::Type`].
+impl From<arrow_schema::ArrowError> for Error {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        Error::type_error("arrow", e.to_string())
+    }
 }

@@ -111,6 +111,10 @@ pub use util::{Secret, redact_url};
 pub use arrow_array;
 /// Re-exported so that callers name the same Arrow types tributary uses.
 pub use arrow_schema;
+/// Re-exported for implementors of the traits: `#[tributary::async_trait]`.
+pub use async_trait::async_trait;
+/// Re-exported for implementors: the stream types and combinators an extractor needs.
+pub use futures;
 /// Re-exported so that callers can build their own stores.
 pub use object_store;
 /// Re-exported so that callers use the same `CancellationToken`.

@@ -43,23 +43,14 @@ pub trait Format: Debug + Send + Sync + 'static {
     }
 }
 
-impl Format for Box<dyn Format> {
-    fn extension(&self) -> &str {
-        (**self).extension()
-    }
-    fn content_type(&self) -> &str {
-        (**self).content_type()
-    }
-    fn encoder(&self, schema: &SchemaRef) -> Result<Box<dyn Encoder>> {
-        (**self).encoder(schema)
-    }
-    fn csv_dialect(&self) -> Option<&CsvDialect> {
-        (**self).csv_dialect()
-    }
-    fn compresses_itself(&self) -> bool {
-        (**self).compresses_itself()
-    }
-}
+crate::traits::forward_impls!(Format {
+    fn extension(&self) -> &str;
+    fn content_type(&self) -> &str;
+    fn encoder(&self, schema: &SchemaRef) -> Result<Box<dyn Encoder>>;
+    fn csv_dialect(&self) -> Option<&CsvDialect>;
+    fn compresses_itself(&self) -> bool;
+} {
+});
 
 /// Encodes the batches of one object, appending bytes to a buffer the caller drains.
 pub trait Encoder: Send {

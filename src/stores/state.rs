@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::Arc;
 
 /// What a pipeline saves after each commit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,26 +78,13 @@ pub trait StateStore: Debug + Send + Sync + 'static {
     }
 }
 
-#[async_trait]
-impl<T: StateStore + ?Sized> StateStore for Arc<T> {
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-    async fn load(&self, pipeline: &str) -> Result<Option<Versioned<PipelineState>>> {
-        (**self).load(pipeline).await
-    }
-    async fn save(
-        &self,
-        pipeline: &str,
-        expected: Option<u64>,
-        state: &PipelineState,
-    ) -> Result<u64> {
-        (**self).save(pipeline, expected, state).await
-    }
-    async fn delete(&self, pipeline: &str) -> Result<()> {
-        (**self).delete(pipeline).await
-    }
-}
+crate::traits::forward_impls!(StateStore {
+    fn describe(&self) -> String;
+} {
+    async fn load(&self, pipeline: &str) -> Result<Option<Versioned<PipelineState>>> => (pipeline);
+    async fn save(&self, pipeline: &str, expected: Option<u64>, state: &PipelineState) -> Result<u64> => (pipeline, expected, state);
+    async fn delete(&self, pipeline: &str) -> Result<()> => (pipeline);
+});
 
 /// A [`StateStore`] on an object store: each save creates a new object
 /// `{prefix}/{pipeline}/{version:020}.json` with a create-if-absent put, so of two

@@ -53,6 +53,13 @@ pub trait Acker: Send {
     async fn committed(&mut self, checkpoint: &Checkpoint) -> Result<()>;
 }
 
+#[async_trait]
+impl<T: Acker + ?Sized> Acker for Box<T> {
+    async fn committed(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        (**self).committed(checkpoint).await
+    }
+}
+
 /// An [`Acker`] for sources that keep no position of their own (a table, an API).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoAck;

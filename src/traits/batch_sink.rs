@@ -149,24 +149,14 @@ pub trait BatchWriter: Send {
     async fn abort(self: Box<Self>) -> Result<()>;
 }
 
-#[async_trait]
-impl<T: BatchSink + ?Sized> BatchSink for Arc<T> {
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-    fn format(&self) -> Option<&dyn Format> {
-        (**self).format()
-    }
-    async fn check(&self) -> Result<()> {
-        (**self).check().await
-    }
-    async fn begin(&self, target: &BatchTarget) -> Result<Box<dyn BatchWriter>> {
-        (**self).begin(target).await
-    }
-    async fn write_manifest(&self, report: &mut RunReport) -> Result<()> {
-        (**self).write_manifest(report).await
-    }
-}
+super::forward::forward_impls!(BatchSink {
+    fn describe(&self) -> String;
+    fn format(&self) -> Option<&dyn Format>;
+} {
+    async fn check(&self) -> Result<()> => ();
+    async fn begin(&self, target: &BatchTarget) -> Result<Box<dyn BatchWriter>> => (target);
+    async fn write_manifest(&self, report: &mut RunReport) -> Result<()> => (report);
+});
 
 /// The schema check every writer makes: the batch's schema is the target's.
 pub(crate) fn same_schema(id: &str, target: Option<&SchemaRef>, batch: &RecordBatch) -> Result<()> {

@@ -4,7 +4,6 @@ use crate::model::EncodedStream;
 use crate::{BatchStream, Checkpoint, Result};
 use async_trait::async_trait;
 use std::fmt::Debug;
-use std::sync::Arc;
 
 /// A source of rows: a table, a change log, an API.
 ///
@@ -14,8 +13,7 @@ use std::sync::Arc;
 /// not from inside the stream.
 ///
 /// ```
-/// use std::sync::Arc;
-/// use arrow_array::{Int64Array, RecordBatch};
+/// /// use arrow_array::{Int64Array, RecordBatch};
 /// use arrow_schema::{DataType, Field, Schema};
 /// use async_trait::async_trait;
 /// use futures::StreamExt;
@@ -106,60 +104,13 @@ pub trait Extractor: Debug + Send + Sync + 'static {
     }
 }
 
-#[async_trait]
-impl<T: Extractor + ?Sized> Extractor for Arc<T> {
-    async fn extract_encoded(
-        &self,
-        from: Option<Checkpoint>,
-        format: &dyn Format,
-    ) -> Result<Option<EncodedStream>> {
-        (**self).extract_encoded(from, format).await
-    }
-    fn source(&self) -> &str {
-        (**self).source()
-    }
-    fn stream(&self) -> &str {
-        (**self).stream()
-    }
-    async fn check(&self) -> Result<()> {
-        (**self).check().await
-    }
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
-        (**self).extract(from).await
-    }
-    fn bounded(&self) -> bool {
-        (**self).bounded()
-    }
-    async fn open(&self, from: Resume) -> Result<Extraction> {
-        (**self).open(from).await
-    }
-}
-
-#[async_trait]
-impl<T: Extractor + ?Sized> Extractor for Box<T> {
-    async fn extract_encoded(
-        &self,
-        from: Option<Checkpoint>,
-        format: &dyn Format,
-    ) -> Result<Option<EncodedStream>> {
-        (**self).extract_encoded(from, format).await
-    }
-    fn source(&self) -> &str {
-        (**self).source()
-    }
-    fn stream(&self) -> &str {
-        (**self).stream()
-    }
-    async fn check(&self) -> Result<()> {
-        (**self).check().await
-    }
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
-        (**self).extract(from).await
-    }
-    fn bounded(&self) -> bool {
-        (**self).bounded()
-    }
-    async fn open(&self, from: Resume) -> Result<Extraction> {
-        (**self).open(from).await
-    }
-}
+super::forward::forward_impls!(Extractor {
+    fn source(&self) -> &str;
+    fn stream(&self) -> &str;
+    fn bounded(&self) -> bool;
+} {
+    async fn check(&self) -> Result<()> => ();
+    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> => (from);
+    async fn open(&self, from: Resume) -> Result<Extraction> => (from);
+    async fn extract_encoded(&self, from: Option<Checkpoint>, format: &dyn Format) -> Result<Option<EncodedStream>> => (from, format);
+});

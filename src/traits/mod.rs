@@ -4,6 +4,7 @@
 mod ack;
 mod batch_sink;
 mod extractor;
+mod forward;
 mod sink;
 mod validator;
 
@@ -11,5 +12,6 @@ pub use ack::{Acker, Extraction, NoAck, Resume};
 pub(crate) use batch_sink::same_schema;
 pub use batch_sink::{BatchSink, BatchTarget, BatchWriter, ObjectReport};
 pub use extractor::Extractor;
+pub(crate) use forward::forward_impls;
 pub use sink::{ObjectTarget, Receipt, Sink, SinkWriter};
 pub use validator::{BatchValidator, Severity, ValidationOutcome, Validator};

@@ -3,7 +3,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
-use std::sync::Arc;
 
 /// Where one object goes: its final key and content type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,28 +86,9 @@ pub trait SinkWriter: Send {
     async fn abort(self: Box<Self>) -> Result<()>;
 }
 
-#[async_trait]
-impl<T: Sink + ?Sized> Sink for Arc<T> {
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-    async fn check(&self) -> Result<()> {
-        (**self).check().await
-    }
-    async fn open(&self, target: &ObjectTarget) -> Result<Box<dyn SinkWriter>> {
-        (**self).open(target).await
-    }
-}
-
-#[async_trait]
-impl<T: Sink + ?Sized> Sink for Box<T> {
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-    async fn check(&self) -> Result<()> {
-        (**self).check().await
-    }
-    async fn open(&self, target: &ObjectTarget) -> Result<Box<dyn SinkWriter>> {
-        (**self).open(target).await
-    }
-}
+super::forward::forward_impls!(Sink {
+    fn describe(&self) -> String;
+} {
+    async fn check(&self) -> Result<()> => ();
+    async fn open(&self, target: &ObjectTarget) -> Result<Box<dyn SinkWriter>> => (target);
+});

@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// What a failed check does to the pipeline.
@@ -137,21 +136,13 @@ pub trait Validator: Debug + Send + Sync + 'static {
     async fn validate(&self) -> Result<ValidationOutcome>;
 }
 
-#[async_trait]
-impl<T: Validator + ?Sized> Validator for Arc<T> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn severity(&self) -> Severity {
-        (**self).severity()
-    }
-    fn scripts(&self) -> (Option<String>, Option<String>) {
-        (**self).scripts()
-    }
-    async fn validate(&self) -> Result<ValidationOutcome> {
-        (**self).validate().await
-    }
-}
+super::forward::forward_impls!(Validator {
+    fn name(&self) -> &str;
+    fn severity(&self) -> Severity;
+    fn scripts(&self) -> (Option<String>, Option<String>);
+} {
+    async fn validate(&self) -> Result<ValidationOutcome> => ();
+});
 
 /// A check on rows in flight, run by the pipeline on every batch before it is written.
 ///
@@ -159,8 +150,7 @@ impl<T: Validator + ?Sized> Validator for Arc<T> {
 /// Checks see batches in order and may keep state across them (behind a lock).
 ///
 /// ```
-/// use std::sync::Arc;
-/// use arrow_array::{Int64Array, RecordBatch};
+/// /// use arrow_array::{Int64Array, RecordBatch};
 /// use arrow_schema::{DataType, Field, Schema};
 /// use tributary::{BatchValidator, validate::NotNull};
 /// let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
@@ -179,3 +169,10 @@ pub trait BatchValidator: Debug + Send + Sync + 'static {
     /// `Err` when the check cannot run (e.g. a named column does not exist).
     fn check(&self, batch: &RecordBatch) -> Result<Option<String>>;
 }
+
+super::forward::forward_impls!(BatchValidator {
+    fn name(&self) -> &str;
+    fn severity(&self) -> Severity;
+    fn check(&self, batch: &RecordBatch) -> Result<Option<String>>;
+} {
+});
