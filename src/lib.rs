@@ -98,8 +98,8 @@ pub mod warehouse;
 pub use error::{BoxError, Error, Result};
 pub use model::{Batch, BatchStream, Checkpoint, CursorValue, Watermark};
 pub use pipeline::{
-    ObjectReport, OnSchemaChange, Outcome, Pipeline, PipelineBuilder, PipelineOptions, Progress,
-    RunLog, RunReport,
+    Manifest, ObjectReport, OnSchemaChange, Outcome, Pipeline, PipelineBuilder, PipelineOptions,
+    Progress, RunLog, RunReport,
 };
 pub use traits::{
     Acker, BatchSink, BatchTarget, BatchValidator, BatchWriter, Extraction, Extractor, NoAck,

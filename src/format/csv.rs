@@ -208,6 +208,25 @@ impl CsvDialect {
         s
     }
 
+    /// [`redshift_copy_options`](Self::redshift_copy_options) for objects compressed
+    /// whole with `compression`: `GZIP` or `ZSTD` added, so `COPY` decompresses them.
+    ///
+    /// ```
+    /// use tributary::format::{Compression, CsvDialect};
+    /// let o = CsvDialect::redshift().redshift_copy_options_with(Compression::Gzip);
+    /// assert!(o.ends_with(" GZIP"), "{o}");
+    /// ```
+    pub fn redshift_copy_options_with(&self, compression: super::Compression) -> String {
+        let mut s = self.redshift_copy_options();
+        match compression {
+            super::Compression::None => {}
+            super::Compression::Gzip => s.push_str(" GZIP"),
+            #[cfg(feature = "zstd")]
+            super::Compression::Zstd(_) => s.push_str(" ZSTD"),
+        }
+        s
+    }
+
     /// A Snowflake `FILE_FORMAT = (...)` clause that reads this dialect back.
     pub fn snowflake_file_format(&self) -> String {
         format!(

@@ -34,7 +34,7 @@ mod run;
 mod signals;
 
 pub use crate::traits::ObjectReport;
-pub use report::{Outcome, Progress, RunLog, RunReport};
+pub use report::{Manifest, Outcome, Progress, RunLog, RunReport};
 
 use crate::format::{Compression, Csv, Format};
 use crate::stores::{KeyTemplate, ObjectBatchSink, StateStore};
@@ -61,6 +61,7 @@ pub struct PipelineOptions {
     retry_backoff: Duration,
     encoded_path: bool,
     on_schema_change: OnSchemaChange,
+    redshift_manifest: bool,
 }
 
 /// What a schema change does: a table gains or loses a column or a column changes type
@@ -97,6 +98,7 @@ impl Default for PipelineOptions {
             retry_backoff: Duration::from_secs(1),
             encoded_path: true,
             on_schema_change: OnSchemaChange::NewObject,
+            redshift_manifest: false,
         }
     }
 }
@@ -174,6 +176,13 @@ impl PipelineOptions {
     /// CSV; default `true`). The bytes are the same either way; turn it off to compare.
     pub fn with_encoded_path(mut self, yes: bool) -> Self {
         self.encoded_path = yes;
+        self
+    }
+
+    /// Also write Redshift's `COPY ... MANIFEST` file beside each run manifest (see
+    /// [`ObjectBatchSink::with_redshift_manifest`]).
+    pub fn with_redshift_manifest(mut self, yes: bool) -> Self {
+        self.redshift_manifest = yes;
         self
     }
 
@@ -301,7 +310,8 @@ impl PipelineBuilder {
                     .with_compression(self.options.compression)?
                     .with_prefix(self.options.prefix.clone())
                     .with_key_template(self.options.key_template.clone())
-                    .with_manifest_template(self.options.manifest_template.clone()),
+                    .with_manifest_template(self.options.manifest_template.clone())
+                    .with_redshift_manifest(self.options.redshift_manifest),
             ),
         };
         if !extractor.bounded() && self.options.commit_interval.is_none() {

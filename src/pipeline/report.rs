@@ -59,7 +59,7 @@ pub struct RunReport {
     /// When it ended.
     pub finished_at: DateTime<Utc>,
     /// How long it took.
-    #[serde(with = "crate::util::duration_ms")]
+    #[serde(rename = "duration_ms", with = "crate::util::duration_ms")]
     pub duration: Duration,
     /// How it ended.
     pub outcome: Outcome,
@@ -124,6 +124,83 @@ impl RunReport {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// A manifest as the crate writes it ([`RunReport`]'s serialized form), read back:
+/// [`ObjectSink::read_manifest`](crate::stores::ObjectSink::read_manifest). Checkpoints
+/// are their [`Checkpoint::summary`] JSON.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use tributary::{Batch, Checkpoint, Outcome, Pipeline, sources::MemoryExtractor, stores::ObjectSink};
+/// # use std::sync::Arc; use arrow_array::{Int64Array, RecordBatch}; use arrow_schema::{DataType, Field, Schema};
+/// # let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+/// # let rb = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+/// let sink = ObjectSink::memory();
+/// let report = Pipeline::builder("demo")
+///     .extractor(MemoryExtractor::new("m", "numbers", vec![Batch::new(rb)]))
+///     .sink(sink.clone())
+///     .build()?.run().await.into_result()?;
+/// let m = sink.read_manifest(report.manifest.as_deref().unwrap()).await?;
+/// assert_eq!((m.outcome, m.rows, m.objects.len()), (Outcome::Succeeded, 2, 1));
+/// assert_eq!(m.objects[0].schema.as_ref().unwrap().fields[0].name, "id");
+/// assert_eq!(sink.list_runs("m/").await?, [report.manifest.unwrap()]);
+/// # Ok::<(), tributary::Error>(()) }).unwrap();
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Manifest {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The run id.
+    pub run_id: String,
+    /// The extractor's source.
+    pub source: String,
+    /// The extractor's stream.
+    pub stream: String,
+    /// Where the data landed.
+    pub sink: String,
+    /// The format's extension (`rows` for a row-level sink).
+    pub format: String,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended (or, for outcome `running`, when this manifest was written).
+    pub finished_at: DateTime<Utc>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Rows in committed objects (the whole run's, also in an epoch manifest).
+    pub rows: u64,
+    /// Bytes in committed objects.
+    pub bytes: u64,
+    /// The objects this manifest lists.
+    pub objects: Vec<ObjectReport>,
+    /// The checkpoint the run started from, as its summary.
+    pub checkpoint_from: Option<serde_json::Value>,
+    /// The checkpoint its data reaches, as its summary.
+    pub checkpoint_to: Option<serde_json::Value>,
+    /// This manifest's own key.
+    pub manifest: Option<String>,
+    /// An epoch manifest's number.
+    #[serde(default)]
+    pub epoch: Option<u64>,
+    /// Epoch manifests of the run so far.
+    #[serde(default)]
+    pub epochs: u64,
+    /// Batch validation outcomes.
+    #[serde(default)]
+    pub validations: Vec<ValidationOutcome>,
+    /// The error, when the run failed.
+    pub error_message: Option<String>,
+    /// Warnings (schema changes, a history row not written, ...).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Whether the source encoded the output itself.
+    #[serde(default)]
+    pub source_encoded: bool,
 }
 
 /// Progress reported after each batch and each commit.

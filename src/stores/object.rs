@@ -194,6 +194,26 @@ impl ObjectSink {
         Ok(keys)
     }
 
+    /// The manifest at `key`, read back as a typed [`Manifest`](crate::Manifest). A body
+    /// that is not one is an [`Error::Type`] naming the key.
+    pub async fn read_manifest(&self, key: &str) -> Result<crate::Manifest> {
+        let body = self.read(key).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::type_error(
+                "manifest",
+                format!("{key} is not a tributary manifest: {e}"),
+            )
+        })
+    }
+
+    /// The keys of every run manifest under `prefix` (epoch manifests and warehouse
+    /// manifests left out), sorted.
+    pub async fn list_runs(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = self.list(prefix).await?;
+        keys.retain(|k| k.ends_with(".manifest.json") && !k.contains(".epoch-"));
+        Ok(keys)
+    }
+
     /// Files left in a local folder's staging area by writes that never committed (a
     /// crash or kill mid-object). Empty for other stores: an unfinished S3, GCS or Azure
     /// multipart upload is invisible; expire those with a bucket lifecycle rule

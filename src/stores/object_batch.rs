@@ -48,6 +48,7 @@ pub struct ObjectBatchSink {
     prefix: String,
     key_template: KeyTemplate,
     manifest_template: Option<KeyTemplate>,
+    redshift_manifest: bool,
 }
 
 impl std::fmt::Debug for ObjectBatchSink {
@@ -78,7 +79,17 @@ impl ObjectBatchSink {
             manifest_template: Some(
                 KeyTemplate::manifest(KeyTemplate::MANIFEST).expect("valid default"),
             ),
+            redshift_manifest: false,
         }
+    }
+
+    /// Beside each manifest, write the one Redshift's `COPY ... MANIFEST` loads from,
+    /// `{run_id}.redshift-manifest.json`: `{"entries": [{"url": "s3://bucket/key",
+    /// "mandatory": true, "meta": {"content_length": bytes}}, ...]}` for the objects that
+    /// manifest lists.
+    pub fn with_redshift_manifest(mut self, yes: bool) -> Self {
+        self.redshift_manifest = yes;
+        self
     }
 
     /// The book's CSV on `sink`.
@@ -120,6 +131,16 @@ impl ObjectBatchSink {
     pub fn with_manifest_template(mut self, template: Option<KeyTemplate>) -> Self {
         self.manifest_template = template;
         self
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<()> {
+        let mut w = self
+            .sink
+            .open(&ObjectTarget::new(key, "application/json"))
+            .await?;
+        w.write(Bytes::from(body)).await?;
+        w.commit().await?;
+        Ok(())
     }
 
     fn vars<'a>(&'a self, t: &'a BatchTarget, ext: &'a str) -> KeyVars<'a> {
@@ -202,14 +223,30 @@ impl BatchSink for ObjectBatchSink {
             };
         }
         report.manifest = Some(key.clone());
+        if self.redshift_manifest {
+            // First, so that our manifest, which a loader may wait for, comes last.
+            let base = self.sink.describe();
+            let entries: Vec<serde_json::Value> = report
+                .objects
+                .iter()
+                .map(|o| {
+                    serde_json::json!({
+                        "url": format!("{}/{}", base.trim_end_matches('/'), o.key),
+                        "mandatory": true,
+                        "meta": {"content_length": o.bytes},
+                    })
+                })
+                .collect();
+            let rkey = match key.strip_suffix(".manifest.json") {
+                Some(stem) => format!("{stem}.redshift-manifest.json"),
+                None => format!("{key}.redshift-manifest.json"),
+            };
+            let body = serde_json::to_vec_pretty(&serde_json::json!({ "entries": entries }))
+                .expect("json serializes");
+            self.put(&rkey, body).await?;
+        }
         let body = serde_json::to_vec_pretty(&*report).expect("report serializes");
-        let mut w = self
-            .sink
-            .open(&ObjectTarget::new(key, "application/json"))
-            .await?;
-        w.write(Bytes::from(body)).await?;
-        w.commit().await?;
-        Ok(())
+        self.put(&key, body).await
     }
 }
 

@@ -76,7 +76,11 @@ pub struct ValidationOutcome {
     /// When the check started.
     pub started_at: DateTime<Utc>,
     /// How long it took.
-    #[serde(with = "crate::util::duration_ms")]
+    #[serde(
+        rename = "duration_ms",
+        alias = "duration",
+        with = "crate::util::duration_ms"
+    )]
     pub duration: Duration,
 }
 
