@@ -59,7 +59,10 @@ async fn check_redshift(sink: &ObjectSink, base: &str) {
         m.checkpoint_to,
         Some(serde_json::json!({"kind": "lsn", "lsn": 5}))
     );
-    assert_eq!(sink.list_runs("m/").await.unwrap(), [key.clone()]);
+    assert_eq!(
+        sink.list_runs("m/").await.unwrap(),
+        std::slice::from_ref(&key)
+    );
     // The Redshift manifest: {"entries": [{"url", "mandatory", "meta": {"content_length"}}]}.
     let rkey = key.replace(".manifest.json", ".redshift-manifest.json");
     let rm: serde_json::Value = serde_json::from_slice(&sink.read(&rkey).await.unwrap()).unwrap();
