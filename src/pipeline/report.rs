@@ -203,6 +203,35 @@ pub struct Manifest {
     pub source_encoded: bool,
 }
 
+impl Manifest {
+    /// The `FILES = (...)` clause of Snowflake's `COPY INTO <table> FROM @<stage>` that
+    /// loads exactly this manifest's objects, their keys relative to the stage's location
+    /// (`stage_prefix` is cut from the front of each key; quotes are doubled).
+    ///
+    /// ```
+    /// # let mut m: tributary::Manifest = serde_json::from_value(serde_json::json!({
+    /// #   "pipeline": "p", "run_id": "r1", "source": "m", "stream": "s", "sink": "s3://b/x",
+    /// #   "format": "csv", "started_at": "2026-12-02T00:00:00Z", "finished_at": "2026-12-02T00:00:01Z",
+    /// #   "duration_ms": 1000, "outcome": "succeeded", "attempts": 1, "rows": 2, "bytes": 4,
+    /// #   "objects": [{"key": "m/s/dt=2026-12-02/r1-00000.csv", "rows": 2, "bytes": 4, "sha256": ""},
+    /// #               {"key": "m/s/dt=2026-12-02/it's-00001.csv", "rows": 0, "bytes": 0, "sha256": ""}],
+    /// #   "checkpoint_from": null, "checkpoint_to": null, "manifest": null, "error_message": null})).unwrap();
+    /// assert_eq!(m.snowflake_files_clause("m/s/"),
+    ///     "FILES = ('dt=2026-12-02/r1-00000.csv', 'dt=2026-12-02/it''s-00001.csv')");
+    /// ```
+    pub fn snowflake_files_clause(&self, stage_prefix: &str) -> String {
+        let files: Vec<String> = self
+            .objects
+            .iter()
+            .map(|o| {
+                let k = o.key.strip_prefix(stage_prefix).unwrap_or(&o.key);
+                format!("'{}'", k.replace('\'', "''"))
+            })
+            .collect();
+        format!("FILES = ({})", files.join(", "))
+    }
+}
+
 /// Progress reported after each batch and each commit.
 #[derive(Clone, Debug)]
 pub struct Progress {
