@@ -18,10 +18,14 @@
 //!   source is idle, so CDC streams land data without ending.
 //!
 //! ## The commit sequence
-//! Each part: the object is committed (on a local folder fsynced and renamed into place),
-//! then the run's manifest is rewritten listing every object so far (outcome `running`),
-//! then the checkpoint is saved. A kill between any two steps loses nothing: before the
-//! checkpoint, the next run re-reads the part's rows (duplicates only of that one part);
+//! Each part: the object is committed (on a local folder fsynced and renamed into place;
+//! this runs in the background while the next part is written), then the run's manifest
+//! is rewritten listing every object so far (outcome `running`; an unbounded stream
+//! writes an epoch manifest of the objects since the last one instead), then the
+//! checkpoint is saved, then acknowledged to the source. A kill between any two steps
+//! loses nothing: before the checkpoint, the next run re-reads the part's rows
+//! (duplicates only of that one part, and of the first rows of the batch it was closed
+//! in: a part closed mid-batch carries the checkpoint of the batch before);
 //! after it, the manifest already names the part. Objects no manifest lists belong to an
 //! attempt that stopped before its manifest, and loaders that follow manifests skip them.
 //! The final manifest (outcome `succeeded`, `failed` or `cancelled`) is written at the end
