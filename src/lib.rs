@@ -98,12 +98,12 @@ pub mod warehouse;
 pub use error::{BoxError, Error, Result};
 pub use model::{Batch, BatchStream, Checkpoint, CursorValue, Watermark};
 pub use pipeline::{
-    Manifest, ObjectReport, OnSchemaChange, Outcome, Pipeline, PipelineBuilder, PipelineOptions,
-    Progress, RunLog, RunReport,
+    DryRun, Manifest, ObjectReport, OnSchemaChange, Outcome, Pipeline, PipelineBuilder,
+    PipelineOptions, Progress, RunLog, RunReport,
 };
 pub use traits::{
     Acker, BatchSink, BatchTarget, BatchValidator, BatchWriter, Extraction, Extractor, NoAck,
-    ObjectTarget, Receipt, Resume, Severity, Sink, SinkWriter, ValidationOutcome, Validator,
+    ObjectTarget, Plan, Receipt, Resume, Severity, Sink, SinkWriter, ValidationOutcome, Validator,
 };
 pub use util::{Secret, redact_url};
 

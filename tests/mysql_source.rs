@@ -628,3 +628,32 @@ async fn the_extractor_suite_passes_keyed_and_key_less() {
         assert!(r.rows >= 41 && r.resumes > 0, "{r:?}");
     }
 }
+
+#[tokio::test]
+async fn a_dry_run_gives_the_query_and_the_servers_estimate() {
+    let t = table();
+    let Some((url, _conn)) = setup(&format!(
+        "CREATE TABLE {t} (id INT PRIMARY KEY, at DATETIME(6));
+         INSERT INTO {t} SELECT seq, TIMESTAMPADD(SECOND, seq, '2020-01-01') FROM seq_1_to_3000;
+         ANALYZE TABLE {t}"
+    ))
+    .await
+    else {
+        return;
+    };
+    let p = Pipeline::builder("dry")
+        .extractor(
+            MySqlExtractor::connect_lazy(
+                &url,
+                SqlSource::table(t.clone()).incremental(Cursor::new("at")),
+            )
+            .unwrap(),
+        )
+        .sink(ObjectSink::memory())
+        .build()
+        .unwrap();
+    let plan = p.dry_run().await.unwrap().plan.unwrap();
+    assert!(plan.query.contains(&t), "{}", plan.query);
+    let n = plan.estimated_rows.unwrap();
+    assert!((1000..=6000).contains(&n), "estimate {n}");
+}

@@ -1055,3 +1055,35 @@ async fn a_widened_numeric_between_two_incremental_runs_is_noticed() {
     let schema = second.objects[0].schema.as_ref().unwrap();
     assert_eq!(schema.fields[1].data_type, "Decimal128(14, 3)");
 }
+
+#[tokio::test]
+async fn a_dry_run_gives_the_query_and_the_servers_estimate() {
+    let s = schema_name();
+    let Some((url, _conn)) = setup(&format!(
+        "CREATE SCHEMA {s}; CREATE TABLE {s}.t AS SELECT g id, now() at FROM generate_series(1, 5000) g;
+         ANALYZE {s}.t"
+    ))
+    .await
+    else {
+        return;
+    };
+    let p = Pipeline::builder("dry")
+        .extractor(
+            PostgresExtractor::connect_lazy(
+                &url,
+                SqlSource::table(format!("{s}.t")).incremental(Cursor::new("at").with_key(["id"])),
+            )
+            .unwrap(),
+        )
+        .sink(ObjectSink::memory())
+        .build()
+        .unwrap();
+    let plan = p.dry_run().await.unwrap().plan.unwrap();
+    assert!(
+        plan.query.contains(&format!("\"{s}\".\"t\"")),
+        "{}",
+        plan.query
+    );
+    let n = plan.estimated_rows.unwrap();
+    assert!((4000..=6000).contains(&n), "estimate {n}");
+}

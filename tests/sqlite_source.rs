@@ -600,3 +600,40 @@ async fn a_column_added_between_two_incremental_runs_is_a_warning_and_a_new_sche
         .unwrap();
     assert!(p.run().await.into_result().unwrap().warnings.is_empty());
 }
+
+#[tokio::test]
+async fn a_dry_run_says_where_a_run_would_start_and_what_it_would_read() {
+    let pool = orders().await;
+    insert(
+        &pool,
+        &[
+            (1, "Backordered", "2020-06-01 12:00:00"),
+            (1, "Shipped", "2020-06-09 12:00:25"),
+        ],
+    )
+    .await;
+    let sink = ObjectSink::memory();
+    let p = incremental(
+        &pool,
+        &sink,
+        Cursor::new("LastUpdated"),
+        PipelineOptions::new(),
+    );
+    let d = p.dry_run().await.unwrap();
+    assert_eq!(d.from, None);
+    let plan = d.plan.unwrap();
+    assert!(plan.query.contains("FROM `Orders`"), "{}", plan.query);
+    assert_eq!(plan.estimated_rows, Some(2));
+    assert!(
+        sink.list("").await.unwrap().is_empty(),
+        "a dry run wrote something"
+    );
+    assert_eq!(p.run().await.into_result().unwrap().rows, 2);
+    insert(&pool, &[(2, "Shipped", "2020-07-11 03:05:00")]).await;
+    let d = p.dry_run().await.unwrap();
+    assert!(matches!(d.from, Some(Checkpoint::Watermark(_))));
+    let plan = d.plan.unwrap();
+    // From the watermark on (`>=`: the row at the last value is read again and skipped).
+    assert_eq!(plan.binds, ["2020-06-09 12:00:25"]);
+    assert_eq!(plan.estimated_rows, Some(2));
+}

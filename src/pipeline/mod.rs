@@ -344,6 +344,16 @@ impl PipelineBuilder {
     }
 }
 
+/// What [`Pipeline::dry_run`] found.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct DryRun {
+    /// Where the run would start.
+    pub from: Option<Checkpoint>,
+    /// What it would read, if the source can say.
+    pub plan: Option<crate::Plan>,
+}
+
 /// A composed pipeline. Cheap to run again: each [`Pipeline::run`] is one run.
 ///
 /// ```
@@ -435,6 +445,27 @@ impl Pipeline {
             state.load(&self.name).await?;
         }
         Ok(())
+    }
+
+    /// What the next run would read, reading no row: where it would start (the saved
+    /// checkpoint, or [`PipelineOptions::with_start_from`]) and the extractor's
+    /// [`Plan`](crate::Plan) from there (for SQL sources the query, its bound values and
+    /// an estimate of its rows), `None` when the source cannot say.
+    pub async fn dry_run(&self) -> Result<DryRun> {
+        let loaded = match &self.state {
+            Some(s) => s.load(&self.name).await?,
+            None => None,
+        };
+        let from = self
+            .options
+            .start_from
+            .clone()
+            .or_else(|| loaded.as_ref().map(|v| v.value.checkpoint.clone()));
+        let plan = self
+            .extractor
+            .plan(&crate::Resume::from_checkpoint(from.clone()))
+            .await?;
+        Ok(DryRun { from, plan })
     }
 
     /// The state the next run starts from (checkpoint, run, schemas), if any was saved.

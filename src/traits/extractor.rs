@@ -5,6 +5,30 @@ use crate::{BatchStream, Checkpoint, Result};
 use async_trait::async_trait;
 use std::fmt::Debug;
 
+/// What an extraction would read ([`Extractor::plan`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Plan {
+    /// What would run: the SQL query, the request, the collection filter.
+    pub query: String,
+    /// The values bound to its placeholders, as text.
+    pub binds: Vec<String>,
+    /// How many rows the source expects it to return (an estimate where the server
+    /// gives one, e.g. PostgreSQL's and MySQL's `EXPLAIN`; exact for SQLite).
+    pub estimated_rows: Option<u64>,
+}
+
+impl Plan {
+    /// A plan running `query` with `binds`, of about `estimated_rows` rows.
+    pub fn new(query: impl Into<String>, binds: Vec<String>, estimated_rows: Option<u64>) -> Self {
+        Plan {
+            query: query.into(),
+            binds,
+            estimated_rows,
+        }
+    }
+}
+
 /// A source of rows: a table, a change log, an API.
 ///
 /// Implementations are cheap to share (`Send + Sync + 'static`) and usable as
@@ -91,6 +115,13 @@ pub trait Extractor: Debug + Send + Sync + 'static {
         Ok(Extraction::new(self.extract(from.checkpoint).await?))
     }
 
+    /// What an extraction from `from` would read, reading no row: for SQL sources the
+    /// query and the server's estimate of its rows. `Ok(None)` (the default) when the
+    /// source cannot say. See [`Pipeline::dry_run`](crate::Pipeline::dry_run).
+    async fn plan(&self, _from: &Resume) -> Result<Option<Plan>> {
+        Ok(None)
+    }
+
     /// A fast path: the source encodes `format` itself (PostgreSQL's `COPY ... TO STDOUT`
     /// for CSV), producing exactly the bytes the pipeline would write from
     /// [`Extractor::extract`]'s batches. `Ok(None)` (the default) when the source cannot
@@ -113,4 +144,5 @@ super::forward::forward_impls!(Extractor {
     async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> => (from);
     async fn open(&self, from: Resume) -> Result<Extraction> => (from);
     async fn extract_encoded(&self, from: Option<Checkpoint>, format: &dyn Format) -> Result<Option<EncodedStream>> => (from, format);
+    async fn plan(&self, from: &Resume) -> Result<Option<Plan>> => (from);
 });

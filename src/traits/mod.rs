@@ -11,7 +11,7 @@ mod validator;
 pub use ack::{Acker, Extraction, NoAck, Resume};
 pub(crate) use batch_sink::same_schema;
 pub use batch_sink::{BatchSink, BatchTarget, BatchWriter, ObjectReport};
-pub use extractor::Extractor;
+pub use extractor::{Extractor, Plan};
 pub(crate) use forward::forward_impls;
 pub use sink::{ObjectTarget, Receipt, Sink, SinkWriter};
 pub use validator::{BatchValidator, Severity, ValidationOutcome, Validator};

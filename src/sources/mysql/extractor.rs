@@ -37,14 +37,14 @@ fn my_err(e: sqlx::Error, what: &str) -> Error {
 #[derive(Debug, Clone)]
 pub struct MySqlExtractor {
     pool: MySqlPool,
-    source: SqlSource,
+    pub(super) source: SqlSource,
     timeouts: Timeouts,
 }
 
-struct Prepared {
+pub(super) struct Prepared {
     source: SqlSource,
-    sql: String,
-    binds: Vec<CursorValue>,
+    pub(super) sql: String,
+    pub(super) binds: Vec<CursorValue>,
     decoders: Vec<Dec>,
     schema: SchemaRef,
 }
@@ -68,7 +68,7 @@ impl MySqlExtractor {
         self
     }
 
-    fn deadlines(&self) -> Deadlines {
+    pub(super) fn deadlines(&self) -> Deadlines {
         let o = self.pool.connect_options();
         Deadlines::new(
             "mysql",
@@ -93,7 +93,7 @@ impl MySqlExtractor {
         Ok(Self::new(pool, source))
     }
 
-    async fn connection(&self) -> Result<MySqlConnection> {
+    pub(super) async fn connection(&self) -> Result<MySqlConnection> {
         let deadlines = self.deadlines();
         let opts = self.pool.connect_options();
         deadlines
@@ -187,7 +187,7 @@ impl MySqlExtractor {
         out
     }
 
-    async fn prepare(
+    pub(super) async fn prepare(
         &self,
         conn: &mut MySqlConnection,
         from: Option<&crate::Watermark>,
@@ -248,7 +248,7 @@ impl MySqlExtractor {
     }
 }
 
-fn text_args(binds: &[CursorValue]) -> Result<MySqlArguments> {
+pub(super) fn text_args(binds: &[CursorValue]) -> Result<MySqlArguments> {
     let mut args = MySqlArguments::default();
     for v in binds {
         // MySQL converts a text parameter to the column's type in the comparison.
@@ -276,6 +276,12 @@ impl Extractor for MySqlExtractor {
     async fn check(&self) -> Result<()> {
         let mut conn = self.connection().await?;
         self.prepare(&mut conn, None).await.map(|_| ())
+    }
+
+    async fn plan(&self, from: &crate::Resume) -> Result<Option<crate::Plan>> {
+        super::plan::plan(self, from.checkpoint.as_ref())
+            .await
+            .map(Some)
     }
 
     async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {

@@ -1,6 +1,7 @@
 //! MySQL and MariaDB source (feature `mysql`): tables and queries, full or incremental.
 
 mod extractor;
+mod plan;
 pub mod types;
 
 pub use extractor::MySqlExtractor;

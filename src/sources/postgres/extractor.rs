@@ -326,7 +326,7 @@ impl PostgresExtractor {
     }
 }
 
-fn text_args(binds: &[CursorValue]) -> Result<PgArguments> {
+pub(super) fn text_args(binds: &[CursorValue]) -> Result<PgArguments> {
     let mut args = PgArguments::default();
     for v in binds {
         let text = match v {
@@ -423,6 +423,12 @@ impl Extractor for PostgresExtractor {
     async fn check(&self) -> Result<()> {
         let mut conn = self.connection().await?;
         self.prepare(&mut conn, None).await.map(|_| ())
+    }
+
+    async fn plan(&self, from: &crate::Resume) -> Result<Option<crate::Plan>> {
+        super::plan::plan(self, from.checkpoint.as_ref())
+            .await
+            .map(Some)
     }
 
     async fn extract_encoded(

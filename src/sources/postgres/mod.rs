@@ -2,6 +2,7 @@
 
 mod copy;
 mod extractor;
+mod plan;
 pub mod types;
 
 pub use extractor::PostgresExtractor;

@@ -73,6 +73,25 @@ impl Extractor for SqliteExtractor {
         Ok(())
     }
 
+    async fn plan(&self, from: &crate::Resume) -> Result<Option<crate::Plan>> {
+        let watermark = resume_from("sqlite", &self.source, from.checkpoint.as_ref())?;
+        let upper = lag_bound(&self.source)
+            .map(|t| CursorValue::Text(t.format("%Y-%m-%d %H:%M:%S").to_string()));
+        let BuiltQuery { sql, binds } =
+            build_query(&self.source, Dialect::Sqlite, watermark.as_ref(), upper)?;
+        // Embedded, so the count is exact and cheap enough for a dry run.
+        let count: i64 =
+            sqlx::query_scalar_with(&format!("SELECT COUNT(*) FROM ({sql})"), arguments(&binds)?)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| sqlx_error(e, "counting the rows"))?;
+        Ok(Some(crate::Plan::new(
+            sql,
+            binds.iter().map(ToString::to_string).collect(),
+            Some(count.max(0) as u64),
+        )))
+    }
+
     async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
         let watermark = resume_from("sqlite", &self.source, from.as_ref())?;
         let upper = lag_bound(&self.source)
