@@ -37,7 +37,8 @@ impl Plan {
 /// not from inside the stream.
 ///
 /// ```
-/// /// use arrow_array::{Int64Array, RecordBatch};
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
 /// use arrow_schema::{DataType, Field, Schema};
 /// use async_trait::async_trait;
 /// use futures::StreamExt;

@@ -154,7 +154,8 @@ super::forward::forward_impls!(Validator {
 /// Checks see batches in order and may keep state across them (behind a lock).
 ///
 /// ```
-/// /// use arrow_array::{Int64Array, RecordBatch};
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
 /// use arrow_schema::{DataType, Field, Schema};
 /// use tributary::{BatchValidator, validate::NotNull};
 /// let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
