@@ -31,6 +31,10 @@ pub mod postgres;
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql;
 
+#[cfg(feature = "mysql-cdc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql-cdc")))]
+pub mod mysql_cdc;
+
 #[cfg(feature = "rest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rest")))]
 pub mod rest;

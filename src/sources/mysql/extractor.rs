@@ -41,12 +41,12 @@ pub struct MySqlExtractor {
     timeouts: Timeouts,
 }
 
-pub(super) struct Prepared {
+pub(crate) struct Prepared {
     source: SqlSource,
-    pub(super) sql: String,
-    pub(super) binds: Vec<CursorValue>,
-    decoders: Vec<Dec>,
-    schema: SchemaRef,
+    pub(crate) sql: String,
+    pub(crate) binds: Vec<CursorValue>,
+    pub(crate) decoders: Vec<Dec>,
+    pub(crate) schema: SchemaRef,
 }
 
 impl MySqlExtractor {
@@ -68,7 +68,7 @@ impl MySqlExtractor {
         self
     }
 
-    pub(super) fn deadlines(&self) -> Deadlines {
+    pub(crate) fn deadlines(&self) -> Deadlines {
         let o = self.pool.connect_options();
         Deadlines::new(
             "mysql",
@@ -77,6 +77,15 @@ impl MySqlExtractor {
             o.get_port(),
             self.timeouts,
         )
+    }
+
+    /// The same connection settings reading another source.
+    pub(crate) fn with_source(&self, source: SqlSource) -> Self {
+        MySqlExtractor {
+            pool: self.pool.clone(),
+            source,
+            timeouts: self.timeouts,
+        }
     }
 
     /// Connect on first use to a `mysql://` URL (MariaDB too).
@@ -93,7 +102,7 @@ impl MySqlExtractor {
         Ok(Self::new(pool, source))
     }
 
-    pub(super) async fn connection(&self) -> Result<MySqlConnection> {
+    pub(crate) async fn connection(&self) -> Result<MySqlConnection> {
         let deadlines = self.deadlines();
         let opts = self.pool.connect_options();
         deadlines
@@ -187,7 +196,7 @@ impl MySqlExtractor {
         out
     }
 
-    pub(super) async fn prepare(
+    pub(crate) async fn prepare(
         &self,
         conn: &mut MySqlConnection,
         from: Option<&crate::Watermark>,
@@ -248,7 +257,7 @@ impl MySqlExtractor {
     }
 }
 
-pub(super) fn text_args(binds: &[CursorValue]) -> Result<MySqlArguments> {
+pub(crate) fn text_args(binds: &[CursorValue]) -> Result<MySqlArguments> {
     let mut args = MySqlArguments::default();
     for v in binds {
         // MySQL converts a text parameter to the column's type in the comparison.
@@ -325,11 +334,17 @@ impl Extractor for MySqlExtractor {
 }
 
 /// Where finished batches go.
-enum Out<'a> {
+pub(crate) enum Out<'a> {
     /// Through the watermark logic (plain and incremental extractions).
     Emitter(&'a mut Emitter),
     /// Straight to the consumer, tagged with a partition.
     Partition(tokio::sync::mpsc::Sender<Result<Batch>>, u32),
+    /// Straight to the consumer, each batch made by a function of the rows (the change
+    /// rows of a CDC snapshot).
+    Wrap(
+        tokio::sync::mpsc::Sender<Result<Batch>>,
+        &'a (dyn Fn(RecordBatch) -> Result<Batch> + Sync),
+    ),
 }
 
 impl Out<'_> {
@@ -340,33 +355,52 @@ impl Out<'_> {
             Out::Partition(tx, p) => {
                 Ok(tx.send(Ok(Batch::new(rb).with_partition(*p))).await.is_ok())
             }
+            Out::Wrap(tx, f) => Ok(tx.send(Ok(f(rb)?)).await.is_ok()),
         }
     }
 }
 
 /// What the rows look like and how many go in a batch.
-struct Shape<'a> {
-    schema: &'a SchemaRef,
-    decoders: &'a [Dec],
-    batch_rows: usize,
+pub(crate) struct Shape<'a> {
+    pub(crate) schema: &'a SchemaRef,
+    pub(crate) decoders: &'a [Dec],
+    pub(crate) batch_rows: usize,
 }
 
 /// Stream the rows of `sql` in one consistent snapshot, handing each finished batch on.
 async fn stream_rows(
     conn: &mut MySqlConnection,
+    query: (&str, MySqlArguments),
+    shape: Shape<'_>,
+    deadlines: &Deadlines,
+    out: Out<'_>,
+) -> Result<()> {
+    conn.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await
+        .map_err(|e| my_err(e, "starting a snapshot"))?;
+    if !read_rows(conn, query, shape, deadlines, out).await? {
+        return Ok(());
+    }
+    conn.execute("COMMIT")
+        .await
+        .map_err(|e| my_err(e, "ending the snapshot"))?;
+    Ok(())
+}
+
+/// Read the rows of `sql` in the connection's current transaction, handing each finished
+/// batch on; `Ok(false)` when the consumer went away.
+pub(crate) async fn read_rows(
+    conn: &mut MySqlConnection,
     (sql, args): (&str, MySqlArguments),
     shape: Shape<'_>,
     deadlines: &Deadlines,
     mut out: Out<'_>,
-) -> Result<()> {
+) -> Result<bool> {
     let Shape {
         schema,
         decoders,
         batch_rows,
     } = shape;
-    conn.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        .await
-        .map_err(|e| my_err(e, "starting a snapshot"))?;
     let mut builders: Vec<Box<dyn ArrayBuilder>> = schema
         .fields()
         .iter()
@@ -396,18 +430,15 @@ async fn stream_rows(
             if n == batch_rows {
                 n = 0;
                 if !out.emit(finish(&mut builders)?).await? {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
     }
     if n > 0 && !out.emit(finish(&mut builders)?).await? {
-        return Ok(());
+        return Ok(false);
     }
-    conn.execute("COMMIT")
-        .await
-        .map_err(|e| my_err(e, "ending the snapshot"))?;
-    Ok(())
+    Ok(true)
 }
 
 impl MySqlExtractor {

@@ -5,3 +5,5 @@ mod plan;
 pub mod types;
 
 pub use extractor::MySqlExtractor;
+#[cfg(feature = "mysql-cdc")]
+pub(crate) use extractor::{Out, Shape, read_rows, text_args};

@@ -332,7 +332,7 @@ impl Dec {
     }
 }
 
-fn zero_date(column: &str) -> Error {
+pub(crate) fn zero_date(column: &str) -> Error {
     Error::type_error(
         "mysql",
         format!(

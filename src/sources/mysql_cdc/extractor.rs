@@ -1,0 +1,407 @@
+use super::config::{MySqlCdcConfig, SnapshotMode, StartAt, WhenPositionLost};
+use super::server::{self, Facts};
+use super::snapshot::snapshot;
+use super::stream::{Gtids, Plan, Position, stream};
+use crate::model::TableFilter;
+use crate::sources::mysql::MySqlExtractor;
+use crate::sources::sql::SqlSource;
+use crate::{Batch, BatchStream, Checkpoint, Error, Extraction, Extractor, Result, Resume};
+use async_trait::async_trait;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+const C: &str = "mysql-cdc";
+
+/// Reads MySQL/MariaDB changes from the binlog (feature `mysql-cdc`): a consistent
+/// snapshot of the selected tables, then every insert, update and delete from exactly
+/// the snapshot's binlog position, as [change rows](crate::model::change) of one table
+/// per batch (each table lands under its own name).
+///
+/// - **Checkpoints** are [`Checkpoint::Binlog`] positions taken only at transaction ends,
+///   with MariaDB's GTID position and the server's identity; the pipeline saves one only
+///   after the data up to it is committed. A purged file or a checkpoint of another
+///   server is [`Error::PositionLost`] (or a new snapshot, with
+///   [`WhenPositionLost::Resnapshot`]).
+/// - **Schema changes** need no DDL parsing: every transaction's table map event carries
+///   the table's definition as of that point of the log (with `binlog_row_metadata =
+///   FULL`), so a batch after an `ALTER TABLE` has the new schema and the pipeline starts
+///   a new object for it.
+/// - **Memory** stays bounded: a big transaction is handed on in batches of
+///   [`MySqlCdcConfig::with_batch_rows`] rows, only the last with the checkpoint.
+///
+/// ```no_run
+/// # async fn f() -> tributary::Result<()> {
+/// use tributary::sources::mysql_cdc::{MySqlCdcConfig, MySqlCdcExtractor};
+/// let orders = MySqlCdcExtractor::connect_lazy(
+///     "mysql://repl:secret@db/shop",
+///     MySqlCdcConfig::new().with_tables(["Orders"]).with_server_id(5001),
+/// )?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MySqlCdcExtractor {
+    opts: mysql_async::Opts,
+    sql: MySqlExtractor,
+    config: MySqlCdcConfig,
+}
+
+impl std::fmt::Debug for MySqlCdcExtractor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MySqlCdcExtractor")
+            .field("host", &self.opts.ip_or_hostname())
+            .field("port", &self.opts.tcp_port())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one extraction knows: the connections' settings and the server's facts.
+pub(crate) struct Ctx {
+    pub opts: mysql_async::Opts,
+    pub sql: MySqlExtractor,
+    pub config: MySqlCdcConfig,
+    pub facts: Facts,
+    pub filter: TableFilter,
+    pub json: HashMap<String, HashSet<String>>,
+    pub server_id: u32,
+}
+
+impl Ctx {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.opts.ip_or_hostname(), self.opts.tcp_port())
+    }
+}
+
+impl MySqlCdcExtractor {
+    /// Connect on first use to a `mysql://` URL (MariaDB too); its database is where
+    /// unqualified table names live.
+    pub fn connect_lazy(url: &str, config: MySqlCdcConfig) -> Result<Self> {
+        let bad = |e: String| {
+            Error::config(
+                C,
+                format!(
+                    "invalid URL {}: {}",
+                    crate::redact_url(url),
+                    crate::util::redact_text(&e)
+                ),
+            )
+        };
+        let opts = mysql_async::Opts::from_url(url).map_err(|e| bad(e.to_string()))?;
+        let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(opts)
+            .prefer_socket(false)
+            .into();
+        let sql = MySqlExtractor::connect_lazy(url, SqlSource::table("_"))?
+            .with_timeouts(config.timeouts);
+        Ok(MySqlCdcExtractor { opts, sql, config })
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &MySqlCdcConfig {
+        &self.config
+    }
+
+    async fn context(&self) -> Result<(Ctx, sqlx::mysql::MySqlConnection)> {
+        let mut conn = self.sql.connection().await?;
+        let facts = server::facts(&mut conn).await?;
+        let db = facts.database.clone();
+        let qualify = |names: &[String]| -> Vec<String> {
+            names
+                .iter()
+                .map(|n| match (&db, n.contains('.')) {
+                    (Some(d), false) => format!("{d}.{n}"),
+                    _ => n.clone(),
+                })
+                .collect()
+        };
+        let t = &self.config.tables;
+        let mut include = qualify(t.included());
+        if include.is_empty() {
+            include.push(match &db {
+                Some(d) => format!("{d}.*"),
+                None => "*".into(),
+            });
+        }
+        let filter = TableFilter::new()
+            .include(include)
+            .exclude(qualify(t.excluded()))
+            .with_case(facts.case);
+        let json = if facts.mariadb {
+            server::json_columns(&mut conn).await
+        } else {
+            HashMap::new()
+        };
+        let server_id = self
+            .config
+            .server_id
+            .unwrap_or_else(|| 1_000_000 + (rand_u32() % 3_000_000_000));
+        Ok((
+            Ctx {
+                opts: self.opts.clone(),
+                sql: self.sql.clone(),
+                config: self.config.clone(),
+                facts,
+                filter,
+                json,
+                server_id,
+            },
+            conn,
+        ))
+    }
+
+    fn lost(&self, message: String) -> Error {
+        Error::PositionLost {
+            component: C.into(),
+            message,
+        }
+    }
+
+    /// Where a resume from `cp` starts, or why it cannot.
+    async fn resume_point(
+        &self,
+        ctx: &Ctx,
+        conn: &mut sqlx::mysql::MySqlConnection,
+        cp: &Checkpoint,
+    ) -> Result<Position> {
+        let Checkpoint::Binlog {
+            file,
+            pos,
+            gtid,
+            server,
+        } = cp
+        else {
+            return Err(Error::config(
+                C,
+                format!("a binlog reader resumes from a binlog checkpoint, not {cp:?}"),
+            ));
+        };
+        let me = ctx.facts.identity();
+        if let Some(s) = server
+            && *s != me
+        {
+            return Err(self.lost(format!(
+                "the checkpoint {file}:{pos} was taken on server {s}, this is {me}; its \
+                 positions mean nothing here"
+            )));
+        }
+        let logs = server::binary_logs(conn).await?;
+        let first = logs
+            .first()
+            .map(|(f, _)| format!("{f}:4"))
+            .unwrap_or_else(|| "none".into());
+        match logs.iter().find(|(f, _)| f == file) {
+            Some((_, size)) if *pos <= *size => {}
+            Some((_, size)) => {
+                return Err(self.lost(format!(
+                    "the checkpoint {file}:{pos} is past the end of that file ({size} bytes)"
+                )));
+            }
+            None if self.config.resume_by_gtid && gtid.is_some() => {}
+            None => {
+                return Err(self.lost(format!(
+                    "the checkpoint's binlog file {file} (position {pos}) is no longer on the \
+                     server; the first available position is {first}"
+                )));
+            }
+        }
+        Ok(Position {
+            file: file.clone(),
+            pos: *pos,
+            gtids: gtid.as_deref().and_then(Gtids::parse).unwrap_or_default(),
+        })
+    }
+
+    async fn start_position(
+        &self,
+        ctx: &Ctx,
+        conn: &mut sqlx::mysql::MySqlConnection,
+    ) -> Result<Position> {
+        let (file, pos) = match &self.config.start {
+            StartAt::Current => server::current_end(conn, &ctx.facts).await?,
+            StartAt::Position { file, pos } => (file.clone(), *pos),
+        };
+        let gtids = if ctx.facts.mariadb {
+            server::gtid_at(conn, &file, pos)
+                .await
+                .and_then(|g| Gtids::parse(&g))
+                .unwrap_or_default()
+        } else {
+            Gtids::default()
+        };
+        Ok(Position { file, pos, gtids })
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish() as u32
+}
+
+/// What the task does first.
+enum Begin {
+    Snapshot { then_stream: bool },
+    Stream(Position),
+    Done,
+}
+
+#[async_trait]
+impl Extractor for MySqlCdcExtractor {
+    fn source(&self) -> &str {
+        C
+    }
+
+    fn stream(&self) -> &str {
+        &self.config.stream
+    }
+
+    fn bounded(&self) -> bool {
+        self.config.until_current || self.config.snapshot == SnapshotMode::InitialOnly
+    }
+
+    /// The server is set up for row-based capture and the user may read the binlog;
+    /// every missing prerequisite is named, with its fix, in one
+    /// [`Error::Prerequisite`].
+    async fn check(&self) -> Result<()> {
+        let (ctx, mut conn) = self.context().await?;
+        let mut missing = ctx.facts.missing();
+        missing.extend(
+            server::missing_privileges(&mut conn, &ctx.facts)
+                .await?
+                .into_iter()
+                .map(|p| format!("the user lacks {p}")),
+        );
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Prerequisite {
+                component: C.into(),
+                message: missing.join("; "),
+            })
+        }
+    }
+
+    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
+        Ok(self.open(Resume::from_checkpoint(from)).await?.batches)
+    }
+
+    async fn open(&self, from: Resume) -> Result<Extraction> {
+        let (ctx, mut conn) = self.context().await?;
+        let missing = ctx.facts.missing();
+        if !missing.is_empty() {
+            return Err(Error::Prerequisite {
+                component: C.into(),
+                message: missing.join("; "),
+            });
+        }
+        let begin = match (&from.checkpoint, self.config.snapshot) {
+            (None, SnapshotMode::Never) => {
+                Begin::Stream(self.start_position(&ctx, &mut conn).await?)
+            }
+            (None, mode) => Begin::Snapshot {
+                then_stream: mode == SnapshotMode::Initial,
+            },
+            // The snapshot is done and saved.
+            (Some(_), SnapshotMode::InitialOnly) => Begin::Done,
+            (Some(cp), mode) => match self.resume_point(&ctx, &mut conn, cp).await {
+                Ok(p) => Begin::Stream(p),
+                Err(Error::PositionLost { message, .. })
+                    if self.config.when_position_lost == WhenPositionLost::Resnapshot =>
+                {
+                    tracing::warn!(%message, "binlog position lost; taking a new snapshot");
+                    Begin::Snapshot {
+                        then_stream: mode != SnapshotMode::InitialOnly,
+                    }
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let until = if self.config.until_current {
+            Some(server::current_end(&mut conn, &ctx.facts).await?)
+        } else {
+            None
+        };
+        let tables = match begin {
+            Begin::Snapshot { .. } => server::tables(&mut conn, &ctx.filter).await?,
+            _ => Vec::new(),
+        };
+        drop(conn);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Batch>>(4);
+        let by_gtid = self.config.resume_by_gtid;
+        let task = tokio::spawn(async move {
+            let ctx = Arc::new(ctx);
+            let tx2 = tx.clone();
+            let result: Result<()> = async {
+                let from = match begin {
+                    Begin::Done => return Ok(()),
+                    Begin::Stream(p) => p,
+                    Begin::Snapshot { then_stream } => {
+                        let Some(at) = snapshot(&ctx, &tables, &tx).await? else {
+                            return Ok(());
+                        };
+                        let from = Position {
+                            file: at.file,
+                            pos: at.pos,
+                            gtids: at
+                                .gtid
+                                .as_deref()
+                                .and_then(Gtids::parse)
+                                .unwrap_or_default(),
+                        };
+                        if !then_stream {
+                            let cp = Checkpoint::Binlog {
+                                file: from.file.clone(),
+                                pos: from.pos,
+                                gtid: from.gtids.text(),
+                                server: Some(ctx.facts.identity()),
+                            };
+                            let empty = arrow_array::RecordBatch::new_empty(Arc::new(
+                                arrow_schema::Schema::empty(),
+                            ));
+                            let _ = tx.send(Ok(Batch::new(empty).with_checkpoint(cp))).await;
+                            return Ok(());
+                        }
+                        from
+                    }
+                };
+                let plan = Plan {
+                    from,
+                    until,
+                    by_gtid,
+                };
+                stream(&ctx, plan, &tx).await
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = tx2.send(Err(e)).await;
+            }
+        });
+        // A panic in the protocol library (it unwraps some reads) is an error, not a hang.
+        let (etx, erx) = tokio::sync::mpsc::channel::<Result<Batch>>(1);
+        tokio::spawn(async move {
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                let _ = etx
+                    .send(Err(Error::Connection {
+                        component: C.into(),
+                        message: "the binlog reader failed on a malformed packet".into(),
+                        source: None,
+                    }))
+                    .await;
+            }
+        });
+        use futures::StreamExt;
+        let batches = futures::stream::select(
+            crate::sources::channel_stream(rx),
+            crate::sources::channel_stream(erx),
+        )
+        .boxed();
+        Ok(Extraction::new(batches))
+    }
+}

@@ -1,0 +1,916 @@
+//! The binlog event loop: row events of the selected tables into change batches, a
+//! checkpoint only at transaction ends.
+
+use super::extractor::Ctx;
+use super::types::{CellError, Col, Layout, Reader, columns_of, read_value};
+use crate::model::{ChangeMeta, ChangeSchema, Op};
+use crate::sources::mysql::types::Dec;
+use crate::{Batch, Checkpoint, Error, Result};
+use arrow_array::builder::*;
+use arrow_array::{ArrayRef, RecordBatch};
+use futures::StreamExt;
+use mysql_async::BinlogStreamRequest;
+use mysql_async::binlog::EventType;
+use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
+use mysql_async::prelude::Queryable;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::Sender;
+
+const C: &str = "mysql-cdc";
+/// MariaDB's own event types, which `mysql_common` does not parse.
+const MARIADB_GTID: u8 = 162;
+const MARIADB_GTID_STANDALONE: u8 = 1;
+
+/// A binlog position: file, offset of the next event, and MariaDB's GTID state there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub file: String,
+    pub pos: u64,
+    pub gtids: Gtids,
+}
+
+impl Position {
+    /// Whether this position is at or after `(file, pos)` (files compare by number).
+    pub fn reached(&self, file: &str, pos: u64) -> bool {
+        (file_number(&self.file), self.pos) >= (file_number(file), pos)
+    }
+}
+
+/// The number at the end of a binlog file name (`binlog.000012` → 12).
+pub(crate) fn file_number(file: &str) -> u64 {
+    file.rsplit('.')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// MariaDB's GTID position: the last sequence number per replication domain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Gtids(BTreeMap<u32, (u32, u64)>);
+
+impl Gtids {
+    pub fn parse(s: &str) -> Option<Gtids> {
+        let mut m = BTreeMap::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let mut it = part.split('-');
+            let (d, sv, n) = (it.next()?, it.next()?, it.next()?);
+            if it.next().is_some() {
+                return None;
+            }
+            m.insert(d.parse().ok()?, (sv.parse().ok()?, n.parse().ok()?));
+        }
+        Some(Gtids(m))
+    }
+
+    pub fn text(&self) -> Option<String> {
+        if self.0.is_empty() {
+            return None;
+        }
+        Some(
+            self.0
+                .iter()
+                .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
+}
+
+/// A mysql_async error as ours, naming what was being done.
+pub(crate) fn my_err(e: mysql_async::Error, what: &str, at: Option<&Position>) -> Error {
+    use mysql_async::Error as E;
+    let message = crate::util::redact_text(&format!("{what}: {e}"));
+    match &e {
+        E::Server(s) if s.code == 1236 => Error::PositionLost {
+            component: C.into(),
+            message: match at {
+                Some(p) => format!(
+                    "the server cannot send the binlog from {}:{} ({}); it was purged or the \
+                     position is not an event boundary",
+                    p.file, p.pos, s.message
+                ),
+                None => message,
+            },
+        },
+        E::Server(s) if matches!(s.code, 1044 | 1045 | 1142 | 1227 | 1370) => {
+            Error::PermissionDenied {
+                component: C.into(),
+                message,
+                source: Some(Box::new(e)),
+            }
+        }
+        E::Server(s) => Error::Query {
+            component: C.into(),
+            message,
+            // 1927: connection killed; 1053: server shutdown.
+            retryable: matches!(s.code, 1053 | 1927 | 2013 | 1317),
+            source: Some(Box::new(e)),
+        },
+        _ => Error::Connection {
+            component: C.into(),
+            message,
+            source: Some(Box::new(e)),
+        },
+    }
+}
+
+/// The rows of one table gathered for the next batch.
+struct Acc {
+    layout: Arc<Layout>,
+    /// The row schema with every column nullable (a truncate has no values, a
+    /// non-update no before-image).
+    loose: arrow_schema::SchemaRef,
+    change: ChangeSchema,
+    rows: Vec<Box<dyn ArrayBuilder>>,
+    before: Option<Vec<Box<dyn ArrayBuilder>>>,
+    ops: Vec<Op>,
+    meta: Vec<ChangeMeta>,
+}
+
+fn builders(layout: &Layout, n: usize) -> Vec<Box<dyn ArrayBuilder>> {
+    layout
+        .row
+        .fields()
+        .iter()
+        .map(|f| make_builder(f.data_type(), n))
+        .collect()
+}
+
+/// Append a null to a builder made for `dec`.
+fn null(dec: &Dec, b: &mut dyn ArrayBuilder) {
+    macro_rules! n {
+        ($t:ty) => {
+            b.as_any_mut()
+                .downcast_mut::<$t>()
+                .expect("builder matches the column")
+                .append_null()
+        };
+    }
+    match dec {
+        Dec::I8 => n!(Int8Builder),
+        Dec::I16 | Dec::Year => n!(Int16Builder),
+        Dec::I32 => n!(Int32Builder),
+        Dec::I64 => n!(Int64Builder),
+        Dec::U8 => n!(UInt8Builder),
+        Dec::U16 => n!(UInt16Builder),
+        Dec::U32 => n!(UInt32Builder),
+        Dec::U64 | Dec::Bit => n!(UInt64Builder),
+        Dec::F32 => n!(Float32Builder),
+        Dec::F64 => n!(Float64Builder),
+        Dec::Decimal(p, _) if *p <= 38 => n!(Decimal128Builder),
+        Dec::Decimal(..) => n!(Decimal256Builder),
+        Dec::NumericText | Dec::Text | Dec::Json => n!(StringBuilder),
+        Dec::Binary => n!(BinaryBuilder),
+        Dec::Date => n!(Date32Builder),
+        Dec::DateTime | Dec::Timestamp => n!(TimestampMicrosecondBuilder),
+        Dec::Time => n!(DurationMicrosecondBuilder),
+    }
+}
+
+impl Acc {
+    fn new(layout: Arc<Layout>, ctx: &Ctx) -> Result<Acc> {
+        let change = ChangeSchema::new(layout.row.clone(), ctx.config.options)?;
+        let n = ctx.config.batch_rows;
+        let loose = Arc::new(arrow_schema::Schema::new(
+            layout
+                .row
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        Ok(Acc {
+            loose,
+            rows: builders(&layout, n),
+            before: ctx
+                .config
+                .options
+                .before_image
+                .then(|| builders(&layout, n)),
+            change,
+            layout,
+            ops: Vec::with_capacity(n),
+            meta: Vec::with_capacity(n),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    fn finish(&mut self, table: &str) -> Result<RecordBatch> {
+        let bad = |e: arrow_schema::ArrowError| {
+            Error::type_error(C, format!("table {table}: building a batch: {e}"))
+        };
+        let cols: Vec<ArrayRef> = self.rows.iter_mut().map(|b| b.finish()).collect();
+        let rows = RecordBatch::try_new(self.loose.clone(), cols).map_err(bad)?;
+        let before = match &mut self.before {
+            Some(b) => {
+                let cols: Vec<ArrayRef> = b.iter_mut().map(|b| b.finish()).collect();
+                Some(RecordBatch::try_new(self.loose.clone(), cols).map_err(bad)?)
+            }
+            None => None,
+        };
+        let out = self
+            .change
+            .build(&self.ops, &self.meta, &rows, before.as_ref(), &[])?;
+        self.ops.clear();
+        self.meta.clear();
+        Ok(out)
+    }
+
+    /// A row with every column null (a truncate, or the before-image of a non-update).
+    fn nulls(cols: &[Col], b: &mut [Box<dyn ArrayBuilder>]) {
+        for (c, b) in cols.iter().zip(b.iter_mut()) {
+            null(&c.dec, b.as_mut());
+        }
+    }
+}
+
+/// Read one row image (its null bitmap, then its present non-null values) into `out`,
+/// or past it when `out` is `None`.
+fn image(
+    cols: &[Col],
+    present: &[bool],
+    r: &mut Reader<'_>,
+    mut out: Option<&mut [Box<dyn ArrayBuilder>]>,
+) -> std::result::Result<(), CellError> {
+    let n = present.iter().filter(|p| **p).count();
+    let nulls = r.take(n.div_ceil(8))?;
+    let mut k = 0;
+    for (i, col) in cols.iter().enumerate() {
+        if !present.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        let is_null = nulls[k / 8] >> (k % 8) & 1 == 1;
+        k += 1;
+        let b = out.as_deref_mut().map(|o| o[i].as_mut());
+        if is_null {
+            if let Some(b) = b {
+                null(&col.dec, b);
+            }
+        } else {
+            read_value(col, r, b)?;
+        }
+    }
+    Ok(())
+}
+
+/// A table id's table map, and its layout when the table is selected.
+struct Mapped {
+    table: String,
+    tme: TableMapEvent<'static>,
+    layout: Option<Arc<Layout>>,
+}
+
+/// Where a run reads from and until when.
+pub(crate) struct Plan {
+    pub from: Position,
+    pub until: Option<(String, u64)>,
+    /// Resume by GTID (`@slave_connect_state`) rather than file and offset.
+    pub by_gtid: bool,
+}
+
+struct State<'a> {
+    ctx: &'a Ctx,
+    tx: &'a Sender<Result<Batch>>,
+    /// The last safe resume point (outside any transaction).
+    at: Position,
+    file: String,
+    seen_fde: bool,
+    in_txn: bool,
+    began: bool,
+    txid: Option<String>,
+    txn_gtid: Option<(u32, u32, u64)>,
+    seq: u64,
+    maps: HashMap<u64, Mapped>,
+    accs: BTreeMap<String, Acc>,
+    layouts: HashMap<String, Arc<Layout>>,
+    last_emit: Instant,
+    unsent: bool,
+}
+
+/// `Ok(false)`: stop (the consumer went away or the end position was reached).
+type Go = Result<bool>;
+
+impl State<'_> {
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint::Binlog {
+            file: self.at.file.clone(),
+            pos: self.at.pos,
+            gtid: self.at.gtids.text(),
+            server: Some(self.ctx.facts.identity()),
+        }
+    }
+
+    async fn send(&self, b: Batch) -> bool {
+        self.tx.send(Ok(b)).await.is_ok()
+    }
+
+    /// Hand on a full table's rows mid-transaction (no checkpoint: not a resume point).
+    async fn flush_full(&mut self, table: &str) -> Go {
+        let acc = self.accs.get_mut(table).expect("present");
+        if acc.len() < self.ctx.config.batch_rows {
+            return Ok(true);
+        }
+        let b = acc.finish(table)?;
+        Ok(self.send(Batch::new(b).with_table(table.to_string())).await)
+    }
+
+    /// A transaction ended (or the position moved outside one): hand on every table's
+    /// rows, the last batch carrying the checkpoint; with no rows, a position-only batch
+    /// at most every `position_every` (or now, when `force`).
+    async fn boundary(&mut self, force: bool) -> Go {
+        let mut out = Vec::new();
+        for (t, acc) in self.accs.iter_mut() {
+            if acc.len() > 0 {
+                out.push((t.clone(), acc.finish(t)?));
+            }
+        }
+        if out.is_empty() && !force && self.last_emit.elapsed() < self.ctx.config.position_every {
+            self.unsent = true;
+            return Ok(true);
+        }
+        let cp = self.checkpoint();
+        let last = out.len();
+        if last == 0 {
+            let empty = RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()));
+            if !self
+                .send(Batch::new(empty).with_checkpoint(cp.clone()))
+                .await
+            {
+                return Ok(false);
+            }
+        }
+        for (i, (t, b)) in out.into_iter().enumerate() {
+            let mut batch = Batch::new(b).with_table(t);
+            if i + 1 == last {
+                batch = batch.with_checkpoint(cp.clone());
+            }
+            if !self.send(batch).await {
+                return Ok(false);
+            }
+        }
+        self.last_emit = Instant::now();
+        self.unsent = false;
+        Ok(true)
+    }
+
+    fn end_txn(&mut self, log_pos: u64) {
+        if let Some((d, s, n)) = self.txn_gtid.take() {
+            self.at.gtids.0.insert(d, (s, n));
+        }
+        self.in_txn = false;
+        self.began = false;
+        self.txid = None;
+        self.seq = 0;
+        if log_pos > 0 {
+            self.at.file = self.file.clone();
+            self.at.pos = log_pos;
+        }
+    }
+
+    fn meta(&mut self, log_pos: u64, ts: u32) -> ChangeMeta {
+        let o = self.ctx.config.options;
+        let m = ChangeMeta {
+            position: o.position.then(|| format!("{}:{}", self.file, log_pos)),
+            commit_ts: o
+                .commit_ts
+                .then(|| chrono::DateTime::from_timestamp(ts as i64, 0))
+                .flatten(),
+            txid: if o.txid { self.txid.clone() } else { None },
+            seq: o.seq.then_some(self.seq),
+        };
+        self.seq += 1;
+        m
+    }
+
+    fn bad_event(&self, table: &str, log_pos: u64, what: impl std::fmt::Display) -> Error {
+        Error::type_error(
+            C,
+            format!(
+                "table {table}: the row event ending at {}:{log_pos} cannot be decoded with \
+                 the table's known schema: {what}",
+                self.file
+            ),
+        )
+    }
+
+    async fn layout_of(&mut self, table: &str) -> Result<Arc<Layout>> {
+        if let Some(l) = self.layouts.get(table) {
+            return Ok(l.clone());
+        }
+        // A table whose rows were never seen in this run (a truncate first): its current
+        // definition, as the snapshot reads it.
+        let mut conn = self.ctx.sql.connection().await?;
+        let ex = self
+            .ctx
+            .sql
+            .with_source(crate::sources::sql::SqlSource::table(table.to_string()));
+        let prep = ex.prepare(&mut conn, None).await?;
+        let keys = super::server::primary_key(&mut conn, table).await?;
+        let row = super::snapshot::row_schema(&prep.schema, &keys);
+        let cols = row
+            .fields()
+            .iter()
+            .zip(prep.decoders)
+            .map(|(f, dec)| Col {
+                name: f.name().clone(),
+                kind: super::types::Kind::Unsupported {
+                    prefix: 0,
+                    what: "a column known only from the server",
+                },
+                dec,
+                nullable: f.is_nullable(),
+                key: None,
+            })
+            .collect();
+        let l = Arc::new(Layout { cols, row });
+        self.layouts.insert(table.to_string(), l.clone());
+        Ok(l)
+    }
+
+    async fn acc(&mut self, table: &str, layout: Arc<Layout>) -> Go {
+        if let Some(acc) = self.accs.get(table)
+            && acc.layout.row == layout.row
+        {
+            return Ok(true);
+        }
+        // A new definition (a DDL): what was gathered under the old one goes first.
+        if let Some(mut old) = self.accs.remove(table)
+            && old.len() > 0
+        {
+            let b = old.finish(table)?;
+            if !self.send(Batch::new(b).with_table(table.to_string())).await {
+                return Ok(false);
+            }
+        }
+        self.accs
+            .insert(table.to_string(), Acc::new(layout, self.ctx)?);
+        Ok(true)
+    }
+
+    async fn on_table_map(&mut self, tme: TableMapEvent<'_>) -> Result<()> {
+        let id = tme.table_id();
+        if let Some(m) = self.maps.get(&id)
+            && m.tme == tme
+        {
+            return Ok(());
+        }
+        let table = format!("{}.{}", tme.database_name(), tme.table_name());
+        let layout = if self.ctx.filter.matches(&table) {
+            let json = self.ctx.json.get(&table).cloned().unwrap_or_default();
+            let l = Arc::new(Layout::new(columns_of(&tme, &json)?));
+            self.layouts.insert(table.clone(), l.clone());
+            Some(l)
+        } else {
+            None
+        };
+        self.maps.insert(
+            id,
+            Mapped {
+                table,
+                tme: tme.into_owned(),
+                layout,
+            },
+        );
+        Ok(())
+    }
+
+    async fn on_rows(&mut self, ev: &RowsEventData<'_>, log_pos: u64, ts: u32) -> Go {
+        let Some(m) = self.maps.get(&ev.table_id()) else {
+            return Err(Error::type_error(
+                C,
+                format!(
+                    "a row event at {}:{log_pos} for table id {} without its table map event",
+                    self.file,
+                    ev.table_id()
+                ),
+            ));
+        };
+        let Some(layout) = m.layout.clone() else {
+            return Ok(true);
+        };
+        let table = m.table.clone();
+        if !self.acc(&table, layout.clone()).await? {
+            return Ok(false);
+        }
+        let n = layout.cols.len();
+        macro_rules! bits {
+            ($b:expr) => {{
+                let b = $b;
+                (0..n)
+                    .map(|i| b.and_then(|b| b.get(i).map(|x| *x)).unwrap_or(false))
+                    .collect::<Vec<bool>>()
+            }};
+        }
+        let (op, before_cols, after_cols) = match ev {
+            RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
+                (Op::Insert, None, Some(bits!(ev.columns_after_image())))
+            }
+            RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => {
+                (Op::Delete, Some(bits!(ev.columns_before_image())), None)
+            }
+            RowsEventData::UpdateRowsEvent(_) | RowsEventData::UpdateRowsEventV1(_) => (
+                Op::Update,
+                Some(bits!(ev.columns_before_image())),
+                Some(bits!(ev.columns_after_image())),
+            ),
+            RowsEventData::PartialUpdateRowsEvent(_) => {
+                return Err(self.bad_event(
+                    &table,
+                    log_pos,
+                    "a partial JSON update; set binlog_row_value_options = '' on the server",
+                ));
+            }
+        };
+        for img in [&before_cols, &after_cols].into_iter().flatten() {
+            if img.iter().any(|p| !p) {
+                return Err(Error::Prerequisite {
+                    component: C.into(),
+                    message: format!(
+                        "table {table}: the row event at {}:{log_pos} lacks columns; set \
+                         binlog_row_image = FULL on the server",
+                        self.file
+                    ),
+                });
+            }
+        }
+        let data = ev.rows_data();
+        let mut r = Reader::new(data);
+        while !r.is_empty() {
+            let meta = self.meta(log_pos, ts);
+            let acc = self.accs.get_mut(&table).expect("made above");
+            let cols = &acc.layout.cols;
+            let res = match op {
+                Op::Insert => image(
+                    cols,
+                    after_cols.as_deref().unwrap_or(&[]),
+                    &mut r,
+                    Some(&mut acc.rows),
+                ),
+                Op::Delete => image(
+                    cols,
+                    before_cols.as_deref().unwrap_or(&[]),
+                    &mut r,
+                    Some(&mut acc.rows),
+                ),
+                _ => image(
+                    cols,
+                    before_cols.as_deref().unwrap_or(&[]),
+                    &mut r,
+                    acc.before.as_deref_mut(),
+                )
+                .and_then(|_| {
+                    image(
+                        cols,
+                        after_cols.as_deref().unwrap_or(&[]),
+                        &mut r,
+                        Some(&mut acc.rows),
+                    )
+                }),
+            };
+            match res {
+                Ok(()) => {}
+                Err(CellError::Value(e)) => {
+                    return Err(Error::type_error(
+                        C,
+                        format!("table {table} at {}:{log_pos}: {e}", self.file),
+                    ));
+                }
+                Err(CellError::Malformed(m)) => return Err(self.bad_event(&table, log_pos, m.0)),
+            }
+            if op != Op::Update
+                && let Some(b) = acc.before.as_deref_mut()
+            {
+                Acc::nulls(cols, b);
+            }
+            acc.ops.push(op);
+            acc.meta.push(meta);
+            if !self.flush_full(&table).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn on_truncate(&mut self, table: String, log_pos: u64, ts: u32) -> Go {
+        let layout = self.layout_of(&table).await?;
+        if !self.acc(&table, layout).await? {
+            return Ok(false);
+        }
+        let meta = self.meta(log_pos, ts);
+        let acc = self.accs.get_mut(&table).expect("made above");
+        let cols = acc.layout.cols.clone();
+        Acc::nulls(&cols, &mut acc.rows);
+        if let Some(b) = acc.before.as_deref_mut() {
+            Acc::nulls(&cols, b);
+        }
+        acc.ops.push(Op::Truncate);
+        acc.meta.push(meta);
+        self.flush_full(&table).await
+    }
+}
+
+/// `TRUNCATE [TABLE] [db.]name` → the qualified table name.
+fn truncated_table(query: &str, schema: &str) -> Option<String> {
+    let q = query.trim();
+    let head = q.get(..8)?;
+    if !head.eq_ignore_ascii_case("truncate") {
+        return None;
+    }
+    let mut rest = q[8..].trim_start();
+    if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case("table") {
+        rest = rest[5..].trim_start();
+    }
+    let name: String = rest
+        .trim_end_matches(';')
+        .trim()
+        .split('.')
+        .map(|p| p.trim().trim_matches('`').to_string())
+        .collect::<Vec<_>>()
+        .join(".");
+    if name.is_empty() {
+        return None;
+    }
+    Some(if name.contains('.') {
+        name
+    } else {
+        format!("{schema}.{name}")
+    })
+}
+
+fn is_dml(query: &str) -> bool {
+    let q = query.trim_start();
+    ["insert", "update", "delete", "replace"]
+        .iter()
+        .any(|k| q.get(..k.len()).is_some_and(|h| h.eq_ignore_ascii_case(k)))
+}
+
+/// Connect the replication connection and start the dump at `plan.from`.
+async fn open_stream(ctx: &Ctx, plan: &Plan) -> Result<mysql_async::BinlogStream> {
+    let from = &plan.from;
+    let at = Some(from);
+    let limit = ctx.config.timeouts.connect();
+    let addr = ctx.addr();
+    let timed_out = |what: &str| Error::Connection {
+        component: C.into(),
+        message: format!("{what} {addr} took longer than {limit:?}"),
+        source: None,
+    };
+    let mut conn = tokio::time::timeout(limit, mysql_async::Conn::new(ctx.opts.clone()))
+        .await
+        .map_err(|_| timed_out("connecting to"))?
+        .map_err(|e| my_err(e, &format!("connecting to {addr}"), None))?;
+    let mut setup = vec![format!(
+        "SET @master_heartbeat_period = {}",
+        ctx.config.heartbeat.as_nanos()
+    )];
+    if ctx.facts.mariadb {
+        // Without it MariaDB sends its GTID events as `BEGIN` queries.
+        setup.push("SET @mariadb_slave_capability = 4".into());
+    }
+    let by_gtid = plan.by_gtid && ctx.facts.mariadb && from.gtids.text().is_some();
+    if by_gtid {
+        let g = from.gtids.text().unwrap_or_default();
+        setup.push(format!("SET @slave_connect_state = '{g}'"));
+    }
+    for s in &setup {
+        tokio::time::timeout(limit, conn.query_drop(s.as_str()))
+            .await
+            .map_err(|_| timed_out("setting up the replication session on"))?
+            .map_err(|e| my_err(e, "setting up the replication session", at))?;
+    }
+    let mut req = BinlogStreamRequest::new(ctx.server_id);
+    req = if by_gtid {
+        req.with_filename(b"").with_pos(4u64)
+    } else {
+        req.with_filename(from.file.as_bytes()).with_pos(from.pos)
+    };
+    tokio::time::timeout(limit, conn.get_binlog_stream(req))
+        .await
+        .map_err(|_| timed_out("requesting the binlog from"))?
+        .map_err(|e| my_err(e, "requesting the binlog", at))
+}
+
+/// Stream changes from `plan.from` into `tx` until `plan.until` (or forever).
+pub(crate) async fn stream(ctx: &Ctx, plan: Plan, tx: &Sender<Result<Batch>>) -> Result<()> {
+    let mut st = State {
+        ctx,
+        tx,
+        file: plan.from.file.clone(),
+        at: plan.from.clone(),
+        seen_fde: false,
+        in_txn: false,
+        began: false,
+        txid: None,
+        txn_gtid: None,
+        seq: 0,
+        maps: HashMap::new(),
+        accs: BTreeMap::new(),
+        layouts: HashMap::new(),
+        last_emit: Instant::now(),
+        unsent: false,
+    };
+    if let Some((f, p)) = &plan.until
+        && st.at.reached(f, *p)
+    {
+        st.boundary(true).await?;
+        return Ok(());
+    }
+    let mut events = open_stream(ctx, &plan).await?;
+    let read_limit = (ctx.config.heartbeat * 4).max(Duration::from_secs(10));
+    loop {
+        let next = tokio::time::timeout(read_limit, events.next())
+            .await
+            .map_err(|_| Error::Connection {
+                component: C.into(),
+                message: format!(
+                    "no binlog event or heartbeat from {} for {read_limit:?}",
+                    ctx.addr()
+                ),
+                source: None,
+            })?;
+        let ev = match next {
+            None => {
+                return Err(Error::Connection {
+                    component: C.into(),
+                    message: format!("the server {} ended the binlog stream", ctx.addr()),
+                    source: None,
+                });
+            }
+            Some(Err(e)) => return Err(my_err(e, "reading the binlog", Some(&st.at))),
+            Some(Ok(ev)) => ev,
+        };
+        let h = ev.header();
+        let log_pos = h.log_pos() as u64;
+        let ts = h.timestamp();
+        if h.event_type_raw() == MARIADB_GTID {
+            let d = ev.data();
+            if d.len() >= 13 {
+                let seq = u64::from_le_bytes(d[0..8].try_into().expect("8 bytes"));
+                let domain = u32::from_le_bytes(d[8..12].try_into().expect("4 bytes"));
+                st.txn_gtid = Some((domain, h.server_id(), seq));
+                st.txid = Some(format!("{domain}-{}-{seq}", h.server_id()));
+                st.in_txn = true;
+                st.began = d[12] & MARIADB_GTID_STANDALONE == 0;
+                st.seq = 0;
+            }
+            continue;
+        }
+        let data = ev
+            .read_data()
+            .map_err(|e| Error::type_error(C, format!("event at {}:{log_pos}: {e}", st.file)))?;
+        let mut go = true;
+        match data {
+            Some(EventData::RotateEvent(r)) => {
+                let mut name = r.name_raw().to_vec();
+                // Before the format event the checksum is not known to the parser, so the
+                // first (artificial) rotate keeps its 4 CRC bytes.
+                if !st.seen_fde && ctx.facts.checksum_crc32 && name.len() > 4 {
+                    name.truncate(name.len() - 4);
+                }
+                st.file = String::from_utf8_lossy(&name).into_owned();
+                if !st.in_txn {
+                    st.at.file = st.file.clone();
+                    st.at.pos = r.position();
+                }
+                continue;
+            }
+            Some(EventData::FormatDescriptionEvent(_)) => st.seen_fde = true,
+            Some(EventData::GtidEvent(g)) => {
+                let h = hex::encode(g.sid());
+                st.txid = Some(format!(
+                    "{}-{}-{}-{}-{}:{}",
+                    &h[0..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..32],
+                    g.gno()
+                ));
+                st.in_txn = true;
+                st.began = false;
+                st.seq = 0;
+                continue;
+            }
+            Some(EventData::QueryEvent(q)) => {
+                let query = q.query();
+                let word = query.trim();
+                if word.eq_ignore_ascii_case("BEGIN") {
+                    st.in_txn = true;
+                    st.began = true;
+                    st.seq = 0;
+                    continue;
+                }
+                if word.eq_ignore_ascii_case("COMMIT") {
+                    st.end_txn(log_pos);
+                    go = st.boundary(false).await?;
+                } else if st.began {
+                    if is_dml(word) {
+                        return Err(Error::Prerequisite {
+                            component: C.into(),
+                            message: format!(
+                                "a statement-format change at {}:{log_pos}; set binlog_format = \
+                                 ROW (globally, and for sessions that change it)",
+                                st.file
+                            ),
+                        });
+                    }
+                } else {
+                    // A statement of its own (DDL): it ends its transaction.
+                    if let Some(t) = truncated_table(word, &q.schema())
+                        && ctx.filter.matches(&t)
+                    {
+                        go = st.on_truncate(t, log_pos, ts).await?;
+                    }
+                    st.end_txn(log_pos);
+                    if go {
+                        go = st.boundary(false).await?;
+                    }
+                }
+            }
+            Some(EventData::XidEvent(_)) => {
+                st.end_txn(log_pos);
+                go = st.boundary(false).await?;
+            }
+            Some(EventData::TableMapEvent(t)) => st.on_table_map(t).await?,
+            Some(EventData::RowsEvent(r)) => go = st.on_rows(&r, log_pos, ts).await?,
+            Some(EventData::HeartbeatEvent) => {
+                if !st.in_txn && st.unsent {
+                    go = st.boundary(true).await?;
+                }
+            }
+            _ => {
+                if h.event_type()
+                    .is_ok_and(|t| matches!(t, EventType::INCIDENT_EVENT))
+                {
+                    return Err(Error::Query {
+                        component: C.into(),
+                        message: format!(
+                            "the server logged an incident at {}:{log_pos}: the binlog may miss changes there",
+                            st.file
+                        ),
+                        retryable: false,
+                        source: None,
+                    });
+                }
+            }
+        }
+        if !go {
+            return Ok(());
+        }
+        // Outside a transaction every event end is a safe place to resume.
+        if !st.in_txn && log_pos > 0 && (st.at.file != st.file || st.at.pos < log_pos) {
+            st.at.file = st.file.clone();
+            st.at.pos = log_pos;
+            st.unsent = true;
+        }
+        if let Some((f, p)) = &plan.until
+            && !st.in_txn
+            && st.at.reached(f, *p)
+        {
+            st.boundary(true).await?;
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gtid_positions_round_trip() {
+        let g = Gtids::parse("0-1-100,2-5-7").unwrap();
+        assert_eq!(g.text().as_deref(), Some("0-1-100,2-5-7"));
+        assert!(Gtids::parse("0-1").is_none());
+        assert_eq!(Gtids::parse("").unwrap().text(), None);
+    }
+
+    #[test]
+    fn truncate_names_its_table() {
+        assert_eq!(
+            truncated_table("TRUNCATE TABLE `Orders`", "test").as_deref(),
+            Some("test.Orders")
+        );
+        assert_eq!(
+            truncated_table("truncate shop.t;", "test").as_deref(),
+            Some("shop.t")
+        );
+        assert_eq!(truncated_table("ALTER TABLE t", "test"), None);
+    }
+
+    #[test]
+    fn positions_compare_by_file_number() {
+        let p = Position {
+            file: "binlog.000010".into(),
+            pos: 4,
+            gtids: Gtids::default(),
+        };
+        assert!(p.reached("binlog.000009", 900));
+        assert!(!p.reached("binlog.000010", 5));
+    }
+}
