@@ -642,11 +642,41 @@ fn truncated_table(query: &str, schema: &str) -> Option<String> {
     })
 }
 
-fn is_dml(query: &str) -> bool {
-    let q = query.trim_start();
-    ["insert", "update", "delete", "replace"]
-        .iter()
-        .any(|k| q.get(..k.len()).is_some_and(|h| h.eq_ignore_ascii_case(k)))
+/// The table a statement-format `INSERT`/`UPDATE`/`DELETE`/`REPLACE` changes (its first
+/// table), qualified; `Some(None)` when it is such a statement but the name cannot be
+/// read; `None` for other statements.
+fn dml_table(query: &str, schema: &str) -> Option<Option<String>> {
+    const SKIP: [&str; 7] = [
+        "low_priority",
+        "delayed",
+        "high_priority",
+        "ignore",
+        "into",
+        "quick",
+        "from",
+    ];
+    let mut words = query.split_whitespace();
+    let verb = words.next()?.to_ascii_lowercase();
+    if !matches!(verb.as_str(), "insert" | "update" | "delete" | "replace") {
+        return None;
+    }
+    let name = words.find(|w| !SKIP.contains(&w.to_ascii_lowercase().as_str()));
+    Some(name.map(|n| {
+        let n: String = n
+            .split('(')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(',')
+            .split('.')
+            .map(|p| p.trim_matches('`'))
+            .collect::<Vec<_>>()
+            .join(".");
+        if n.contains('.') {
+            n
+        } else {
+            format!("{schema}.{n}")
+        }
+    }))
 }
 
 /// Connect the replication connection and start the dump at `plan.from`.
@@ -809,7 +839,12 @@ pub(crate) async fn stream(ctx: &Ctx, plan: Plan, tx: &Sender<Result<Batch>>) ->
                     st.end_txn(log_pos);
                     go = st.boundary(false).await?;
                 } else if st.began {
-                    if is_dml(word) {
+                    let ours = match dml_table(word, &q.schema()) {
+                        None => false,
+                        Some(None) => true,
+                        Some(Some(t)) => ctx.filter.matches(&t),
+                    };
+                    if ours {
                         return Err(Error::Prerequisite {
                             component: C.into(),
                             message: format!(
@@ -901,6 +936,23 @@ mod tests {
             Some("shop.t")
         );
         assert_eq!(truncated_table("ALTER TABLE t", "test"), None);
+    }
+
+    #[test]
+    fn statement_dml_names_its_table() {
+        assert_eq!(
+            dml_table("INSERT IGNORE INTO `t1`(id) VALUES (1)", "db"),
+            Some(Some("db.t1".into()))
+        );
+        assert_eq!(
+            dml_table("delete low_priority from shop.t where 1", "db"),
+            Some(Some("shop.t".into()))
+        );
+        assert_eq!(
+            dml_table("UPDATE t SET a = 1", "db"),
+            Some(Some("db.t".into()))
+        );
+        assert_eq!(dml_table("SAVEPOINT a", "db"), None);
     }
 
     #[test]

@@ -341,7 +341,15 @@ pub(crate) fn sqlx_error(component: &'static str, e: sqlx::Error, what: &str) ->
         .expect("just boxed");
     match e {
         sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            let sqlstate = db.code().map(|c| c.to_string()).unwrap_or_default();
+            // MySQL's code() is the SQLSTATE (42000 for many errors); its error number
+            // leads the error's text ("1227 (42000): Access denied..."), and decides.
+            let text = db.to_string();
+            let number = text
+                .split(' ')
+                .next()
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            let code = number.map(str::to_string).unwrap_or(sqlstate);
             let m = db.message().to_ascii_lowercase();
             let not_found = m.contains("no such table")
                 || m.contains("no such column")
@@ -360,7 +368,7 @@ pub(crate) fn sqlx_error(component: &'static str, e: sqlx::Error, what: &str) ->
                 );
             let denied = matches!(
                 code.as_str(),
-                "28P01" | "28000" | "42501" | "1045" | "1044" | "1142" | "1143"
+                "28P01" | "28000" | "42501" | "1045" | "1044" | "1142" | "1143" | "1227"
             );
             let retryable = m.contains("database is locked")
                 || m.contains("busy")
@@ -370,7 +378,18 @@ pub(crate) fn sqlx_error(component: &'static str, e: sqlx::Error, what: &str) ->
             let dropped = code.starts_with("08")
                 || matches!(
                     code.as_str(),
-                    "57P01" | "57P02" | "57P03" | "2006" | "2013" | "1927" | "1053"
+                    "57P01"
+                        | "57P02"
+                        | "57P03"
+                        | "2006"
+                        | "2013"
+                        | "1927"
+                        | "1053"
+                        | "1040"
+                        | "1158"
+                        | "1159"
+                        | "1160"
+                        | "1161"
                 );
             if dropped {
                 Error::Connection {
