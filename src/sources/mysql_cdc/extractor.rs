@@ -321,6 +321,34 @@ impl Extractor for MySqlCdcExtractor {
                 Err(e) => return Err(e),
             },
         };
+        // Another replica with our id would have one of us disconnected. A registration
+        // of our own earlier connection (before a retry) goes when the server's dump
+        // thread notices the socket closed, at its next heartbeat: wait that long.
+        let mut clash;
+        let give_up = std::time::Instant::now()
+            + self.config.heartbeat * 2
+            + std::time::Duration::from_secs(1);
+        loop {
+            clash = server::replicas(&mut conn)
+                .await
+                .into_iter()
+                .find(|(id, _)| *id == ctx.server_id);
+            if clash.is_none() || std::time::Instant::now() >= give_up {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        if let Some((_, host)) = clash {
+            return Err(Error::config(
+                C,
+                format!(
+                    "server id {} is in use by another replica of {} (host {host:?}); each \
+                     reader needs its own (MySqlCdcConfig::with_server_id)",
+                    ctx.server_id,
+                    ctx.addr()
+                ),
+            ));
+        }
         let until = if self.config.until_current {
             Some(server::current_end(&mut conn, &ctx.facts).await?)
         } else {

@@ -280,3 +280,14 @@ pub(crate) async fn primary_key(conn: &mut MySqlConnection, table: &str) -> Resu
     .map_err(|e| sqlx_error(C, e, "reading the primary key"))?;
     Ok(r.iter().filter_map(|r| text(r, 0)).collect())
 }
+
+/// The replicas registered with the server, as `(server_id, host)`; empty when the user
+/// may not list them.
+pub(crate) async fn replicas(conn: &mut MySqlConnection) -> Vec<(u32, String)> {
+    let Ok(r) = rows(conn, "SHOW SLAVE HOSTS", "listing replicas").await else {
+        return Vec::new();
+    };
+    r.iter()
+        .filter_map(|r| Some((text(r, 0)?.parse().ok()?, text(r, 1).unwrap_or_default())))
+        .collect()
+}
