@@ -22,6 +22,8 @@
 //! never silently falls back to a default. Passwords and keys are [`Secret`]s: `Debug`
 //! prints `***`.
 
+#[cfg(feature = "mysql-cdc")]
+mod cdc;
 mod sections;
 mod store;
 
@@ -104,6 +106,16 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "retry_backoff",
             "channel_capacity",
             "on_schema_change",
+        ],
+    ),
+    (
+        "cdc",
+        &[
+            "commit_interval",
+            "server_id",
+            "tables",
+            "snapshot",
+            "when_position_lost",
         ],
     ),
 ];

@@ -274,9 +274,9 @@ impl PipelineConfig {
     }
 
     /// A [`PipelineBuilder`](crate::PipelineBuilder) named `name` with everything
-    /// `pipeline.conf` says: the sink from `[store]`, its format and compression, and —
-    /// when `[warehouse] url` is set — checkpoints and run history in the warehouse.
-    /// Add an extractor and build.
+    /// `pipeline.conf` says: the sink from `[store]`, its format and compression, and
+    /// checkpoints and run history in the warehouse when `[warehouse] url` is set, else
+    /// checkpoints in the store under `_state/`. Add an extractor and build.
     #[cfg(feature = "sql")]
     #[cfg_attr(
         docsrs,
@@ -290,6 +290,12 @@ impl PipelineConfig {
         if self.get("warehouse", "url").is_some() {
             let wh = self.warehouse().await?;
             b = b.state(wh.state_store()).run_log(wh.run_log());
+        } else {
+            // No warehouse: checkpoints live beside the data, so a rerun resumes.
+            b = b.state(crate::stores::ObjectStateStore::new(
+                self.store()?,
+                "_state",
+            ));
         }
         Ok(b)
     }

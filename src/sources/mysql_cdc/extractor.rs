@@ -43,6 +43,7 @@ pub struct MySqlCdcExtractor {
     opts: mysql_async::Opts,
     sql: MySqlExtractor,
     config: MySqlCdcConfig,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for MySqlCdcExtractor {
@@ -64,6 +65,7 @@ pub(crate) struct Ctx {
     pub filter: TableFilter,
     pub json: HashMap<String, HashSet<String>>,
     pub server_id: u32,
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl Ctx {
@@ -92,7 +94,31 @@ impl MySqlCdcExtractor {
             .into();
         let sql = MySqlExtractor::connect_lazy(url, SqlSource::table("_"))?
             .with_timeouts(config.timeouts);
-        Ok(MySqlCdcExtractor { opts, sql, config })
+        Ok(MySqlCdcExtractor {
+            opts,
+            sql,
+            config,
+            stop: tokio_util::sync::CancellationToken::new(),
+        })
+    }
+
+    /// A token that ends the stream gracefully: cancelled, the reader finishes the
+    /// transaction it is in, hands on everything up to its end with its checkpoint, and
+    /// ends the stream, so that the pipeline commits it all and the run succeeds (unlike
+    /// the pipeline's own cancellation, which abandons open parts). A snapshot in
+    /// progress completes first. Clones of the extractor share it.
+    ///
+    /// ```no_run
+    /// # async fn f(pipeline: tributary::Pipeline, cdc: tributary::sources::mysql_cdc::MySqlCdcExtractor) {
+    /// let stop = cdc.stop_token();
+    /// tokio::spawn(async move {
+    ///     let _ = tokio::signal::ctrl_c().await;
+    ///     stop.cancel(); // Ctrl-C: commit what was read, then exit
+    /// });
+    /// # }
+    /// ```
+    pub fn stop_token(&self) -> tokio_util::sync::CancellationToken {
+        self.stop.clone()
     }
 
     /// Its settings.
@@ -143,6 +169,7 @@ impl MySqlCdcExtractor {
                 filter,
                 json,
                 server_id,
+                stop: self.stop.clone(),
             },
             conn,
         ))

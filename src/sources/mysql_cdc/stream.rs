@@ -753,16 +753,24 @@ pub(crate) async fn stream(ctx: &Ctx, plan: Plan, tx: &Sender<Result<Batch>>) ->
     let mut events = open_stream(ctx, &plan).await?;
     let read_limit = (ctx.config.heartbeat * 4).max(Duration::from_secs(10));
     loop {
-        let next = tokio::time::timeout(read_limit, events.next())
-            .await
-            .map_err(|_| Error::Connection {
-                component: C.into(),
-                message: format!(
-                    "no binlog event or heartbeat from {} for {read_limit:?}",
-                    ctx.addr()
-                ),
-                source: None,
-            })?;
+        // A graceful stop ends the stream between transactions, with the position saved.
+        if !st.in_txn && ctx.stop.is_cancelled() {
+            st.boundary(true).await?;
+            return Ok(());
+        }
+        let next = tokio::select! {
+            biased;
+            _ = ctx.stop.cancelled(), if !st.in_txn => continue,
+            n = tokio::time::timeout(read_limit, events.next()) => n,
+        };
+        let next = next.map_err(|_| Error::Connection {
+            component: C.into(),
+            message: format!(
+                "no binlog event or heartbeat from {} for {read_limit:?}",
+                ctx.addr()
+            ),
+            source: None,
+        })?;
         let ev = match next {
             None => {
                 return Err(Error::Connection {
