@@ -315,6 +315,7 @@ case ${1:-start} in
     log "all services ready in $((SECONDS - t0))s (environment in $HOME_DIR/env.sh)"
     env_lines
     ;;
+  start-mariadb) start_mariadb ;; # (re)start MariaDB alone: the CDC restart test uses it
   stop) stop_all ;;
   status)
     pg_lsclusters | grep -E 'Ver|tributary' || echo "postgres: no cluster"
@@ -322,5 +323,5 @@ case ${1:-start} in
     if s3_alive; then echo "s3 up"; else echo "s3 down"; fi
     if mongo_alive; then echo "mongo up"; else echo "mongo down"; fi
     ;;
-  *) die "usage: $0 [start|stop|status]" ;;
+  *) die "usage: $0 [start|start-mariadb|stop|status]" ;;
 esac

@@ -320,3 +320,50 @@ fn arrow_cast_string(a: &arrow_array::ArrayRef) -> Vec<Option<String>> {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn a_dry_run_says_what_it_would_snapshot_or_stream_from() {
+    let Some((url, mut conn)) = connect().await else {
+        return;
+    };
+    let t = table();
+    exec(&mut conn, &format!("CREATE TABLE {t} (id INT PRIMARY KEY)")).await;
+    exec(&mut conn, &format!("INSERT INTO {t} VALUES (1), (2), (3)")).await;
+    let cdc = MySqlCdcExtractor::connect_lazy(
+        &url,
+        MySqlCdcConfig::new()
+            .with_tables([t.clone()])
+            .until_current_end(),
+    )
+    .unwrap();
+    let plan = cdc
+        .plan(&Resume::from_checkpoint(None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        plan.query.contains(&format!(
+            "snapshot of test.{t}, then the binlog until binlog."
+        )),
+        "{}",
+        plan.query
+    );
+    assert!(plan.estimated_rows.is_some());
+    let cp = Checkpoint::Binlog {
+        file: "binlog.000001".into(),
+        pos: 4,
+        gtid: None,
+        server: None,
+    };
+    let plan = cdc
+        .plan(&Resume::from_checkpoint(Some(cp)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        plan.query
+            .starts_with("the binlog from binlog.000001:4 until"),
+        "{}",
+        plan.query
+    );
+}

@@ -229,6 +229,27 @@ async fn a_lost_position_is_an_error_naming_it_or_a_new_snapshot_when_asked() {
         "{msg}"
     );
 
+    // An unknown GTID, resuming by GTID.
+    let saved = state.load("orders-cdc").await.unwrap().unwrap();
+    let mut unknown = saved.value.clone();
+    unknown.checkpoint = Checkpoint::Binlog {
+        file: "binlog.999999".into(),
+        pos: 4,
+        gtid: Some("0-1-999999999".into()),
+        server: server.clone(),
+    };
+    state
+        .save("orders-cdc", Some(saved.version), &unknown)
+        .await
+        .unwrap();
+    let e = run(config.clone().resume_by_gtid())
+        .run()
+        .await
+        .into_result()
+        .unwrap_err();
+    assert!(matches!(e, Error::PositionLost { .. }), "{e:?}");
+    assert!(e.to_string().contains("binlog.999999:4"), "{e}");
+
     // A checkpoint of another server.
     let saved = state.load("orders-cdc").await.unwrap().unwrap();
     let mut other = saved.value.clone();
@@ -374,12 +395,26 @@ async fn a_killed_replication_connection_is_retried_from_the_saved_position() {
     };
     let t = table();
     exec(&mut conn, &format!("CREATE TABLE {t} (id INT PRIMARY KEY)")).await;
+    // A user of its own, so that the kill below hits only this test's dump thread.
+    let user = format!("kl{}", std::process::id());
+    exec(
+        &mut conn,
+        &format!(
+            "DROP USER IF EXISTS '{user}'@'127.0.0.1';\n\
+             CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'kill-pw';\n\
+             GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'127.0.0.1'"
+        ),
+    )
+    .await;
+    let mut u = url::Url::parse(&url).unwrap();
+    u.set_username(&user).unwrap();
+    u.set_password(Some("kill-pw")).unwrap();
     let sink = ObjectSink::memory();
     let state = ObjectStateStore::new(sink.clone(), "_state");
     let p = Pipeline::builder("kill")
         .extractor(
             MySqlCdcExtractor::connect_lazy(
-                &url,
+                u.as_str(),
                 MySqlCdcConfig::new()
                     .with_tables([t.clone()])
                     .with_server_id(4_100_000 + std::process::id() % 1000)
@@ -412,10 +447,14 @@ async fn a_killed_replication_connection_is_retried_from_the_saved_position() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     // Kill our dump thread, as an operator or a failover would.
     use sqlx::Row;
-    let threads = sqlx::query("SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Binlog Dump'")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+    let threads = sqlx::query(
+        "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST \
+         WHERE COMMAND = 'Binlog Dump' AND USER = ?",
+    )
+    .bind(&user)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
     assert!(!threads.is_empty());
     for th in &threads {
         let id: i64 = th.try_get(0).unwrap();
@@ -461,4 +500,5 @@ async fn a_killed_replication_connection_is_retried_from_the_saved_position() {
         "duplicates only of the step in flight: {}",
         n - seen.len()
     );
+    exec(&mut conn, &format!("DROP USER '{user}'@'127.0.0.1'")).await;
 }

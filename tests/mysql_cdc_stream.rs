@@ -425,3 +425,74 @@ async fn a_table_dropped_while_streaming_ends_its_changes_and_the_rest_go_on() {
     assert_eq!(got, ["insert|1|1", "insert|2|x|2"]);
     assert_eq!(lines(&sink, &b).await, ["insert|1|1"]);
 }
+
+#[tokio::test]
+async fn an_interrupted_snapshot_saves_no_position_and_the_next_run_takes_it_whole() {
+    let Some((url, mut conn)) = connect().await else {
+        return;
+    };
+    let t = table();
+    exec(
+        &mut conn,
+        &format!("CREATE TABLE {t} (id INT PRIMARY KEY, v INT)"),
+    )
+    .await;
+    exec(
+        &mut conn,
+        &format!("INSERT INTO {t} SELECT seq, seq FROM seq_1_to_5000"),
+    )
+    .await;
+    let sink = ObjectSink::memory();
+    let state = ObjectStateStore::new(sink.clone(), "_state");
+    let config = MySqlCdcConfig::new()
+        .with_tables([t.clone()])
+        .with_batch_rows(100)
+        .until_current_end();
+    // Stopped once two parts of the snapshot are committed.
+    let stop: std::sync::Arc<std::sync::OnceLock<tokio_util::sync::CancellationToken>> =
+        Default::default();
+    let on = stop.clone();
+    let p = Pipeline::builder("snap")
+        .extractor(MySqlCdcExtractor::connect_lazy(&url, config.clone()).unwrap())
+        .sink(sink.clone())
+        .state(state.clone())
+        .options(
+            PipelineOptions::new()
+                .with_part_max_rows(200)
+                .with_channel_capacity(1),
+        )
+        .on_progress(move |pr| {
+            if pr.objects_committed >= 2
+                && let Some(t) = on.get()
+            {
+                t.cancel();
+            }
+        })
+        .build()
+        .unwrap();
+    stop.set(p.cancellation_token()).unwrap();
+    let r1 = p.run().await;
+    assert_eq!(r1.outcome, Outcome::Cancelled, "{:?}", r1.error);
+    assert!(!lines(&sink, &t).await.is_empty(), "parts were committed");
+    // No position saved: the partial snapshot is not taken for done.
+    assert_eq!(r1.checkpoint_to, None);
+    assert!(
+        tributary::stores::StateStore::load(&state, "snap")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let r2 = Pipeline::builder("snap")
+        .extractor(MySqlCdcExtractor::connect_lazy(&url, config).unwrap())
+        .sink(sink.clone())
+        .state(state.clone())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(r2.checkpoint_from, None);
+    assert_eq!(r2.rows, 5000, "the whole table again");
+    assert!(matches!(r2.checkpoint_to, Some(Checkpoint::Binlog { .. })));
+}

@@ -317,6 +317,47 @@ impl Extractor for MySqlCdcExtractor {
         Ok(self.open(Resume::from_checkpoint(from)).await?.batches)
     }
 
+    /// What a run would do: the snapshot of which tables (with the server's row
+    /// estimate) or the binlog position it would stream from, and until where.
+    async fn plan(&self, from: &Resume) -> Result<Option<crate::Plan>> {
+        let (ctx, mut conn) = self.context().await?;
+        let until = if self.config.until_current {
+            let (f, p) = server::current_end(&mut conn, &ctx.facts).await?;
+            format!(" until {f}:{p}")
+        } else {
+            " until stopped".to_string()
+        };
+        let snapshot =
+            |tables: &[String]| format!("snapshot of {}, then the binlog", tables.join(", "));
+        let (what, estimate) = match (&from.checkpoint, self.config.snapshot) {
+            (None, SnapshotMode::Never) => {
+                let p = self.start_position(&ctx, &mut conn).await?;
+                (format!("the binlog from {}:{}{until}", p.file, p.pos), None)
+            }
+            (None, mode) => {
+                let tables = server::tables(&mut conn, &ctx.filter).await?;
+                let mut n = 0;
+                for t in &tables {
+                    n += server::estimated_rows(&mut conn, t).await.unwrap_or(0);
+                }
+                let what = if mode == SnapshotMode::InitialOnly {
+                    format!("snapshot of {}", tables.join(", "))
+                } else {
+                    format!("{}{until}", snapshot(&tables))
+                };
+                (what, Some(n))
+            }
+            (Some(_), SnapshotMode::InitialOnly) => {
+                ("nothing: the snapshot is saved".into(), Some(0))
+            }
+            (Some(cp), _) => {
+                let p = self.resume_point(&ctx, &mut conn, cp).await?;
+                (format!("the binlog from {}:{}{until}", p.file, p.pos), None)
+            }
+        };
+        Ok(Some(crate::Plan::new(what, Vec::new(), estimate)))
+    }
+
     async fn open(&self, from: Resume) -> Result<Extraction> {
         let (ctx, mut conn) = self.context().await?;
         let missing = ctx.facts.missing();

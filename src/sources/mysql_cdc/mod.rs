@@ -17,9 +17,14 @@
 //! The project's tests run against MariaDB.
 
 mod config;
+mod dump;
 mod extractor;
+mod layout;
+mod position;
+mod rows;
 mod server;
 mod snapshot;
+mod statements;
 mod stream;
 pub mod types;
 

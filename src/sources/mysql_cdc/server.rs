@@ -291,3 +291,57 @@ pub(crate) async fn replicas(conn: &mut MySqlConnection) -> Vec<(u32, String)> {
         .filter_map(|r| Some((text(r, 0)?.parse().ok()?, text(r, 1).unwrap_or_default())))
         .collect()
 }
+
+/// The server's row estimate (`information_schema.TABLES.TABLE_ROWS`) of `db.table`.
+pub(crate) async fn estimated_rows(conn: &mut MySqlConnection, table: &str) -> Option<u64> {
+    let (db, t) = table.split_once('.')?;
+    let row = sqlx::query(
+        "SELECT CAST(TABLE_ROWS AS CHAR) FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+    )
+    .bind(db)
+    .bind(t)
+    .fetch_one(&mut *conn)
+    .await
+    .ok()?;
+    text(&row, 0)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_missing_setting_is_named_with_its_fix() {
+        let f = Facts {
+            mariadb: true,
+            server_id: "1".into(),
+            uuid: None,
+            log_bin: false,
+            format: "MIXED".into(),
+            row_image: "MINIMAL".into(),
+            row_metadata: Some("MINIMAL".into()),
+            checksum_crc32: true,
+            case: NameCase::Sensitive,
+            database: None,
+        };
+        let m = f.missing().join("; ");
+        for want in [
+            "log_bin",
+            "binlog_format = ROW",
+            "binlog_row_image = FULL",
+            "binlog_row_metadata = FULL",
+        ] {
+            assert!(m.contains(want), "{want} in {m}");
+        }
+        let ok = Facts {
+            log_bin: true,
+            format: "ROW".into(),
+            row_image: "FULL".into(),
+            row_metadata: Some("FULL".into()),
+            ..f
+        };
+        assert!(ok.missing().is_empty());
+        assert_eq!(ok.identity(), "mariadb:server_id=1");
+    }
+}

@@ -1,18 +1,20 @@
 //! The binlog event loop: row events of the selected tables into change batches, a
 //! checkpoint only at transaction ends.
 
+use super::dump::open_stream;
 use super::extractor::Ctx;
-use super::types::{CellError, Col, Layout, Reader, columns_of, read_value};
-use crate::model::{ChangeMeta, ChangeSchema, Op};
-use crate::sources::mysql::types::Dec;
+use super::layout::columns_of;
+use super::position::my_err;
+pub(crate) use super::position::{Gtids, Position};
+use super::rows::{Acc, image};
+use super::statements::{dml_table, truncated_table};
+use super::types::{CellError, Col, Layout, Reader};
+use crate::model::{ChangeMeta, Op};
 use crate::{Batch, Checkpoint, Error, Result};
-use arrow_array::builder::*;
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::RecordBatch;
 use futures::StreamExt;
-use mysql_async::BinlogStreamRequest;
 use mysql_async::binlog::EventType;
 use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
-use mysql_async::prelude::Queryable;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,241 +24,6 @@ const C: &str = "mysql-cdc";
 /// MariaDB's own event types, which `mysql_common` does not parse.
 const MARIADB_GTID: u8 = 162;
 const MARIADB_GTID_STANDALONE: u8 = 1;
-
-/// A binlog position: file, offset of the next event, and MariaDB's GTID state there.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Position {
-    pub file: String,
-    pub pos: u64,
-    pub gtids: Gtids,
-}
-
-impl Position {
-    /// Whether this position is at or after `(file, pos)` (files compare by number).
-    pub fn reached(&self, file: &str, pos: u64) -> bool {
-        (file_number(&self.file), self.pos) >= (file_number(file), pos)
-    }
-}
-
-/// The number at the end of a binlog file name (`binlog.000012` → 12).
-pub(crate) fn file_number(file: &str) -> u64 {
-    file.rsplit('.')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-/// MariaDB's GTID position: the last sequence number per replication domain.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Gtids(BTreeMap<u32, (u32, u64)>);
-
-impl Gtids {
-    pub fn parse(s: &str) -> Option<Gtids> {
-        let mut m = BTreeMap::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let mut it = part.split('-');
-            let (d, sv, n) = (it.next()?, it.next()?, it.next()?);
-            if it.next().is_some() {
-                return None;
-            }
-            m.insert(d.parse().ok()?, (sv.parse().ok()?, n.parse().ok()?));
-        }
-        Some(Gtids(m))
-    }
-
-    pub fn text(&self) -> Option<String> {
-        if self.0.is_empty() {
-            return None;
-        }
-        Some(
-            self.0
-                .iter()
-                .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
-                .collect::<Vec<_>>()
-                .join(","),
-        )
-    }
-}
-
-/// A mysql_async error as ours, naming what was being done.
-pub(crate) fn my_err(e: mysql_async::Error, what: &str, at: Option<&Position>) -> Error {
-    use mysql_async::Error as E;
-    let message = crate::util::redact_text(&format!("{what}: {e}"));
-    match &e {
-        E::Server(s) if s.code == 1236 => Error::PositionLost {
-            component: C.into(),
-            message: match at {
-                Some(p) => format!(
-                    "the server cannot send the binlog from {}:{} ({}); it was purged or the \
-                     position is not an event boundary",
-                    p.file, p.pos, s.message
-                ),
-                None => message,
-            },
-        },
-        E::Server(s) if matches!(s.code, 1044 | 1045 | 1142 | 1227 | 1370) => {
-            Error::PermissionDenied {
-                component: C.into(),
-                message,
-                source: Some(Box::new(e)),
-            }
-        }
-        E::Server(s) => Error::Query {
-            component: C.into(),
-            message,
-            // 1927: connection killed; 1053: server shutdown.
-            retryable: matches!(s.code, 1053 | 1927 | 2013 | 1317),
-            source: Some(Box::new(e)),
-        },
-        _ => Error::Connection {
-            component: C.into(),
-            message,
-            source: Some(Box::new(e)),
-        },
-    }
-}
-
-/// The rows of one table gathered for the next batch.
-struct Acc {
-    layout: Arc<Layout>,
-    /// The row schema with every column nullable (a truncate has no values, a
-    /// non-update no before-image).
-    loose: arrow_schema::SchemaRef,
-    change: ChangeSchema,
-    rows: Vec<Box<dyn ArrayBuilder>>,
-    before: Option<Vec<Box<dyn ArrayBuilder>>>,
-    ops: Vec<Op>,
-    meta: Vec<ChangeMeta>,
-}
-
-fn builders(layout: &Layout, n: usize) -> Vec<Box<dyn ArrayBuilder>> {
-    layout
-        .row
-        .fields()
-        .iter()
-        .map(|f| make_builder(f.data_type(), n))
-        .collect()
-}
-
-/// Append a null to a builder made for `dec`.
-fn null(dec: &Dec, b: &mut dyn ArrayBuilder) {
-    macro_rules! n {
-        ($t:ty) => {
-            b.as_any_mut()
-                .downcast_mut::<$t>()
-                .expect("builder matches the column")
-                .append_null()
-        };
-    }
-    match dec {
-        Dec::I8 => n!(Int8Builder),
-        Dec::I16 | Dec::Year => n!(Int16Builder),
-        Dec::I32 => n!(Int32Builder),
-        Dec::I64 => n!(Int64Builder),
-        Dec::U8 => n!(UInt8Builder),
-        Dec::U16 => n!(UInt16Builder),
-        Dec::U32 => n!(UInt32Builder),
-        Dec::U64 | Dec::Bit => n!(UInt64Builder),
-        Dec::F32 => n!(Float32Builder),
-        Dec::F64 => n!(Float64Builder),
-        Dec::Decimal(p, _) if *p <= 38 => n!(Decimal128Builder),
-        Dec::Decimal(..) => n!(Decimal256Builder),
-        Dec::NumericText | Dec::Text | Dec::Json => n!(StringBuilder),
-        Dec::Binary => n!(BinaryBuilder),
-        Dec::Date => n!(Date32Builder),
-        Dec::DateTime | Dec::Timestamp => n!(TimestampMicrosecondBuilder),
-        Dec::Time => n!(DurationMicrosecondBuilder),
-    }
-}
-
-impl Acc {
-    fn new(layout: Arc<Layout>, ctx: &Ctx) -> Result<Acc> {
-        let change = ChangeSchema::new(layout.row.clone(), ctx.config.options)?;
-        let n = ctx.config.batch_rows;
-        let loose = Arc::new(arrow_schema::Schema::new(
-            layout
-                .row
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        ));
-        Ok(Acc {
-            loose,
-            rows: builders(&layout, n),
-            before: ctx
-                .config
-                .options
-                .before_image
-                .then(|| builders(&layout, n)),
-            change,
-            layout,
-            ops: Vec::with_capacity(n),
-            meta: Vec::with_capacity(n),
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    fn finish(&mut self, table: &str) -> Result<RecordBatch> {
-        let bad = |e: arrow_schema::ArrowError| {
-            Error::type_error(C, format!("table {table}: building a batch: {e}"))
-        };
-        let cols: Vec<ArrayRef> = self.rows.iter_mut().map(|b| b.finish()).collect();
-        let rows = RecordBatch::try_new(self.loose.clone(), cols).map_err(bad)?;
-        let before = match &mut self.before {
-            Some(b) => {
-                let cols: Vec<ArrayRef> = b.iter_mut().map(|b| b.finish()).collect();
-                Some(RecordBatch::try_new(self.loose.clone(), cols).map_err(bad)?)
-            }
-            None => None,
-        };
-        let out = self
-            .change
-            .build(&self.ops, &self.meta, &rows, before.as_ref(), &[])?;
-        self.ops.clear();
-        self.meta.clear();
-        Ok(out)
-    }
-
-    /// A row with every column null (a truncate, or the before-image of a non-update).
-    fn nulls(cols: &[Col], b: &mut [Box<dyn ArrayBuilder>]) {
-        for (c, b) in cols.iter().zip(b.iter_mut()) {
-            null(&c.dec, b.as_mut());
-        }
-    }
-}
-
-/// Read one row image (its null bitmap, then its present non-null values) into `out`,
-/// or past it when `out` is `None`.
-fn image(
-    cols: &[Col],
-    present: &[bool],
-    r: &mut Reader<'_>,
-    mut out: Option<&mut [Box<dyn ArrayBuilder>]>,
-) -> std::result::Result<(), CellError> {
-    let n = present.iter().filter(|p| **p).count();
-    let nulls = r.take(n.div_ceil(8))?;
-    let mut k = 0;
-    for (i, col) in cols.iter().enumerate() {
-        if !present.get(i).copied().unwrap_or(false) {
-            continue;
-        }
-        let is_null = nulls[k / 8] >> (k % 8) & 1 == 1;
-        k += 1;
-        let b = out.as_deref_mut().map(|o| o[i].as_mut());
-        if is_null {
-            if let Some(b) = b {
-                null(&col.dec, b);
-            }
-        } else {
-            read_value(col, r, b)?;
-        }
-    }
-    Ok(())
-}
 
 /// A table id's table map, and its layout when the table is selected.
 struct Mapped {
@@ -271,6 +38,13 @@ pub(crate) struct Plan {
     pub until: Option<(String, u64)>,
     /// Resume by GTID (`@slave_connect_state`) rather than file and offset.
     pub by_gtid: bool,
+}
+
+impl Plan {
+    /// Whether the dump starts from the GTID position rather than the file and offset.
+    pub(crate) fn uses_gtid(&self, ctx: &Ctx) -> bool {
+        self.by_gtid && ctx.facts.mariadb && self.from.gtids.text().is_some()
+    }
 }
 
 struct State<'a> {
@@ -614,117 +388,6 @@ impl State<'_> {
     }
 }
 
-/// `TRUNCATE [TABLE] [db.]name` → the qualified table name.
-fn truncated_table(query: &str, schema: &str) -> Option<String> {
-    let q = query.trim();
-    let head = q.get(..8)?;
-    if !head.eq_ignore_ascii_case("truncate") {
-        return None;
-    }
-    let mut rest = q[8..].trim_start();
-    if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case("table") {
-        rest = rest[5..].trim_start();
-    }
-    let name: String = rest
-        .trim_end_matches(';')
-        .trim()
-        .split('.')
-        .map(|p| p.trim().trim_matches('`').to_string())
-        .collect::<Vec<_>>()
-        .join(".");
-    if name.is_empty() {
-        return None;
-    }
-    Some(if name.contains('.') {
-        name
-    } else {
-        format!("{schema}.{name}")
-    })
-}
-
-/// The table a statement-format `INSERT`/`UPDATE`/`DELETE`/`REPLACE` changes (its first
-/// table), qualified; `Some(None)` when it is such a statement but the name cannot be
-/// read; `None` for other statements.
-fn dml_table(query: &str, schema: &str) -> Option<Option<String>> {
-    const SKIP: [&str; 7] = [
-        "low_priority",
-        "delayed",
-        "high_priority",
-        "ignore",
-        "into",
-        "quick",
-        "from",
-    ];
-    let mut words = query.split_whitespace();
-    let verb = words.next()?.to_ascii_lowercase();
-    if !matches!(verb.as_str(), "insert" | "update" | "delete" | "replace") {
-        return None;
-    }
-    let name = words.find(|w| !SKIP.contains(&w.to_ascii_lowercase().as_str()));
-    Some(name.map(|n| {
-        let n: String = n
-            .split('(')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches(',')
-            .split('.')
-            .map(|p| p.trim_matches('`'))
-            .collect::<Vec<_>>()
-            .join(".");
-        if n.contains('.') {
-            n
-        } else {
-            format!("{schema}.{n}")
-        }
-    }))
-}
-
-/// Connect the replication connection and start the dump at `plan.from`.
-async fn open_stream(ctx: &Ctx, plan: &Plan) -> Result<mysql_async::BinlogStream> {
-    let from = &plan.from;
-    let at = Some(from);
-    let limit = ctx.config.timeouts.connect();
-    let addr = ctx.addr();
-    let timed_out = |what: &str| Error::Connection {
-        component: C.into(),
-        message: format!("{what} {addr} took longer than {limit:?}"),
-        source: None,
-    };
-    let mut conn = tokio::time::timeout(limit, mysql_async::Conn::new(ctx.opts.clone()))
-        .await
-        .map_err(|_| timed_out("connecting to"))?
-        .map_err(|e| my_err(e, &format!("connecting to {addr}"), None))?;
-    let mut setup = vec![format!(
-        "SET @master_heartbeat_period = {}",
-        ctx.config.heartbeat.as_nanos()
-    )];
-    if ctx.facts.mariadb {
-        // Without it MariaDB sends its GTID events as `BEGIN` queries.
-        setup.push("SET @mariadb_slave_capability = 4".into());
-    }
-    let by_gtid = plan.by_gtid && ctx.facts.mariadb && from.gtids.text().is_some();
-    if by_gtid {
-        let g = from.gtids.text().unwrap_or_default();
-        setup.push(format!("SET @slave_connect_state = '{g}'"));
-    }
-    for s in &setup {
-        tokio::time::timeout(limit, conn.query_drop(s.as_str()))
-            .await
-            .map_err(|_| timed_out("setting up the replication session on"))?
-            .map_err(|e| my_err(e, "setting up the replication session", at))?;
-    }
-    let mut req = BinlogStreamRequest::new(ctx.server_id);
-    req = if by_gtid {
-        req.with_filename(b"").with_pos(4u64)
-    } else {
-        req.with_filename(from.file.as_bytes()).with_pos(from.pos)
-    };
-    tokio::time::timeout(limit, conn.get_binlog_stream(req))
-        .await
-        .map_err(|_| timed_out("requesting the binlog from"))?
-        .map_err(|e| my_err(e, "requesting the binlog", at))
-}
-
 /// Stream changes from `plan.from` into `tx` until `plan.until` (or forever).
 pub(crate) async fn stream(ctx: &Ctx, plan: Plan, tx: &Sender<Result<Batch>>) -> Result<()> {
     let mut st = State {
@@ -744,7 +407,10 @@ pub(crate) async fn stream(ctx: &Ctx, plan: Plan, tx: &Sender<Result<Batch>>) ->
         last_emit: Instant::now(),
         unsent: false,
     };
+    // Already at the end? (Not known before the server answers when resuming by GTID:
+    // the saved file name may be one the server no longer has.)
     if let Some((f, p)) = &plan.until
+        && !plan.uses_gtid(ctx)
         && st.at.reached(f, *p)
     {
         st.boundary(true).await?;
@@ -918,59 +584,5 @@ pub(crate) async fn stream(ctx: &Ctx, plan: Plan, tx: &Sender<Result<Batch>>) ->
             st.boundary(true).await?;
             return Ok(());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gtid_positions_round_trip() {
-        let g = Gtids::parse("0-1-100,2-5-7").unwrap();
-        assert_eq!(g.text().as_deref(), Some("0-1-100,2-5-7"));
-        assert!(Gtids::parse("0-1").is_none());
-        assert_eq!(Gtids::parse("").unwrap().text(), None);
-    }
-
-    #[test]
-    fn truncate_names_its_table() {
-        assert_eq!(
-            truncated_table("TRUNCATE TABLE `Orders`", "test").as_deref(),
-            Some("test.Orders")
-        );
-        assert_eq!(
-            truncated_table("truncate shop.t;", "test").as_deref(),
-            Some("shop.t")
-        );
-        assert_eq!(truncated_table("ALTER TABLE t", "test"), None);
-    }
-
-    #[test]
-    fn statement_dml_names_its_table() {
-        assert_eq!(
-            dml_table("INSERT IGNORE INTO `t1`(id) VALUES (1)", "db"),
-            Some(Some("db.t1".into()))
-        );
-        assert_eq!(
-            dml_table("delete low_priority from shop.t where 1", "db"),
-            Some(Some("shop.t".into()))
-        );
-        assert_eq!(
-            dml_table("UPDATE t SET a = 1", "db"),
-            Some(Some("db.t".into()))
-        );
-        assert_eq!(dml_table("SAVEPOINT a", "db"), None);
-    }
-
-    #[test]
-    fn positions_compare_by_file_number() {
-        let p = Position {
-            file: "binlog.000010".into(),
-            pos: 4,
-            gtids: Gtids::default(),
-        };
-        assert!(p.reached("binlog.000009", 900));
-        assert!(!p.reached("binlog.000010", 5));
     }
 }
