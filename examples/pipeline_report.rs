@@ -110,5 +110,42 @@ async fn demo() -> tributary::Result<Warehouse> {
         }
     }
     wh.upsert_dag_runs(&runs).await?;
+    // tributary's own runs: two pipelines, four runs a day, some failing.
+    let _ = wh.run_history(None, 1).await?; // creates pipeline_run_history
+    for day in 0..14i64 {
+        for (pipeline, rows, fail_every) in
+            [("orders_binlog", 52_000i64, 6), ("iss_passes", 900, 11)]
+        {
+            for hour in 0..4i64 {
+                let t = start + Duration::days(day) + Duration::hours(hour * 6 + 1);
+                let failed = (day * 4 + hour) % fail_every == 0;
+                let ms = 2_000 + (day * 37 + hour * 11) % 900;
+                let fmt = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+                sqlx::query(
+                    "INSERT INTO pipeline_run_history (run_id, pipeline, source, stream, sink, \
+                     started_at, finished_at, duration_ms, outcome, attempts, rows_written, \
+                     bytes_written, objects, error) VALUES (?, ?, 'demo', 'orders', 'memory://', \
+                     ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+                )
+                .bind(format!("{pipeline}-{day}-{hour}"))
+                .bind(pipeline)
+                .bind(fmt(t))
+                .bind(fmt(t + Duration::milliseconds(ms)))
+                .bind(ms)
+                .bind(if failed { "failed" } else { "succeeded" })
+                .bind(if failed { 0 } else { rows + day * 100 })
+                .bind(if failed { 0 } else { rows * 90 })
+                .bind(if failed { 0 } else { 1 })
+                .bind(
+                    failed.then(|| {
+                        format!("{pipeline}: connection failed: demo failure on day {day}")
+                    }),
+                )
+                .execute(wh.pool())
+                .await
+                .map_err(|e| tributary::Error::connector("demo", e, false))?;
+            }
+        }
+    }
     Ok(wh)
 }

@@ -6,8 +6,10 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "airflow")))]
 pub mod airflow;
 mod models;
+mod pipelines;
 mod report;
 
+pub use pipelines::{PipelineDaily, pipeline_runs_daily_sql};
 pub use report::Report;
 
 pub use models::{

@@ -147,7 +147,7 @@ pub struct ValidationDaily {
     pub success_rate: f64,
 }
 
-fn float(r: &AnyRow, name: &str) -> Result<f64> {
+pub(crate) fn float(r: &AnyRow, name: &str) -> Result<f64> {
     r.try_get::<f64, _>(name)
         .or_else(|_| r.try_get::<i64, _>(name).map(|v| v as f64))
         .or_else(|_| r.try_get::<f32, _>(name).map(f64::from))

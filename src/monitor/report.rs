@@ -1,9 +1,9 @@
 //! A report a team can share: one self-contained HTML page with SVG charts (no scripts,
 //! no external files) and a short Markdown summary to paste into chat.
 
-use super::{DagSuccessRate, RuntimeTrend, ValidationDaily};
+use super::{DagSuccessRate, PipelineDaily, RuntimeTrend, ValidationDaily};
 use crate::Result;
-use crate::warehouse::Warehouse;
+use crate::warehouse::{RunRecord, Warehouse};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::fmt::Write;
 
@@ -20,18 +20,32 @@ pub struct Report {
     pub runtime: Vec<RuntimeTrend>,
     /// Validation volume and success rate per day.
     pub validation: Vec<ValidationDaily>,
+    /// tributary's own runs per pipeline and day (`pipeline_run_history`).
+    pub pipelines: Vec<PipelineDaily>,
+    /// The latest failed runs of tributary's pipelines, newest first (at most 10).
+    pub failed_runs: Vec<RunRecord>,
 }
 
 impl Warehouse {
-    /// Gather the report's numbers from `dag_run_history` and `validation_run_history`.
+    /// Gather the report's numbers from `dag_run_history`, `validation_run_history` and
+    /// `pipeline_run_history`.
     pub async fn report(&self, title: &str) -> Result<Report> {
         let daily = self.dag_history_daily().await?;
+        let failed_runs = self
+            .run_history(None, 500)
+            .await?
+            .into_iter()
+            .filter(|r| r.outcome == "failed")
+            .take(10)
+            .collect();
         Ok(Report {
             title: title.to_string(),
             generated_at: Utc::now(),
             success: super::models::success_rate(&daily),
             runtime: super::models::runtime_trend(&daily),
             validation: self.validation_daily().await?,
+            pipelines: self.pipeline_daily().await?,
+            failed_runs,
         })
     }
 }
@@ -146,6 +160,20 @@ fn line_chart(
     svg
 }
 
+/// Tick labels in one unit for the whole axis, chosen by its top: seconds, or minutes
+/// when the axis reaches two minutes (never "104 s" beside "3.5 min").
+fn seconds_axis(max: f64) -> impl Fn(f64) -> String {
+    move |v: f64| {
+        if max >= 120.0 {
+            format!("{:.1} min", v / 60.0)
+        } else if max >= 10.0 {
+            format!("{v:.0} s")
+        } else {
+            format!("{v:.1} s")
+        }
+    }
+}
+
 fn by_name<T>(
     rows: &[T],
     name: impl Fn(&T) -> String,
@@ -166,13 +194,6 @@ impl Report {
     /// The page: self-contained HTML with inline SVG charts.
     pub fn html(&self) -> String {
         let pct = |v: f64| format!("{:.0}%", v * 100.0);
-        let secs = |v: f64| {
-            if v >= 120.0 {
-                format!("{:.1} min", v / 60.0)
-            } else {
-                format!("{v:.0} s")
-            }
-        };
         let count = |v: f64| format!("{v:.0}");
         let success = by_name(
             &self.success,
@@ -190,6 +211,7 @@ impl Report {
             .map(|r| r.avg_runtime_seconds)
             .fold(0.0, f64::max)
             * 1.1;
+        let rt_unit = seconds_axis(max_rt);
         let volume = vec![(
             "tests run".to_string(),
             self.validation
@@ -212,8 +234,8 @@ impl Report {
             html,
             r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{t}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px;color:#222}}h1{{font-size:22px}}figure{{margin:16px 0}}
-figcaption{{font-weight:600;margin-bottom:4px}}pre{{background:#f6f6f6;padding:12px;white-space:pre-wrap}}</style></head><body>
-<h1>{t}</h1><p>Generated {g} UTC from <code>dag_run_history</code> and <code>validation_run_history</code>.</p>"#,
+figcaption{{font-weight:600;margin-bottom:4px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:13px}}pre{{background:#f6f6f6;padding:12px;white-space:pre-wrap}}</style></head><body>
+<h1>{t}</h1><p>Generated {g} UTC from <code>dag_run_history</code>, <code>validation_run_history</code> and <code>pipeline_run_history</code>.</p>"#,
             t = esc(&self.title),
             g = self.generated_at.format("%Y-%m-%d %H:%M")
         );
@@ -222,7 +244,7 @@ figcaption{{font-weight:600;margin-bottom:4px}}pre{{background:#f6f6f6;padding:1
             "Average runtime per DAG per day",
             &runtime,
             max_rt,
-            &secs,
+            &rt_unit,
         ));
         html.push_str(&line_chart(
             "Validation tests per day",
@@ -236,12 +258,86 @@ figcaption{{font-weight:600;margin-bottom:4px}}pre{{background:#f6f6f6;padding:1
             1.0,
             &pct,
         ));
+        self.pipeline_charts(&mut html);
         let _ = writeln!(
             html,
             "<h2>Summary</h2><pre>{}</pre></body></html>",
             esc(&self.markdown())
         );
         html
+    }
+
+    /// tributary's own pipelines: runs, failures, rows and duration per day, and the
+    /// latest failed runs with their errors.
+    fn pipeline_charts(&self, html: &mut String) {
+        let count = |v: f64| format!("{v:.0}");
+        let whole = |max: i64| ((max + 1 + 3) / 4 * 4).max(4) as f64;
+        let p = &self.pipelines;
+        let runs = by_name(p, |r| r.pipeline.clone(), |r| (r.date, r.runs as f64));
+        let fails = by_name(p, |r| r.pipeline.clone(), |r| (r.date, r.failures as f64));
+        let rows = by_name(p, |r| r.pipeline.clone(), |r| (r.date, r.rows as f64));
+        let dur = by_name(
+            p,
+            |r| r.pipeline.clone(),
+            |r| (r.date, r.avg_duration_seconds),
+        );
+        let max_runs = whole(p.iter().map(|r| r.runs).max().unwrap_or(0));
+        let max_fails = whole(p.iter().map(|r| r.failures).max().unwrap_or(0));
+        let max_rows = p.iter().map(|r| r.rows).max().unwrap_or(0) as f64 * 1.1;
+        let max_dur = p.iter().map(|r| r.avg_duration_seconds).fold(0.0, f64::max) * 1.1;
+        let rows_unit = |v: f64| {
+            if max_rows >= 2_000_000.0 {
+                format!("{:.1} M", v / 1e6)
+            } else if max_rows >= 2_000.0 {
+                format!("{:.0} k", v / 1e3)
+            } else {
+                format!("{v:.0}")
+            }
+        };
+        html.push_str("<h2>tributary pipelines</h2>");
+        html.push_str(&line_chart(
+            "Pipeline runs per day",
+            &runs,
+            max_runs,
+            &count,
+        ));
+        html.push_str(&line_chart(
+            "Failed pipeline runs per day",
+            &fails,
+            max_fails,
+            &count,
+        ));
+        html.push_str(&line_chart(
+            "Rows landed per pipeline per day",
+            &rows,
+            max_rows,
+            &rows_unit,
+        ));
+        html.push_str(&line_chart(
+            "Average pipeline run duration per day",
+            &dur,
+            max_dur,
+            &seconds_axis(max_dur),
+        ));
+        html.push_str("<h3>Latest failed runs</h3>");
+        if self.failed_runs.is_empty() {
+            html.push_str("<p>None.</p>");
+            return;
+        }
+        html.push_str(
+            "<table><tr><th>started (UTC)</th><th>pipeline</th><th>run</th><th>error</th></tr>",
+        );
+        for r in &self.failed_runs {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                esc(&r.pipeline),
+                esc(&r.run_id),
+                esc(r.error.as_deref().unwrap_or(""))
+            );
+        }
+        html.push_str("</table>");
     }
 
     /// A short Markdown summary: the latest day per DAG, the week-over-week runtime
@@ -305,6 +401,31 @@ figcaption{{font-weight:600;margin-bottom:4px}}pre{{background:#f6f6f6;padding:1
                 );
             }
             None => md.push_str("- No validation tests recorded yet.\n"),
+        }
+        let mut names: Vec<&str> = self.pipelines.iter().map(|r| r.pipeline.as_str()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let last = self
+                .pipelines
+                .iter()
+                .filter(|r| r.pipeline == name)
+                .max_by_key(|r| r.date)
+                .expect("has rows");
+            let _ = writeln!(
+                md,
+                "- Pipeline `{name}` on {}: {} run(s), {} failed, {} rows.",
+                last.date, last.runs, last.failures, last.rows
+            );
+        }
+        if let Some(f) = self.failed_runs.first() {
+            let _ = writeln!(
+                md,
+                "- Latest failed run: `{}` at {} UTC: {}",
+                f.pipeline,
+                f.started_at.format("%Y-%m-%d %H:%M"),
+                f.error.as_deref().unwrap_or("(no message)")
+            );
         }
         md
     }
