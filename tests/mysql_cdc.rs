@@ -4,46 +4,15 @@
 
 mod common;
 
+use common::binlog::{connect, end, exec, table};
+
 use arrow_array::{Array, RecordBatch, StringArray};
 use futures::StreamExt;
-use sqlx::{Connection, Executor, MySqlConnection, Row};
 use tributary::model::ChangeOptions;
 use tributary::sources::mysql::MySqlExtractor;
-use tributary::sources::mysql_cdc::{MySqlCdcConfig, MySqlCdcExtractor, SnapshotMode, StartAt};
+use tributary::sources::mysql_cdc::{MySqlCdcConfig, MySqlCdcExtractor, SnapshotMode};
 use tributary::sources::sql::SqlSource;
 use tributary::*;
-
-fn table() -> String {
-    common::unique("cdc").replace('-', "_")
-}
-
-async fn connect() -> Option<(String, MySqlConnection)> {
-    let url = common::service("TRIBUTARY_TEST_MYSQL_URL", "MariaDB")?;
-    let mut conn = MySqlConnection::connect(&url).await.unwrap();
-    conn.execute("SET time_zone = '+00:00'").await.unwrap();
-    Some((url, conn))
-}
-
-async fn exec(conn: &mut MySqlConnection, sql: &str) {
-    for stmt in sql.split(";\n") {
-        if !stmt.trim().is_empty() {
-            conn.execute(stmt)
-                .await
-                .unwrap_or_else(|e| panic!("{stmt}: {e}"));
-        }
-    }
-}
-
-/// The binlog's end now: where a reader that should see only what follows starts.
-async fn end(conn: &mut MySqlConnection) -> StartAt {
-    let row = sqlx::query("SHOW MASTER STATUS")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    let file: String = row.try_get(0).unwrap();
-    let pos: u64 = row.try_get(1).unwrap();
-    StartAt::Position { file, pos }
-}
 
 /// Every batch of a bounded extraction.
 async fn drain(e: &MySqlCdcExtractor, from: Option<Checkpoint>) -> Result<Vec<Batch>> {
@@ -133,7 +102,7 @@ async fn binlog_and_snapshot_values_equal_the_typed_path_for_every_type() {
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let t = table();
+    let t = table("cdc");
     exec(
         &mut conn,
         &format!("CREATE TABLE {t} ({TYPES}) DEFAULT CHARSET = utf8mb4"),
@@ -204,7 +173,7 @@ async fn updates_and_deletes_carry_their_images_and_positions_sit_at_transaction
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let t = table();
+    let t = table("cdc");
     exec(
         &mut conn,
         &format!("CREATE TABLE {t} (id INT PRIMARY KEY, status VARCHAR(20), n INT)"),
@@ -326,7 +295,7 @@ async fn a_dry_run_says_what_it_would_snapshot_or_stream_from() {
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let t = table();
+    let t = table("cdc");
     exec(&mut conn, &format!("CREATE TABLE {t} (id INT PRIMARY KEY)")).await;
     exec(&mut conn, &format!("INSERT INTO {t} VALUES (1), (2), (3)")).await;
     let cdc = MySqlCdcExtractor::connect_lazy(

@@ -5,33 +5,15 @@
 
 mod common;
 
-use sqlx::{Connection, Executor, MySqlConnection};
+use common::binlog::{connect, exec, lines, table};
+
+use sqlx::Executor;
 use std::time::Duration;
 use tributary::sources::mysql_cdc::{
     MySqlCdcConfig, MySqlCdcExtractor, SnapshotMode, WhenPositionLost,
 };
 use tributary::stores::{ObjectSink, ObjectStateStore, StateStore};
 use tributary::*;
-
-fn table() -> String {
-    common::unique("cdcp").replace('-', "_")
-}
-
-async fn connect() -> Option<(String, MySqlConnection)> {
-    let url = common::service("TRIBUTARY_TEST_MYSQL_URL", "MariaDB")?;
-    let conn = MySqlConnection::connect(&url).await.unwrap();
-    Some((url, conn))
-}
-
-async fn exec(conn: &mut MySqlConnection, sql: &str) {
-    for stmt in sql.split(";\n") {
-        if !stmt.trim().is_empty() {
-            conn.execute(stmt)
-                .await
-                .unwrap_or_else(|e| panic!("{stmt}: {e}"));
-        }
-    }
-}
 
 fn pipeline(url: &str, config: MySqlCdcConfig, sink: &ObjectSink) -> Pipeline {
     Pipeline::builder("orders-cdc")
@@ -57,35 +39,12 @@ fn new_lines(before: &[String], after: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-/// Every landed line of the table's objects, object by object in key order.
-async fn lines(sink: &ObjectSink, table: &str) -> Vec<String> {
-    let mut keys: Vec<String> = sink
-        .list("")
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|k| k.contains(table) && !k.ends_with(".json") && !k.starts_with("_state"))
-        .collect();
-    keys.sort();
-    let mut out = Vec::new();
-    for k in keys {
-        let body = sink.read(&k).await.unwrap();
-        out.extend(
-            std::str::from_utf8(&body)
-                .unwrap()
-                .lines()
-                .map(str::to_string),
-        );
-    }
-    out
-}
-
 #[tokio::test]
 async fn runs_continue_where_the_last_stopped_through_a_ddl_and_a_truncate() {
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let t = table();
+    let t = table("cdcp");
     exec(
         &mut conn,
         &format!(
@@ -184,7 +143,7 @@ async fn a_lost_position_is_an_error_naming_it_or_a_new_snapshot_when_asked() {
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let t = table();
+    let t = table("cdcp");
     exec(
         &mut conn,
         &format!("CREATE TABLE {t} (id INT PRIMARY KEY, v INT);\nINSERT INTO {t} VALUES (1, 1)"),
@@ -346,7 +305,7 @@ async fn statement_format_and_minimal_images_are_typed_errors_at_their_position(
             "binlog_row_image = FULL",
         ),
     ] {
-        let t = table();
+        let t = table("cdcp");
         exec(
             &mut conn,
             &format!("CREATE TABLE {t} (id INT PRIMARY KEY, v INT)"),
@@ -393,7 +352,7 @@ async fn a_killed_replication_connection_is_retried_from_the_saved_position() {
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let t = table();
+    let t = table("cdcp");
     exec(&mut conn, &format!("CREATE TABLE {t} (id INT PRIMARY KEY)")).await;
     // A user of its own, so that the kill below hits only this test's dump thread.
     let user = format!("kl{}", std::process::id());

@@ -5,33 +5,13 @@
 
 mod common;
 
+use common::binlog::{exec, lines};
+
 use sqlx::{Connection, Executor, MySqlConnection};
 use std::time::Duration;
 use tributary::sources::mysql_cdc::{MySqlCdcConfig, MySqlCdcExtractor, SnapshotMode, StartAt};
 use tributary::stores::{ObjectSink, ObjectStateStore};
 use tributary::*;
-
-async fn exec(conn: &mut MySqlConnection, sql: &str) {
-    conn.execute(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-async fn lines(sink: &ObjectSink, table: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for k in sink.list("").await.unwrap() {
-        if k.contains(table) && !k.ends_with(".json") && !k.starts_with("_state") {
-            let body = sink.read(&k).await.unwrap();
-            out.extend(
-                std::str::from_utf8(&body)
-                    .unwrap()
-                    .lines()
-                    .map(str::to_string),
-            );
-        }
-    }
-    out
-}
 
 async fn ids(sink: &ObjectSink, table: &str) -> Vec<i32> {
     let mut v: Vec<i32> = lines(sink, table)

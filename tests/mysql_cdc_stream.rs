@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::binlog::{connect, end, exec, lines, table};
+
 use futures::StreamExt;
 use sqlx::{Connection, Executor, MySqlConnection, Row};
 use std::collections::BTreeMap;
@@ -12,53 +14,6 @@ use std::time::Duration;
 use tributary::sources::mysql_cdc::{MySqlCdcConfig, MySqlCdcExtractor, SnapshotMode, StartAt};
 use tributary::stores::{ObjectSink, ObjectStateStore};
 use tributary::*;
-
-fn table() -> String {
-    common::unique("cdcs").replace('-', "_")
-}
-
-async fn connect() -> Option<(String, MySqlConnection)> {
-    let url = common::service("TRIBUTARY_TEST_MYSQL_URL", "MariaDB")?;
-    let conn = MySqlConnection::connect(&url).await.unwrap();
-    Some((url, conn))
-}
-
-async fn exec(conn: &mut MySqlConnection, sql: &str) {
-    for stmt in sql.split(";\n") {
-        if !stmt.trim().is_empty() {
-            conn.execute(stmt)
-                .await
-                .unwrap_or_else(|e| panic!("{stmt}: {e}"));
-        }
-    }
-}
-
-async fn end(conn: &mut MySqlConnection) -> StartAt {
-    let row = sqlx::query("SHOW MASTER STATUS")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    StartAt::Position {
-        file: row.try_get(0).unwrap(),
-        pos: row.try_get(1).unwrap(),
-    }
-}
-
-async fn lines(sink: &ObjectSink, table: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for k in sink.list("").await.unwrap() {
-        if k.contains(table) && !k.ends_with(".json") && !k.starts_with("_state") {
-            let body = sink.read(&k).await.unwrap();
-            out.extend(
-                std::str::from_utf8(&body)
-                    .unwrap()
-                    .lines()
-                    .map(str::to_string),
-            );
-        }
-    }
-    out
-}
 
 /// The table's contents by replaying `op|id|v` lines in order (objects in commit order:
 /// one run, one object per table here).
@@ -95,7 +50,7 @@ async fn a_snapshot_taken_under_concurrent_writes_switches_to_the_stream_without
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let t = table();
+    let t = table("cdcs");
     exec(
         &mut conn,
         &format!("CREATE TABLE {t} (id INT PRIMARY KEY, v INT)"),
@@ -142,21 +97,31 @@ async fn a_snapshot_taken_under_concurrent_writes_switches_to_the_stream_without
         .with_batch_rows(1000)
         .until_current_end();
     let r1 = run(config.clone()).run().await.into_result().unwrap();
+    let first = lines(&sink, &t).await;
     writer.await.unwrap();
     // A second run drains what the writer did after the first run's end.
     let r2 = run(config).run().await.into_result().unwrap();
     assert_eq!(r2.checkpoint_from, r1.checkpoint_to);
+    // The second run's lines: those not in the first run's objects (one object per run).
     let got = lines(&sink, &t).await;
-    let snapshots = got.iter().filter(|l| l.starts_with("snapshot|")).count();
-    assert!(snapshots >= 19_000, "{snapshots}");
-    // Replaying the snapshot then the changes gives exactly the table: a change missed at
-    // the switch, or one applied twice to a stale row, would show.
-    let mut ordered: Vec<String> = got
+    let mut left = first.clone();
+    let second: Vec<String> = got
         .iter()
-        .filter(|l| l.starts_with("snapshot|"))
+        .filter(|l| match left.iter().position(|x| x == *l) {
+            Some(i) => {
+                left.remove(i);
+                false
+            }
+            None => true,
+        })
         .cloned()
         .collect();
-    ordered.extend(got.iter().filter(|l| !l.starts_with("snapshot|")).cloned());
+    let snapshots = got.iter().filter(|l| l.starts_with("snapshot|")).count();
+    assert!(snapshots >= 19_000, "{snapshots}");
+    // Replaying the first run (snapshot, then its changes) then the second gives exactly
+    // the table: a change missed at the switch, or one applied twice, would show.
+    let mut ordered = first.clone();
+    ordered.extend(second);
     assert_eq!(replay(&ordered), contents(&mut conn, &t).await);
     // No insert of the writer both in the snapshot and in the stream.
     let mut seen = std::collections::HashSet::new();
@@ -177,7 +142,7 @@ async fn a_big_transaction_streams_in_bounded_batches_with_one_checkpoint_at_its
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let t = table();
+    let t = table("cdcs");
     exec(
         &mut conn,
         &format!("CREATE TABLE {t} (id INT PRIMARY KEY, v INT)"),
@@ -227,7 +192,7 @@ async fn rotation_is_followed_and_a_gtid_resume_continues_at_the_same_transactio
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let t = table();
+    let t = table("cdcs");
     exec(
         &mut conn,
         &format!("CREATE TABLE {t} (id INT PRIMARY KEY, v INT)"),
@@ -287,7 +252,7 @@ async fn an_idle_stream_still_moves_its_checkpoint_past_other_tables_work() {
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let (t, other) = (table(), table());
+    let (t, other) = (table("cdcs"), table("cdcs"));
     exec(
         &mut conn,
         &format!(
@@ -347,7 +312,7 @@ async fn a_second_reader_with_the_same_server_id_is_refused_naming_it() {
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let t = table();
+    let t = table("cdcs");
     exec(&mut conn, &format!("CREATE TABLE {t} (id INT PRIMARY KEY)")).await;
     let id = 4_200_000 + std::process::id() % 1000;
     let config = MySqlCdcConfig::new()
@@ -380,7 +345,7 @@ async fn a_table_dropped_while_streaming_ends_its_changes_and_the_rest_go_on() {
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let (a, b) = (table(), table());
+    let (a, b) = (table("cdcs"), table("cdcs"));
     exec(
         &mut conn,
         &format!("CREATE TABLE {a} (id INT PRIMARY KEY, v INT);\nCREATE TABLE {b} (id INT PRIMARY KEY, v INT)"),
@@ -431,7 +396,7 @@ async fn an_interrupted_snapshot_saves_no_position_and_the_next_run_takes_it_who
     let Some((url, mut conn)) = connect().await else {
         return;
     };
-    let t = table();
+    let t = table("cdcs");
     exec(
         &mut conn,
         &format!("CREATE TABLE {t} (id INT PRIMARY KEY, v INT)"),

@@ -43,6 +43,26 @@ pub struct KeyVars<'a> {
 /// }).unwrap();
 /// assert_eq!(key, "mysql/Orders/dt=2026-11-22/20261122T031409Z-3f9a-00007.csv");
 /// ```
+///
+/// **Why the pipeline's name is not in the default**: a table's objects sit under one
+/// folder per source and table, whatever pipeline wrote them, so that a warehouse loads
+/// a table from one prefix (`COPY … FROM 's3://…/mysql/Orders/'`, as the book's jobs do),
+/// and a pipeline renamed or split in two keeps landing where loaders look. Keys never
+/// collide (each has its run id), but two pipelines landing one table would share that
+/// folder: give them [`KeyTemplate::PER_PIPELINE`] (or a `{prefix}` each) to keep them
+/// apart.
+///
+/// ```
+/// use tributary::stores::{KeyTemplate, KeyVars};
+/// let t = KeyTemplate::new(KeyTemplate::PER_PIPELINE)?;
+/// let key = t.render(&KeyVars {
+///     prefix: "", pipeline: "orders-backfill", source: "mysql", stream: "Orders",
+///     date: chrono::NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
+///     run_id: "r1", part: 0, ext: "csv",
+/// })?;
+/// assert_eq!(key, "orders-backfill/mysql/Orders/dt=2026-11-22/r1-00000.csv");
+/// # Ok::<(), tributary::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyTemplate(String);
 
@@ -60,6 +80,10 @@ impl KeyTemplate {
     /// `{prefix}/{source}/{stream}/dt={date}/{run_id}-{part:05}.{ext}`
     pub const DEFAULT: &'static str =
         "{prefix}/{source}/{stream}/dt={date}/{run_id}-{part:05}.{ext}";
+    /// The default with the pipeline's name first, for pipelines that land one table
+    /// side by side: `{prefix}/{pipeline}/{source}/{stream}/dt={date}/{run_id}-{part:05}.{ext}`
+    pub const PER_PIPELINE: &'static str =
+        "{prefix}/{pipeline}/{source}/{stream}/dt={date}/{run_id}-{part:05}.{ext}";
     /// Where a run's manifest goes by default: `{prefix}/{source}/{stream}/dt={date}/{run_id}.manifest.json`
     pub const MANIFEST: &'static str =
         "{prefix}/{source}/{stream}/dt={date}/{run_id}.manifest.json";

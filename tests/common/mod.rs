@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: finding the test services.
 #![allow(dead_code)]
 
+#[cfg(feature = "mysql-cdc")]
+pub mod binlog;
 pub mod changes;
 
 /// Whether we run in CI, where a missing service is a failure, not a skip.
