@@ -6,55 +6,11 @@ mod common;
 use sqlx::{Connection, Executor};
 use std::path::{Path, PathBuf};
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        p.exists(),
-        "{} not built: run the tests with `cargo test --all-features`",
-        p.display()
-    );
-    p
-}
+use common::{example, run_example as run};
 
-fn run(name: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(example(name))
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{name} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
+/// Every CSV line under `dir`, sorted.
 fn csv_lines(dir: &Path) -> Vec<String> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "csv") {
-                out.extend(
-                    std::fs::read_to_string(&p)
-                        .unwrap()
-                        .lines()
-                        .map(str::to_string),
-                );
-            }
-        }
-    }
+    let mut out = common::lines_of(&common::csv_files(dir));
     out.sort();
     out
 }

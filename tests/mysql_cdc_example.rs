@@ -10,61 +10,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("extract_mysql_binlog");
-    assert!(
-        p.exists(),
-        "{} not built: run the tests with `cargo test --all-features`",
-        p.display()
-    );
-    p
+    common::example("extract_mysql_binlog")
 }
 
 fn run(args: &[&str]) -> String {
-    let out = std::process::Command::new(example())
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    common::run_example("extract_mysql_binlog", args)
 }
 
 /// Every line of every CSV object under `dir`, objects in name order.
 fn csv_lines(dir: &Path) -> Vec<String> {
-    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "csv") {
-                out.push(p);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(dir, &mut files);
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    common::lines_of(&common::csv_files(dir))
 }
 
 async fn setup(extra: &str) -> Option<(MySqlConnection, String, tempfile::TempDir, String)> {

@@ -71,6 +71,23 @@ impl Batch {
         self
     }
 
+    /// A batch with no rows that only moves the position to `checkpoint`: what a source
+    /// hands on after its last rows (so the checkpoint is saved once they are committed)
+    /// or when its log moved past work of no selected table.
+    ///
+    /// ```
+    /// use tributary::{Batch, Checkpoint};
+    /// let b = Batch::position(Checkpoint::Lsn { lsn: 42 });
+    /// assert_eq!(b.num_rows(), 0);
+    /// assert_eq!(b.checkpoint, Some(Checkpoint::Lsn { lsn: 42 }));
+    /// ```
+    pub fn position(checkpoint: Checkpoint) -> Self {
+        Batch::new(RecordBatch::new_empty(std::sync::Arc::new(
+            arrow_schema::Schema::empty(),
+        )))
+        .with_checkpoint(checkpoint)
+    }
+
     /// Number of rows.
     pub fn num_rows(&self) -> usize {
         self.records.num_rows()

@@ -160,6 +160,11 @@ fn line_chart(
     svg
 }
 
+/// The top of a count axis above `max` with whole-number ticks: a multiple of 4.
+fn whole_axis(max: i64) -> f64 {
+    ((max + 1 + 3) / 4 * 4).max(4) as f64
+}
+
 /// Tick labels in one unit for the whole axis, chosen by its top: seconds, or minutes
 /// when the axis reaches two minutes (never "104 s" beside "3.5 min").
 fn seconds_axis(max: f64) -> impl Fn(f64) -> String {
@@ -219,9 +224,7 @@ impl Report {
                 .map(|v| (v.date, v.tests as f64))
                 .collect(),
         )];
-        // Whole-number ticks: the axis top is a multiple of 4.
-        let max_tests = self.validation.iter().map(|v| v.tests).max().unwrap_or(0);
-        let max_tests = ((max_tests + 1 + 3) / 4 * 4).max(4) as f64;
+        let max_tests = whole_axis(self.validation.iter().map(|v| v.tests).max().unwrap_or(0));
         let vrate = vec![(
             "tests passed".to_string(),
             self.validation
@@ -271,7 +274,6 @@ figcaption{{font-weight:600;margin-bottom:4px}}table{{border-collapse:collapse}}
     /// latest failed runs with their errors.
     fn pipeline_charts(&self, html: &mut String) {
         let count = |v: f64| format!("{v:.0}");
-        let whole = |max: i64| ((max + 1 + 3) / 4 * 4).max(4) as f64;
         let p = &self.pipelines;
         let runs = by_name(p, |r| r.pipeline.clone(), |r| (r.date, r.runs as f64));
         let fails = by_name(p, |r| r.pipeline.clone(), |r| (r.date, r.failures as f64));
@@ -281,8 +283,8 @@ figcaption{{font-weight:600;margin-bottom:4px}}table{{border-collapse:collapse}}
             |r| r.pipeline.clone(),
             |r| (r.date, r.avg_duration_seconds),
         );
-        let max_runs = whole(p.iter().map(|r| r.runs).max().unwrap_or(0));
-        let max_fails = whole(p.iter().map(|r| r.failures).max().unwrap_or(0));
+        let max_runs = whole_axis(p.iter().map(|r| r.runs).max().unwrap_or(0));
+        let max_fails = whole_axis(p.iter().map(|r| r.failures).max().unwrap_or(0));
         let max_rows = p.iter().map(|r| r.rows).max().unwrap_or(0) as f64 * 1.1;
         let max_dur = p.iter().map(|r| r.avg_duration_seconds).fold(0.0, f64::max) * 1.1;
         let rows_unit = |v: f64| {

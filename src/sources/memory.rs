@@ -228,10 +228,11 @@ impl Extractor for MemoryChangeStream {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let records = e
-                .rows
-                .unwrap_or_else(|| RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty())));
-            let mut b = Batch::new(records).with_checkpoint(Checkpoint::Lsn { lsn: e.position });
+            let cp = Checkpoint::Lsn { lsn: e.position };
+            let mut b = match e.rows {
+                Some(rows) => Batch::new(rows).with_checkpoint(cp),
+                None => Batch::position(cp),
+            };
             if let Some(t) = e.table {
                 b = b.with_table(t);
             }

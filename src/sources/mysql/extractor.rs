@@ -80,6 +80,7 @@ impl MySqlExtractor {
     }
 
     /// The same connection settings reading another source.
+    #[cfg(feature = "mysql-cdc")]
     pub(crate) fn with_source(&self, source: SqlSource) -> Self {
         MySqlExtractor {
             pool: self.pool.clone(),
@@ -140,18 +141,7 @@ impl MySqlExtractor {
             None => (None, table.clone()),
         };
         let mut out = HashMap::new();
-        // information_schema columns vary in type and collation between MySQL and
-        // MariaDB versions: read them as text through `Decode`, which skips sqlx's
-        // type-compatibility check.
-        fn text(row: &sqlx::mysql::MySqlRow, i: usize) -> Option<String> {
-            let raw = row.try_get_raw(i).ok()?;
-            if raw.is_null() {
-                return None;
-            }
-            <&[u8] as sqlx::Decode<sqlx::MySql>>::decode(raw)
-                .ok()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-        }
+        use super::types::{json_valid_column, text};
         let rows = sqlx::query(
             "SELECT COLUMN_NAME, CAST(NUMERIC_PRECISION AS CHAR), CAST(NUMERIC_SCALE AS CHAR), DATA_TYPE \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
@@ -185,11 +175,7 @@ impl MySqlExtractor {
         .unwrap_or_default();
         for row in &rows {
             let Some(clause) = text(row, 0) else { continue };
-            if let Some(col) = clause
-                .trim()
-                .strip_prefix("json_valid(`")
-                .and_then(|r| r.strip_suffix("`)"))
-            {
+            if let Some(col) = json_valid_column(&clause) {
                 out.entry(col.to_ascii_lowercase()).or_default().json = true;
             }
         }
@@ -341,6 +327,7 @@ pub(crate) enum Out<'a> {
     Partition(tokio::sync::mpsc::Sender<Result<Batch>>, u32),
     /// Straight to the consumer, each batch made by a function of the rows (the change
     /// rows of a CDC snapshot).
+    #[cfg(feature = "mysql-cdc")]
     Wrap(
         tokio::sync::mpsc::Sender<Result<Batch>>,
         &'a (dyn Fn(RecordBatch) -> Result<Batch> + Sync),
@@ -355,6 +342,7 @@ impl Out<'_> {
             Out::Partition(tx, p) => {
                 Ok(tx.send(Ok(Batch::new(rb).with_partition(*p))).await.is_ok())
             }
+            #[cfg(feature = "mysql-cdc")]
             Out::Wrap(tx, f) => Ok(tx.send(Ok(f(rb)?)).await.is_ok()),
         }
     }
@@ -484,15 +472,7 @@ impl MySqlExtractor {
         .fetch_one(&mut coord)
         .await
         .map_err(|e| my_err(e, "finding the partition range"))?;
-        let text = |i: usize| -> Option<String> {
-            let raw = row.try_get_raw(i).ok()?;
-            if raw.is_null() {
-                return None;
-            }
-            <&[u8] as sqlx::Decode<sqlx::MySql>>::decode(raw)
-                .ok()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-        };
+        let text = |i: usize| super::types::text(&row, i);
         let bounds = match (text(0), text(1)) {
             (Some(l), Some(h)) => split_bounds(kind, &l, &h, n, &column)?,
             _ => Vec::new(),

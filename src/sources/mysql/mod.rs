@@ -6,4 +6,4 @@ pub mod types;
 
 pub use extractor::MySqlExtractor;
 #[cfg(feature = "mysql-cdc")]
-pub(crate) use extractor::{Out, Shape, read_rows, text_args};
+pub(crate) use extractor::{Out, Prepared, Shape, read_rows, text_args};

@@ -185,6 +185,13 @@ impl Dec {
         }
     }
 
+    /// Append a null to a builder made for this decoder.
+    #[cfg(feature = "mysql-cdc")]
+    pub(crate) fn append_null(&self, b: &mut dyn ArrayBuilder) {
+        self.append(b, None, "")
+            .expect("appending a null decodes nothing, so it cannot fail")
+    }
+
     pub(crate) fn append(
         &self,
         b: &mut dyn ArrayBuilder,
@@ -330,6 +337,29 @@ impl Dec {
         }
         Ok(())
     }
+}
+
+/// A cell read as text through `Decode`, whatever its column type (information_schema
+/// columns vary in type and collation between MySQL and MariaDB versions, and `SHOW`
+/// statements send numbers as text); `None` for NULL.
+pub(crate) fn text(row: &sqlx::mysql::MySqlRow, i: usize) -> Option<String> {
+    use sqlx::{Row, ValueRef};
+    let raw = row.try_get_raw(i).ok()?;
+    if raw.is_null() {
+        return None;
+    }
+    <&[u8] as Decode<MySql>>::decode(raw)
+        .ok()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+/// The column of MariaDB's `JSON` check clause (`json_valid(`col`)`): MariaDB's JSON
+/// is `LONGTEXT` with that check.
+pub(crate) fn json_valid_column(clause: &str) -> Option<&str> {
+    clause
+        .trim()
+        .strip_prefix("json_valid(`")
+        .and_then(|r| r.strip_suffix("`)"))
 }
 
 pub(crate) fn zero_date(column: &str) -> Error {

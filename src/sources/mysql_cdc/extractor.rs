@@ -246,16 +246,19 @@ impl MySqlCdcExtractor {
             StartAt::Current => server::current_end(conn, &ctx.facts).await?,
             StartAt::Position { file, pos } => (file.clone(), *pos),
         };
-        let gtids = if ctx.facts.mariadb {
-            server::gtid_at(conn, &file, pos)
-                .await
-                .and_then(|g| Gtids::parse(&g))
-                .unwrap_or_default()
-        } else {
-            Gtids::default()
-        };
-        Ok(Position { file, pos, gtids })
+        Ok(server::position_at(conn, &ctx.facts, file, pos).await)
     }
+}
+
+/// Every missing prerequisite, with its fix, in one [`Error::Prerequisite`].
+fn prerequisites(missing: Vec<String>) -> Result<()> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Prerequisite {
+        component: C.into(),
+        message: missing.join("; "),
+    })
 }
 
 fn rand_u32() -> u32 {
@@ -303,14 +306,7 @@ impl Extractor for MySqlCdcExtractor {
                 .into_iter()
                 .map(|p| format!("the user lacks {p}")),
         );
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Prerequisite {
-                component: C.into(),
-                message: missing.join("; "),
-            })
-        }
+        prerequisites(missing)
     }
 
     async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
@@ -360,13 +356,7 @@ impl Extractor for MySqlCdcExtractor {
 
     async fn open(&self, from: Resume) -> Result<Extraction> {
         let (ctx, mut conn) = self.context().await?;
-        let missing = ctx.facts.missing();
-        if !missing.is_empty() {
-            return Err(Error::Prerequisite {
-                component: C.into(),
-                message: missing.join("; "),
-            });
-        }
+        prerequisites(ctx.facts.missing())?;
         let begin = match (&from.checkpoint, self.config.snapshot) {
             (None, SnapshotMode::Never) => {
                 Begin::Stream(self.start_position(&ctx, &mut conn).await?)
@@ -431,35 +421,17 @@ impl Extractor for MySqlCdcExtractor {
         let by_gtid = self.config.resume_by_gtid;
         let task = tokio::spawn(async move {
             let ctx = Arc::new(ctx);
-            let tx2 = tx.clone();
             let result: Result<()> = async {
                 let from = match begin {
                     Begin::Done => return Ok(()),
                     Begin::Stream(p) => p,
                     Begin::Snapshot { then_stream } => {
-                        let Some(at) = snapshot(&ctx, &tables, &tx).await? else {
+                        let Some(from) = snapshot(&ctx, &tables, &tx).await? else {
                             return Ok(());
                         };
-                        let from = Position {
-                            file: at.file,
-                            pos: at.pos,
-                            gtids: at
-                                .gtid
-                                .as_deref()
-                                .and_then(Gtids::parse)
-                                .unwrap_or_default(),
-                        };
                         if !then_stream {
-                            let cp = Checkpoint::Binlog {
-                                file: from.file.clone(),
-                                pos: from.pos,
-                                gtid: from.gtids.text(),
-                                server: Some(ctx.facts.identity()),
-                            };
-                            let empty = arrow_array::RecordBatch::new_empty(Arc::new(
-                                arrow_schema::Schema::empty(),
-                            ));
-                            let _ = tx.send(Ok(Batch::new(empty).with_checkpoint(cp))).await;
+                            let cp = from.checkpoint(ctx.facts.identity());
+                            let _ = tx.send(Ok(Batch::position(cp))).await;
                             return Ok(());
                         }
                         from
@@ -474,7 +446,7 @@ impl Extractor for MySqlCdcExtractor {
             }
             .await;
             if let Err(e) = result {
-                let _ = tx2.send(Err(e)).await;
+                let _ = tx.send(Err(e)).await;
             }
         });
         // A panic in the protocol library (it unwraps some reads) is an error, not a hang.

@@ -14,6 +14,16 @@ pub(crate) struct Position {
 }
 
 impl Position {
+    /// The checkpoint of this position, taken on the server `server` identifies.
+    pub fn checkpoint(&self, server: String) -> crate::Checkpoint {
+        crate::Checkpoint::Binlog {
+            file: self.file.clone(),
+            pos: self.pos,
+            gtid: self.gtids.text(),
+            server: Some(server),
+        }
+    }
+
     /// Whether this position is at or after `(file, pos)` (files compare by number).
     pub fn reached(&self, file: &str, pos: u64) -> bool {
         (file_number(&self.file), self.pos) >= (file_number(file), pos)

@@ -4,7 +4,6 @@
 use super::extractor::Ctx;
 use super::types::{CellError, Col, Layout, Reader, read_value};
 use crate::model::{ChangeMeta, ChangeSchema, Op};
-use crate::sources::mysql::types::Dec;
 use crate::{Error, Result};
 use arrow_array::builder::*;
 use arrow_array::{ArrayRef, RecordBatch};
@@ -32,37 +31,6 @@ fn builders(layout: &Layout, n: usize) -> Vec<Box<dyn ArrayBuilder>> {
         .iter()
         .map(|f| make_builder(f.data_type(), n))
         .collect()
-}
-
-/// Append a null to a builder made for `dec`.
-fn null(dec: &Dec, b: &mut dyn ArrayBuilder) {
-    macro_rules! n {
-        ($t:ty) => {
-            b.as_any_mut()
-                .downcast_mut::<$t>()
-                .expect("builder matches the column")
-                .append_null()
-        };
-    }
-    match dec {
-        Dec::I8 => n!(Int8Builder),
-        Dec::I16 | Dec::Year => n!(Int16Builder),
-        Dec::I32 => n!(Int32Builder),
-        Dec::I64 => n!(Int64Builder),
-        Dec::U8 => n!(UInt8Builder),
-        Dec::U16 => n!(UInt16Builder),
-        Dec::U32 => n!(UInt32Builder),
-        Dec::U64 | Dec::Bit => n!(UInt64Builder),
-        Dec::F32 => n!(Float32Builder),
-        Dec::F64 => n!(Float64Builder),
-        Dec::Decimal(p, _) if *p <= 38 => n!(Decimal128Builder),
-        Dec::Decimal(..) => n!(Decimal256Builder),
-        Dec::NumericText | Dec::Text | Dec::Json => n!(StringBuilder),
-        Dec::Binary => n!(BinaryBuilder),
-        Dec::Date => n!(Date32Builder),
-        Dec::DateTime | Dec::Timestamp => n!(TimestampMicrosecondBuilder),
-        Dec::Time => n!(DurationMicrosecondBuilder),
-    }
 }
 
 impl Acc {
@@ -120,7 +88,7 @@ impl Acc {
     /// A row with every column null (a truncate, or the before-image of a non-update).
     pub(crate) fn nulls(cols: &[Col], b: &mut [Box<dyn ArrayBuilder>]) {
         for (c, b) in cols.iter().zip(b.iter_mut()) {
-            null(&c.dec, b.as_mut());
+            c.dec.append_null(b.as_mut());
         }
     }
 }
@@ -145,7 +113,7 @@ pub(crate) fn image(
         let b = out.as_deref_mut().map(|o| o[i].as_mut());
         if is_null {
             if let Some(b) = b {
-                null(&col.dec, b);
+                col.dec.append_null(b);
             }
         } else {
             read_value(col, r, b)?;

@@ -1,23 +1,14 @@
 //! What the server says of itself: its settings, binlog files, privileges and tables.
 
 use crate::model::{NameCase, TableFilter};
+use crate::sources::mysql::types::{json_valid_column, text};
 use crate::sources::sql::sqlx_error;
 use crate::{Error, Result};
 use sqlx::mysql::{MySqlConnection, MySqlRow};
-use sqlx::{Row, ValueRef};
+
 use std::collections::{HashMap, HashSet};
 
 const C: &str = "mysql-cdc";
-
-fn text(row: &MySqlRow, i: usize) -> Option<String> {
-    let raw = row.try_get_raw(i).ok()?;
-    if raw.is_null() {
-        return None;
-    }
-    <&[u8] as sqlx::Decode<sqlx::MySql>>::decode(raw)
-        .ok()
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-}
 
 /// Rows of a statement without parameters, over the text protocol: `SHOW` statements
 /// send numbers as text there, which [`text`] reads whatever the column type.
@@ -202,8 +193,26 @@ pub(crate) async fn current_end(conn: &mut MySqlConnection, f: &Facts) -> Result
     Ok((file, pos))
 }
 
+/// The position at a binlog file and offset, with MariaDB's GTID position there.
+pub(crate) async fn position_at(
+    conn: &mut MySqlConnection,
+    f: &Facts,
+    file: String,
+    pos: u64,
+) -> super::position::Position {
+    let gtids = if f.mariadb {
+        gtid_at(conn, &file, pos)
+            .await
+            .and_then(|g| super::position::Gtids::parse(&g))
+            .unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    super::position::Position { file, pos, gtids }
+}
+
 /// MariaDB's GTID position at a binlog file and offset.
-pub(crate) async fn gtid_at(conn: &mut MySqlConnection, file: &str, pos: u64) -> Option<String> {
+async fn gtid_at(conn: &mut MySqlConnection, file: &str, pos: u64) -> Option<String> {
     let row = sqlx::query("SELECT BINLOG_GTID_POS(?, ?)")
         .bind(file)
         .bind(pos)
@@ -252,11 +261,7 @@ pub(crate) async fn json_columns(conn: &mut MySqlConnection) -> HashMap<String, 
         let (Some(db), Some(t), Some(clause)) = (text(row, 0), text(row, 1), text(row, 2)) else {
             continue;
         };
-        if let Some(col) = clause
-            .trim()
-            .strip_prefix("json_valid(`")
-            .and_then(|r| r.strip_suffix("`)"))
-        {
+        if let Some(col) = json_valid_column(&clause) {
             out.entry(format!("{db}.{t}"))
                 .or_default()
                 .insert(col.to_ascii_lowercase());

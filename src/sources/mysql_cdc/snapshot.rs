@@ -3,23 +3,16 @@
 //! nor repeats a change.
 
 use super::extractor::Ctx;
+use super::position::Position;
 use super::server;
 use crate::model::{ChangeMeta, ChangeSchema, Op, key_field};
-use crate::sources::mysql::{Out, Shape, read_rows, text_args};
+use crate::sources::mysql::{MySqlExtractor, Out, Prepared, Shape, read_rows, text_args};
 use crate::sources::sql::{SqlSource, sqlx_error};
 use crate::{Batch, Error, Result};
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use sqlx::{Executor, Row};
 use std::sync::Arc;
-
-/// Where the snapshot's consistent read sits in the binlog.
-#[derive(Clone, Debug)]
-pub(crate) struct SnapshotPosition {
-    pub file: String,
-    pub pos: u64,
-    pub gtid: Option<String>,
-}
 
 fn err(e: sqlx::Error, what: &str) -> Error {
     sqlx_error("mysql-cdc", e, what)
@@ -35,7 +28,7 @@ pub(crate) async fn snapshot(
     ctx: &Ctx,
     tables: &[String],
     tx: &tokio::sync::mpsc::Sender<Result<Batch>>,
-) -> Result<Option<SnapshotPosition>> {
+) -> Result<Option<Position>> {
     let mut conn = ctx.sql.connection().await?;
     if !ctx.facts.mariadb {
         conn.execute("FLUSH TABLES WITH READ LOCK")
@@ -78,20 +71,13 @@ pub(crate) async fn snapshot(
             .map_err(|e| err(e, "unlocking tables"))?;
         at?
     };
-    let gtid = if ctx.facts.mariadb {
-        server::gtid_at(&mut conn, &file, pos).await
-    } else {
-        None
-    };
     let meta = ChangeMeta {
         position: Some(format!("{file}:{pos}")),
         ..ChangeMeta::default()
     };
+    let at = server::position_at(&mut conn, &ctx.facts, file, pos).await;
     for table in tables {
-        let ex = ctx.sql.with_source(SqlSource::table(table.clone()));
-        let prep = ex.prepare(&mut conn, None).await?;
-        let keys = server::primary_key(&mut conn, table).await?;
-        let row = row_schema(&prep.schema, &keys);
+        let (ex, prep, row) = typed(ctx, &mut conn, table).await?;
         let change = ChangeSchema::new(row.clone(), ctx.config.options)?;
         let wrap = |rb: RecordBatch| -> Result<Batch> {
             let rows = RecordBatch::try_new(row.clone(), rb.columns().to_vec()).map_err(|e| {
@@ -128,12 +114,26 @@ pub(crate) async fn snapshot(
     conn.execute("COMMIT")
         .await
         .map_err(|e| err(e, "ending the snapshot"))?;
-    Ok(Some(SnapshotPosition { file, pos, gtid }))
+    Ok(Some(at))
+}
+
+/// How the typed SQL path reads `table`: the extractor (for its time limits), its
+/// prepared query and decoders, and the row schema with the primary key marked.
+pub(crate) async fn typed(
+    ctx: &Ctx,
+    conn: &mut sqlx::mysql::MySqlConnection,
+    table: &str,
+) -> Result<(MySqlExtractor, Prepared, SchemaRef)> {
+    let ex = ctx.sql.with_source(SqlSource::table(table.to_string()));
+    let prep = ex.prepare(conn, None).await?;
+    let keys = server::primary_key(conn, table).await?;
+    let row = row_schema(&prep.schema, &keys);
+    Ok((ex, prep, row))
 }
 
 /// The typed path's row schema with the primary key marked, as the binlog's table map
 /// marks it, so that snapshot and stream rows of a table have one schema.
-pub(crate) fn row_schema(typed: &SchemaRef, keys: &[String]) -> SchemaRef {
+fn row_schema(typed: &SchemaRef, keys: &[String]) -> SchemaRef {
     let fields: Vec<_> = typed
         .fields()
         .iter()

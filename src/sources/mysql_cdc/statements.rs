@@ -12,11 +12,15 @@ pub(crate) fn truncated_table(query: &str, schema: &str) -> Option<String> {
     if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case("table") {
         rest = rest[5..].trim_start();
     }
-    let name: String = rest
-        .trim_end_matches(';')
-        .trim()
+    qualified(rest.trim_end_matches(';').trim(), schema)
+}
+
+/// A statement's table name, backquotes dropped, qualified with the statement's default
+/// database when it names none; `None` when empty.
+fn qualified(name: &str, schema: &str) -> Option<String> {
+    let name: String = name
         .split('.')
-        .map(|p| p.trim().trim_matches('`').to_string())
+        .map(|p| p.trim().trim_matches('`'))
         .collect::<Vec<_>>()
         .join(".");
     if name.is_empty() {
@@ -48,21 +52,13 @@ pub(crate) fn dml_table(query: &str, schema: &str) -> Option<Option<String>> {
         return None;
     }
     let name = words.find(|w| !SKIP.contains(&w.to_ascii_lowercase().as_str()));
-    Some(name.map(|n| {
-        let n: String = n
+    Some(name.and_then(|n| {
+        let n = n
             .split('(')
             .next()
             .unwrap_or_default()
-            .trim_end_matches(',')
-            .split('.')
-            .map(|p| p.trim_matches('`'))
-            .collect::<Vec<_>>()
-            .join(".");
-        if n.contains('.') {
-            n
-        } else {
-            format!("{schema}.{n}")
-        }
+            .trim_end_matches(',');
+        qualified(n, schema)
     }))
 }
 

@@ -11,7 +11,6 @@ use super::statements::{dml_table, truncated_table};
 use super::types::{CellError, Col, Layout, Reader};
 use crate::model::{ChangeMeta, Op};
 use crate::{Batch, Checkpoint, Error, Result};
-use arrow_array::RecordBatch;
 use futures::StreamExt;
 use mysql_async::binlog::EventType;
 use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
@@ -71,12 +70,7 @@ type Go = Result<bool>;
 
 impl State<'_> {
     fn checkpoint(&self) -> Checkpoint {
-        Checkpoint::Binlog {
-            file: self.at.file.clone(),
-            pos: self.at.pos,
-            gtid: self.at.gtids.text(),
-            server: Some(self.ctx.facts.identity()),
-        }
+        self.at.checkpoint(self.ctx.facts.identity())
     }
 
     async fn send(&self, b: Batch) -> bool {
@@ -109,14 +103,8 @@ impl State<'_> {
         }
         let cp = self.checkpoint();
         let last = out.len();
-        if last == 0 {
-            let empty = RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty()));
-            if !self
-                .send(Batch::new(empty).with_checkpoint(cp.clone()))
-                .await
-            {
-                return Ok(false);
-            }
+        if last == 0 && !self.send(Batch::position(cp.clone())).await {
+            return Ok(false);
         }
         for (i, (t, b)) in out.into_iter().enumerate() {
             let mut batch = Batch::new(b).with_table(t);
@@ -179,13 +167,7 @@ impl State<'_> {
         // A table whose rows were never seen in this run (a truncate first): its current
         // definition, as the snapshot reads it.
         let mut conn = self.ctx.sql.connection().await?;
-        let ex = self
-            .ctx
-            .sql
-            .with_source(crate::sources::sql::SqlSource::table(table.to_string()));
-        let prep = ex.prepare(&mut conn, None).await?;
-        let keys = super::server::primary_key(&mut conn, table).await?;
-        let row = super::snapshot::row_schema(&prep.schema, &keys);
+        let (_, prep, row) = super::snapshot::typed(self.ctx, &mut conn, table).await?;
         let cols = row
             .fields()
             .iter()

@@ -518,14 +518,10 @@ impl RestExtractor {
                                 if src.incremental.is_some()
                                     && let Some(m) = max_inc.take()
                                 {
-                                    let empty = arrow_array::RecordBatch::new_empty(Arc::new(
-                                        arrow_schema::Schema::empty(),
-                                    ));
                                     let cp = Checkpoint::Custom {
                                         value: serde_json::json!({ "since": m }),
                                     };
-                                    let _ =
-                                        tx.send(Ok(Batch::new(empty).with_checkpoint(cp))).await;
+                                    let _ = tx.send(Ok(Batch::position(cp))).await;
                                 }
                                 return Ok(());
                             }
