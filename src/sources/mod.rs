@@ -31,9 +31,17 @@ pub mod postgres;
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql;
 
+#[cfg(any(feature = "mysql-cdc", feature = "postgres-cdc"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "mysql-cdc", feature = "postgres-cdc"))))]
+pub mod cdc;
+
 #[cfg(feature = "mysql-cdc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql-cdc")))]
 pub mod mysql_cdc;
+
+#[cfg(feature = "postgres-cdc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres-cdc")))]
+pub mod postgres_cdc;
 
 #[cfg(feature = "rest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rest")))]

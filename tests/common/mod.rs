@@ -4,6 +4,8 @@
 #[cfg(feature = "mysql-cdc")]
 pub mod binlog;
 pub mod changes;
+#[cfg(feature = "postgres-cdc")]
+pub mod wal;
 
 /// Whether we run in CI, where a missing service is a failure, not a skip.
 pub fn in_ci() -> bool {

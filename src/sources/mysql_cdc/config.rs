@@ -1,61 +1,9 @@
 //! What a binlog reader reads, from where, until when.
 
 use crate::model::{ChangeOptions, TableFilter};
+pub use crate::sources::cdc::{SnapshotMode, WhenPositionLost};
 use crate::sources::sql::Timeouts;
 use std::time::Duration;
-
-/// Whether a first run reads the tables before streaming their changes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SnapshotMode {
-    /// Snapshot every selected table in one consistent read, then stream from exactly the
-    /// binlog position of that read (the default; `initial` in `pipeline.conf`).
-    #[default]
-    Initial,
-    /// Never snapshot: stream from [`StartAt`] (`never`).
-    Never,
-    /// Snapshot and stop, with the snapshot's position saved so that a later streaming
-    /// reader continues from it (`initial_only`).
-    InitialOnly,
-}
-
-impl SnapshotMode {
-    /// The mode a `pipeline.conf` word names: `initial`, `never`, `initial_only`.
-    pub fn parse(word: &str) -> Option<Self> {
-        Some(match word.trim() {
-            "initial" => SnapshotMode::Initial,
-            "never" => SnapshotMode::Never,
-            "initial_only" => SnapshotMode::InitialOnly,
-            _ => return None,
-        })
-    }
-}
-
-/// What to do when the saved position can no longer be read (the file was purged, the
-/// checkpoint comes from another server).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WhenPositionLost {
-    /// Fail with [`Error::PositionLost`](crate::Error::PositionLost) naming the saved
-    /// position and the server's first available one (the default; `fail`).
-    #[default]
-    Fail,
-    /// Take a new snapshot and stream from its position (`resnapshot`). The tables are
-    /// landed again in full: changes between the lost position and the new snapshot are
-    /// not replayed, their net effect is in the snapshot.
-    Resnapshot,
-}
-
-impl WhenPositionLost {
-    /// The policy a `pipeline.conf` word names: `fail`, `resnapshot`.
-    pub fn parse(word: &str) -> Option<Self> {
-        Some(match word.trim() {
-            "fail" => WhenPositionLost::Fail,
-            "resnapshot" => WhenPositionLost::Resnapshot,
-            _ => return None,
-        })
-    }
-}
 
 /// Where a reader with no checkpoint and no snapshot starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,16 +1,15 @@
+use super::rows::Builders;
 use super::types::Dec;
 use crate::sources::sql::{
     BuiltQuery, Deadlines, Dialect, Emitter, From, SqlSource, Timeouts, build_query,
     build_query_casts, channel_stream, lag_bound, resume_from, sqlx_error,
 };
 use crate::{Batch, BatchStream, Checkpoint, CursorValue, Error, Extractor, Result};
-use arrow_array::builder::{ArrayBuilder, make_builder};
-use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Schema, SchemaRef};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use sqlx::postgres::{PgArguments, PgConnection, PgPool};
-use sqlx::{Arguments, Column, Executor, Row, TypeInfo, ValueRef};
+use sqlx::{Arguments, Column, Executor, TypeInfo};
 use std::sync::Arc;
 
 pub(super) fn pg_err(e: sqlx::Error, what: &str) -> Error {
@@ -60,19 +59,19 @@ fn connect_err(e: sqlx::Error, at: &Deadlines) -> Error {
 #[derive(Debug, Clone)]
 pub struct PostgresExtractor {
     pool: PgPool,
-    pub(super) source: SqlSource,
+    pub(crate) source: SqlSource,
     pub(super) copy: bool,
     timeouts: Timeouts,
 }
 
 /// What the query returns, learned before the stream starts.
-pub(super) struct Prepared {
+pub(crate) struct Prepared {
     /// The source with names resolved against the catalog.
     pub(super) source: SqlSource,
-    pub(super) sql: String,
-    pub(super) binds: Vec<CursorValue>,
-    pub(super) decoders: Vec<Dec>,
-    pub(super) schema: SchemaRef,
+    pub(crate) sql: String,
+    pub(crate) binds: Vec<CursorValue>,
+    pub(crate) decoders: Vec<Dec>,
+    pub(crate) schema: SchemaRef,
 }
 
 impl PostgresExtractor {
@@ -86,13 +85,22 @@ impl PostgresExtractor {
         }
     }
 
+    /// The same connection settings reading another source.
+    #[cfg(feature = "postgres-cdc")]
+    pub(crate) fn with_source(&self, source: SqlSource) -> Self {
+        PostgresExtractor {
+            source,
+            ..self.clone()
+        }
+    }
+
     /// Time limits for connecting and for each read (defaults: 30 s, 10 minutes).
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
         self
     }
 
-    pub(super) fn deadlines(&self) -> Deadlines {
+    pub(crate) fn deadlines(&self) -> Deadlines {
         let o = self.pool.connect_options();
         Deadlines::new(
             "postgres",
@@ -123,7 +131,7 @@ impl PostgresExtractor {
         &self.pool
     }
 
-    pub(super) async fn connection(&self) -> Result<PgConnection> {
+    pub(crate) async fn connection(&self) -> Result<PgConnection> {
         // A connection of its own (not from the pool): it holds a long transaction, and an
         // unreachable server fails at once instead of after the pool's acquire timeout.
         use sqlx::ConnectOptions;
@@ -230,7 +238,7 @@ impl PostgresExtractor {
         Ok(source)
     }
 
-    pub(super) async fn prepare(
+    pub(crate) async fn prepare(
         &self,
         conn: &mut PgConnection,
         from: Option<&crate::Watermark>,
@@ -326,7 +334,7 @@ impl PostgresExtractor {
     }
 }
 
-pub(super) fn text_args(binds: &[CursorValue]) -> Result<PgArguments> {
+pub(crate) fn text_args(binds: &[CursorValue]) -> Result<PgArguments> {
     let mut args = PgArguments::default();
     for v in binds {
         let text = match v {
@@ -338,68 +346,6 @@ pub(super) fn text_args(binds: &[CursorValue]) -> Result<PgArguments> {
             .map_err(|e| Error::type_error("postgres", format!("binding {v}: {e}")))?;
     }
     Ok(args)
-}
-
-/// Rows to Arrow, one batch at a time.
-struct Builders {
-    schema: SchemaRef,
-    decoders: Vec<Dec>,
-    builders: Vec<Box<dyn ArrayBuilder>>,
-    rows: usize,
-    capacity: usize,
-}
-
-impl Builders {
-    fn new(schema: SchemaRef, decoders: Vec<Dec>, capacity: usize) -> Self {
-        let builders = schema
-            .fields()
-            .iter()
-            .map(|f| make_builder(f.data_type(), capacity))
-            .collect();
-        Builders {
-            schema,
-            decoders,
-            builders,
-            rows: 0,
-            capacity,
-        }
-    }
-
-    fn push(&mut self, row: &sqlx::postgres::PgRow) -> Result<()> {
-        for (i, (dec, b)) in self
-            .decoders
-            .iter()
-            .zip(self.builders.iter_mut())
-            .enumerate()
-        {
-            let name = self.schema.field(i).name();
-            let raw = row
-                .try_get_raw(i)
-                .map_err(|e| pg_err(e, "reading a value"))?;
-            let bytes =
-                if raw.is_null() {
-                    None
-                } else {
-                    Some(raw.as_bytes().map_err(|e| {
-                        Error::type_error("postgres", format!("column {name}: {e}"))
-                    })?)
-                };
-            dec.append(b.as_mut(), bytes, name)?;
-        }
-        self.rows += 1;
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<RecordBatch> {
-        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(|b| b.finish()).collect();
-        self.rows = 0;
-        RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| Error::type_error("postgres", format!("building a batch: {e}")))
-    }
-
-    fn full(&self) -> bool {
-        self.rows >= self.capacity
-    }
 }
 
 impl PostgresExtractor {
@@ -591,32 +537,15 @@ impl PostgresExtractor {
                         .await
                         .map_err(|e| pg_err(e, "importing the snapshot"))?;
                     let _ = ready.send(());
-                    let mut builders = Builders::new(schema, decoders, batch_rows);
+                    let part = i as u32;
+                    let wrap = move |rb| Ok(Batch::new(rb).with_partition(part));
+                    let deadlines = me.deadlines();
+                    if !super::rows::read_into(
+                        &mut conn, &sql, args, schema, decoders, batch_rows, &deadlines, &tx, &wrap,
+                    )
+                    .await?
                     {
-                        let deadlines = me.deadlines();
-                        let mut rows = sqlx::query_with(&sql, args).fetch(&mut conn);
-                        while let Some(row) = deadlines
-                            .read(rows.try_next(), "reading rows")
-                            .await?
-                            .map_err(|e| pg_err(e, "reading rows"))?
-                        {
-                            builders.push(&row)?;
-                            if builders.full()
-                                && tx
-                                    .send(Ok(
-                                        Batch::new(builders.finish()?).with_partition(i as u32)
-                                    ))
-                                    .await
-                                    .is_err()
-                            {
-                                return Ok(());
-                            }
-                        }
-                    }
-                    if builders.rows > 0 {
-                        let _ = tx
-                            .send(Ok(Batch::new(builders.finish()?).with_partition(i as u32)))
-                            .await;
+                        return Ok(());
                     }
                     conn.execute("COMMIT")
                         .await

@@ -67,7 +67,7 @@ pub(crate) enum Dec {
     Array(Box<Dec>),
 }
 
-fn unsupported(column: &str, ty: &str) -> Error {
+pub(crate) fn unsupported(column: &str, ty: &str) -> Error {
     Error::type_error(
         "postgres",
         format!(
@@ -95,7 +95,16 @@ impl Dec {
             }
             PgTypeKind::Simple => {}
         }
-        let oid = ti.oid().map(|o| o.0).unwrap_or(0);
+        Dec::simple(
+            ti.oid().map(|o| o.0).unwrap_or(0),
+            ti.name(),
+            typmod,
+            column,
+        )
+    }
+
+    /// The decoder for a base (not array, domain or enum) type by OID and name.
+    pub(crate) fn simple(oid: u32, name: &str, typmod: i32, column: &str) -> Result<Dec> {
         Ok(match oid {
             16 => Dec::Bool,
             17 => Dec::Bytea,
@@ -138,10 +147,10 @@ impl Dec {
             _ => {
                 // Extension types like citext arrive as custom simple types whose binary
                 // form is their text.
-                if ti.name().eq_ignore_ascii_case("citext") {
+                if name.eq_ignore_ascii_case("citext") {
                     Dec::Text
                 } else {
-                    return Err(unsupported(column, ti.name()));
+                    return Err(unsupported(column, name));
                 }
             }
         })

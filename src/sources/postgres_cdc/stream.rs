@@ -1,0 +1,347 @@
+//! The replication loop: pgoutput messages of the selected tables into change batches, a
+//! checkpoint only at transaction ends (or where the WAL moved past other work), and the
+//! acknowledged position reported to the server.
+
+use super::ack::AckShared;
+use super::extractor::{Ctx, wire_err};
+use super::pgoutput::{Message, Relation, decode};
+use super::rows::{Acc, Layout};
+use super::server::{self, lsn_text};
+use super::types::Types;
+use crate::model::{ChangeMeta, Op};
+use crate::{Batch, Checkpoint, Error, Result};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
+use sqlx::postgres::PgConnection;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::Sender;
+
+const C: &str = "postgres-cdc";
+/// The prefix of the logical message that marks the end of a bounded run.
+pub(crate) const UNTIL_PREFIX: &str = "tributary.until";
+/// The prefix of heartbeat messages.
+pub(crate) const HEARTBEAT_PREFIX: &str = "tributary.heartbeat";
+/// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+struct State<'a> {
+    ctx: &'a Ctx,
+    tx: &'a Sender<Result<Batch>>,
+    side: PgConnection,
+    types: Types,
+    selected: HashSet<u32>,
+    relations: HashMap<u32, Option<Arc<Layout>>>,
+    accs: BTreeMap<String, Acc>,
+    /// The last safe resume point (outside any transaction).
+    at: u64,
+    /// The last position handed on.
+    emitted: u64,
+    last_emit: Instant,
+    in_txn: bool,
+    txid: u32,
+    commit_ts: i64,
+    seq: u64,
+}
+
+/// `Ok(false)`: stop (the consumer went away).
+type Go = Result<bool>;
+
+impl State<'_> {
+    async fn send(&self, b: Batch) -> bool {
+        self.tx.send(Ok(b)).await.is_ok()
+    }
+
+    /// A transaction ended or the position moved outside one: every table's rows, the
+    /// last batch with the checkpoint; with no rows a position-only batch, at most every
+    /// status interval (or now, when `force`).
+    async fn boundary(&mut self, force: bool) -> Go {
+        let mut out = Vec::new();
+        for (t, acc) in self.accs.iter_mut() {
+            if acc.len() > 0 {
+                out.push((t.clone(), acc.finish()?));
+            }
+        }
+        if out.is_empty()
+            && (self.at <= self.emitted
+                || (!force && self.last_emit.elapsed() < self.ctx.config.status_interval))
+        {
+            return Ok(true);
+        }
+        let cp = Checkpoint::Lsn { lsn: self.at };
+        let last = out.len();
+        if last == 0 && !self.send(Batch::position(cp.clone())).await {
+            return Ok(false);
+        }
+        for (i, (t, b)) in out.into_iter().enumerate() {
+            let mut batch = Batch::new(b).with_table(t);
+            if i + 1 == last {
+                batch = batch.with_checkpoint(cp.clone());
+            }
+            if !self.send(batch).await {
+                return Ok(false);
+            }
+        }
+        self.emitted = self.at;
+        self.last_emit = Instant::now();
+        Ok(true)
+    }
+
+    fn meta(&mut self, lsn: u64) -> ChangeMeta {
+        let o = self.ctx.config.options;
+        let m = ChangeMeta {
+            position: o.position.then(|| lsn_text(lsn)),
+            commit_ts: o
+                .commit_ts
+                .then(|| chrono::DateTime::from_timestamp_micros(self.commit_ts + PG_EPOCH_MICROS))
+                .flatten(),
+            txid: o.txid.then(|| self.txid.to_string()),
+            seq: o.seq.then_some(self.seq),
+        };
+        self.seq += 1;
+        m
+    }
+
+    async fn on_relation(&mut self, rel: Relation) -> Go {
+        if !self.selected.contains(&rel.oid) {
+            self.relations.insert(rel.oid, None);
+            return Ok(true);
+        }
+        let table = format!("{}.{}", rel.schema, rel.name);
+        let mut decs = Vec::with_capacity(rel.columns.len());
+        for c in &rel.columns {
+            decs.push(
+                self.types
+                    .decoder(&mut self.side, &table, &c.name, c.type_oid, c.typmod)
+                    .await?,
+            );
+        }
+        let keys = server::primary_key(&mut self.side, rel.oid).await?;
+        let layout = Arc::new(Layout::new(&rel, decs, &keys));
+        self.relations.insert(rel.oid, Some(layout.clone()));
+        if let Some(acc) = self.accs.get(&table)
+            && acc.layout.row == layout.row
+        {
+            return Ok(true);
+        }
+        // A new definition (a DDL): what was gathered under the old one goes first.
+        if let Some(mut old) = self.accs.remove(&table)
+            && old.len() > 0
+        {
+            let b = old.finish()?;
+            if !self.send(Batch::new(b).with_table(table.clone())).await {
+                return Ok(false);
+            }
+        }
+        let acc = Acc::new(layout, self.ctx.config.options, self.ctx.config.batch_rows)?;
+        self.accs.insert(table, acc);
+        Ok(true)
+    }
+
+    fn layout(&self, rel: u32) -> Result<Option<Arc<Layout>>> {
+        match self.relations.get(&rel) {
+            Some(l) => Ok(l.clone()),
+            None => Err(Error::type_error(
+                C,
+                format!("a change of relation {rel} arrived before its Relation message"),
+            )),
+        }
+    }
+
+    /// Hand on a full table's rows mid-transaction (no checkpoint: not a resume point).
+    async fn flush_full(&mut self, table: &str) -> Go {
+        let Some(acc) = self.accs.get_mut(table) else {
+            return Ok(true);
+        };
+        if acc.len() < self.ctx.config.batch_rows {
+            return Ok(true);
+        }
+        let b = acc.finish()?;
+        Ok(self.send(Batch::new(b).with_table(table.to_string())).await)
+    }
+
+    async fn on_data(&mut self, wal_start: u64, data: bytes::Bytes) -> Go {
+        let msg = decode(data).map_err(|m| {
+            Error::type_error(
+                C,
+                format!(
+                    "a malformed pgoutput message at {}: {}",
+                    lsn_text(wal_start),
+                    m.0
+                ),
+            )
+        })?;
+        let (rel, op, new, old) = match msg {
+            Message::Relation(r) => return self.on_relation(r).await,
+            Message::Insert { rel, new } => (rel, Op::Insert, Some(new), None),
+            Message::Update { rel, old, new } => (rel, Op::Update, Some(new), old),
+            Message::Delete { rel, old } => (rel, Op::Delete, None, Some(old)),
+            Message::Truncate { rels } => {
+                for rel in rels {
+                    let Some(layout) = self.layout(rel).ok().flatten() else {
+                        continue;
+                    };
+                    let meta = self.meta(wal_start);
+                    if let Some(acc) = self.accs.get_mut(&layout.table) {
+                        acc.push(Op::Truncate, meta, None, None)?;
+                    }
+                    if !self.flush_full(&layout.table).await? {
+                        return Ok(false);
+                    }
+                }
+                return Ok(true);
+            }
+            Message::Type | Message::Origin | Message::Other(_) => return Ok(true),
+        };
+        let Some(layout) = self.layout(rel)? else {
+            return Ok(true);
+        };
+        let meta = self.meta(wal_start);
+        let acc = self
+            .accs
+            .get_mut(&layout.table)
+            .expect("made with the layout");
+        acc.push(
+            op,
+            meta,
+            new.as_deref(),
+            old.as_ref().map(|(k, c)| (*k, c.as_slice())),
+        )?;
+        self.flush_full(&layout.table).await
+    }
+}
+
+/// Stream from the slot (the client has started) into `tx` until stopped, or until
+/// `until` when set; the checkpoint starts at `at`.
+pub(crate) async fn stream(
+    ctx: &Ctx,
+    client: &mut ReplicationClient,
+    at: u64,
+    until: Option<u64>,
+    ack: &AckShared,
+    tx: &Sender<Result<Batch>>,
+) -> Result<()> {
+    let side = ctx.sql.connection().await?;
+    let mut st = State {
+        ctx,
+        tx,
+        side,
+        types: Types::default(),
+        selected: ctx.tables.iter().map(|t| t.oid).collect(),
+        relations: HashMap::new(),
+        accs: BTreeMap::new(),
+        at,
+        emitted: at,
+        last_emit: Instant::now(),
+        in_txn: false,
+        txid: 0,
+        commit_ts: 0,
+        seq: 0,
+    };
+    let read = ctx.config.timeouts.read();
+    let mut reported = 0u64;
+    let mut stopping = false;
+    let heartbeat = ctx.config.heartbeat;
+    let mut next_beat = Instant::now() + heartbeat.unwrap_or(Duration::from_secs(3600));
+    loop {
+        let acked = ack.acked();
+        if acked > reported {
+            client.update_applied_lsn(Lsn::from_u64(acked));
+            reported = acked;
+        }
+        if stopping && !st.in_txn {
+            st.boundary(true).await?;
+            return Ok(());
+        }
+        let ev = tokio::select! {
+            biased;
+            ev = tokio::time::timeout(read, client.recv()) => ev,
+            _ = ack.changed() => continue,
+            _ = ctx.stop.cancelled(), if !stopping => {
+                stopping = true;
+                continue;
+            }
+            _ = tokio::time::sleep_until(next_beat.into()), if heartbeat.is_some() && !st.in_txn => {
+                server::emit_message(&mut st.side, HEARTBEAT_PREFIX).await;
+                next_beat = Instant::now() + heartbeat.unwrap_or_default();
+                continue;
+            }
+        };
+        let ev = match ev {
+            Err(_) => {
+                return Err(Error::Connection {
+                    component: C.into(),
+                    message: format!(
+                        "no message from {} for {read:?} (not even a keepalive)",
+                        ctx.addr()
+                    ),
+                    source: None,
+                });
+            }
+            Ok(Err(e)) => return Err(wire_err(e, ctx)),
+            Ok(Ok(None)) => {
+                return Err(Error::Connection {
+                    component: C.into(),
+                    message: format!("{} ended the replication stream", ctx.addr()),
+                    source: None,
+                });
+            }
+            Ok(Ok(Some(ev))) => ev,
+        };
+        let go = match ev {
+            ReplicationEvent::Begin {
+                xid,
+                commit_time_micros,
+                ..
+            } => {
+                st.in_txn = true;
+                st.txid = xid;
+                st.commit_ts = commit_time_micros;
+                st.seq = 0;
+                true
+            }
+            ReplicationEvent::XLogData {
+                wal_start, data, ..
+            } => st.on_data(wal_start.as_u64(), data).await?,
+            ReplicationEvent::Commit { end_lsn, .. } => {
+                st.in_txn = false;
+                st.at = st.at.max(end_lsn.as_u64());
+                next_beat = Instant::now() + heartbeat.unwrap_or(Duration::from_secs(3600));
+                if !st.boundary(false).await? {
+                    return Ok(());
+                }
+                if until.is_some_and(|u| end_lsn.as_u64() >= u) {
+                    stopping = true;
+                }
+                true
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } if !st.in_txn => {
+                st.at = st.at.max(wal_end.as_u64());
+                if until.is_some_and(|u| wal_end.as_u64() >= u) {
+                    stopping = true;
+                }
+                st.boundary(false).await?
+            }
+            ReplicationEvent::Message {
+                transactional: false,
+                lsn,
+                prefix,
+                ..
+            } if !st.in_txn => {
+                st.at = st.at.max(lsn.as_u64());
+                if prefix == UNTIL_PREFIX && until.is_some_and(|u| lsn.as_u64() >= u) {
+                    stopping = true;
+                }
+                st.boundary(false).await?
+            }
+            ReplicationEvent::StoppedAt { .. } => {
+                stopping = true;
+                true
+            }
+            _ => true,
+        };
+        if !go {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! WAL CDC bad input against the project's own PostgreSQL.
+mod common;
