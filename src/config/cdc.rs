@@ -2,7 +2,11 @@
 
 use super::PipelineConfig;
 use crate::Result;
-use crate::sources::mysql_cdc::{MySqlCdcConfig, SnapshotMode, WhenPositionLost};
+use crate::sources::cdc::{SnapshotMode, WhenPositionLost};
+#[cfg(feature = "mysql-cdc")]
+use crate::sources::mysql_cdc::MySqlCdcConfig;
+#[cfg(feature = "postgres-cdc")]
+use crate::sources::postgres_cdc::PostgresCdcConfig;
 use std::time::Duration;
 
 impl PipelineConfig {
@@ -19,6 +23,7 @@ impl PipelineConfig {
     /// assert!(bad.mysql_cdc("Orders").unwrap_err().to_string().contains("snapshot"));
     /// # Ok::<(), tributary::Error>(())
     /// ```
+    #[cfg(feature = "mysql-cdc")]
     pub fn mysql_cdc(&self, default_table: &str) -> Result<MySqlCdcConfig> {
         let mut c = MySqlCdcConfig::new();
         if let Some(id) = self.parsed("cdc", "server_id", "a server id (1 to 4294967295)", |v| {
@@ -26,7 +31,78 @@ impl PipelineConfig {
         })? {
             c = c.with_server_id(id);
         }
-        let tables: Vec<String> = self
+        let (tables, snapshot, lost) = self.cdc_common(default_table)?;
+        c = c.with_tables(tables);
+        if let Some(m) = snapshot {
+            c = c.with_snapshot(m);
+        }
+        if let Some(p) = lost {
+            c = c.when_position_lost(p);
+        }
+        Ok(c.with_timeouts(self.timeouts("mysql_config")?))
+    }
+
+    /// `[cdc]` as a WAL reader's settings: `slot` and `publication` (default
+    /// `tributary_<table>`, in lower case), `temporary_slot` (`true`/`false`), `tables`
+    /// (comma-separated; default `default_table`), `snapshot`, `when_position_lost`, as for
+    /// [`mysql_cdc`](Self::mysql_cdc). A value that does not parse is a configuration
+    /// error naming the key.
+    ///
+    /// ```
+    /// use tributary::config::PipelineConfig;
+    /// let c = PipelineConfig::parse("[cdc]\nslot = orders_slot\n", "test", |_| None)?;
+    /// let wal = c.postgres_cdc("Orders")?;
+    /// assert_eq!((wal.slot(), wal.publication()), ("orders_slot", "tributary_orders"));
+    /// let bad = PipelineConfig::parse("[cdc]\ntemporary_slot = maybe\n", "test", |_| None)?;
+    /// assert!(bad.postgres_cdc("Orders").unwrap_err().to_string().contains("temporary_slot"));
+    /// # Ok::<(), tributary::Error>(())
+    /// ```
+    #[cfg(feature = "postgres-cdc")]
+    pub fn postgres_cdc(&self, default_table: &str) -> Result<PostgresCdcConfig> {
+        let fallback = format!(
+            "tributary_{}",
+            default_table
+                .to_ascii_lowercase()
+                .replace(['.', '-', ' '], "_")
+        );
+        let slot = self
+            .get("cdc", "slot")
+            .map(str::to_string)
+            .unwrap_or_else(|| fallback.clone());
+        let publication = self
+            .get("cdc", "publication")
+            .map(str::to_string)
+            .unwrap_or(fallback);
+        let mut c = PostgresCdcConfig::new(slot).with_publication(publication);
+        if let Some(t) = self.parsed("cdc", "temporary_slot", "true or false", |v| {
+            match v.trim() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            }
+        })? {
+            c = c.with_temporary_slot(t);
+        }
+        let (tables, snapshot, lost) = self.cdc_common(default_table)?;
+        c = c.with_tables(tables);
+        if let Some(m) = snapshot {
+            c = c.with_snapshot(m);
+        }
+        if let Some(p) = lost {
+            c = c.when_position_lost(p);
+        }
+        c = c.with_timeouts(self.timeouts("postgres_config")?);
+        c.validate()
+            .map_err(|e| crate::Error::config("pipeline.conf", format!("[cdc]: {e}")))?;
+        Ok(c)
+    }
+
+    /// `tables`, `snapshot` and `when_position_lost` of `[cdc]`.
+    fn cdc_common(
+        &self,
+        default_table: &str,
+    ) -> Result<(Vec<String>, Option<SnapshotMode>, Option<WhenPositionLost>)> {
+        let mut tables: Vec<String> = self
             .get("cdc", "tables")
             .map(|v| {
                 v.split(',')
@@ -36,28 +112,22 @@ impl PipelineConfig {
                     .collect()
             })
             .unwrap_or_default();
-        c = if tables.is_empty() {
-            c.with_tables([default_table])
-        } else {
-            c.with_tables(tables)
-        };
-        if let Some(m) = self.parsed(
+        if tables.is_empty() {
+            tables.push(default_table.to_string());
+        }
+        let snapshot = self.parsed(
             "cdc",
             "snapshot",
             "one of initial, never, initial_only",
             SnapshotMode::parse,
-        )? {
-            c = c.with_snapshot(m);
-        }
-        if let Some(p) = self.parsed(
+        )?;
+        let lost = self.parsed(
             "cdc",
             "when_position_lost",
             "one of fail, resnapshot",
             WhenPositionLost::parse,
-        )? {
-            c = c.when_position_lost(p);
-        }
-        Ok(c.with_timeouts(self.timeouts("mysql_config")?))
+        )?;
+        Ok((tables, snapshot, lost))
     }
 
     /// `[cdc] commit_interval`: how often a following reader commits (a duration, whole

@@ -22,7 +22,7 @@
 //! never silently falls back to a default. Passwords and keys are [`Secret`]s: `Debug`
 //! prints `***`.
 
-#[cfg(feature = "mysql-cdc")]
+#[cfg(any(feature = "mysql-cdc", feature = "postgres-cdc"))]
 mod cdc;
 mod sections;
 mod store;
@@ -116,6 +116,9 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "tables",
             "snapshot",
             "when_position_lost",
+            "slot",
+            "publication",
+            "temporary_slot",
         ],
     ),
 ];
