@@ -350,3 +350,64 @@ async fn ddl_mid_stream_changes_the_schema_and_the_slot_follows_acknowledgements
     cleanup(&mut conn, &t).await;
     exec(&mut conn, &format!("DROP TABLE {t}")).await;
 }
+
+#[tokio::test]
+async fn through_the_pipeline_the_slot_moves_only_to_saved_checkpoints() {
+    use tributary::stores::{ObjectSink, ObjectStateStore, StateStore};
+    let Some((url, mut conn)) = connect().await else {
+        return;
+    };
+    let t = name("pgcdc_pipe");
+    exec(
+        &mut conn,
+        &format!("CREATE TABLE {t} (id int PRIMARY KEY, v text);\nINSERT INTO {t} VALUES (1, 'a')"),
+    )
+    .await;
+    let sink = ObjectSink::memory();
+    let state = ObjectStateStore::new(sink.clone(), "_state");
+    let run = || async {
+        Pipeline::builder("wal")
+            .extractor(reader(&url, &t, &[&t], |c| c))
+            .sink(sink.clone())
+            .state(state.clone())
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .into_result()
+            .unwrap()
+    };
+    let r1 = run().await;
+    assert_eq!(r1.rows, 1);
+    exec(
+        &mut conn,
+        &format!("INSERT INTO {t} VALUES (2, 'b'), (3, 'c')"),
+    )
+    .await;
+    let r2 = run().await;
+    assert_eq!(r2.rows, 2);
+    let saved = state.load("wal").await.unwrap().unwrap().value.checkpoint;
+    let Checkpoint::Lsn { lsn } = saved else {
+        panic!("{saved:?}")
+    };
+    // The run acknowledged its saved checkpoint: the slot is exactly there, so it holds no
+    // WAL before it and nothing after it was confirmed.
+    let mut at = 0;
+    for _ in 0..50 {
+        at = confirmed(&mut conn, &t).await.unwrap();
+        if at == lsn {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(at, lsn);
+    let lag = reader(&url, &t, &[&t], |c| c)
+        .slot_lag_bytes()
+        .await
+        .unwrap();
+    assert!(lag.is_some_and(|l| l >= 0), "{lag:?}");
+    let r3 = run().await;
+    assert_eq!(r3.rows, 0);
+    cleanup(&mut conn, &t).await;
+    exec(&mut conn, &format!("DROP TABLE {t}")).await;
+}
