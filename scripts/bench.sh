@@ -28,6 +28,8 @@ cargo bench --quiet --all-features --bench extract 2>/dev/null
 echo "== binlog CDC (350k changes and a 1M-row transaction; MariaDB from scripts/services.sh)"
 scripts/services.sh start >/dev/null
 cargo bench --quiet --features mysql-cdc --bench binlog 2>/dev/null
+echo "== WAL CDC (350k changes, a 1M-row transaction, the initial load; PostgreSQL from scripts/services.sh)"
+cargo bench --quiet --features postgres-cdc --bench wal 2>/dev/null
 echo "== REST (100k items, 1,000 per page, loopback)"
 ANCHORS_VENV=$VENV cargo bench --quiet --all-features --bench rest 2>/dev/null
 echo "== MongoDB (200k documents, the book's time-window job; server from scripts/services.sh)"
