@@ -92,6 +92,12 @@ async fn tributary_case(table: &str, snapshot: bool) {
         PostgresCdcConfig::new(format!("{table}_snap"))
             .with_tables([table])
             .with_snapshot(SnapshotMode::InitialOnly)
+            .with_snapshot_parallelism(
+                std::env::var("TRIBUTARY_BENCH_WAL_PAR")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(4),
+            )
     } else {
         PostgresCdcConfig::new(format!("{table}_t"))
             .with_tables([table])
@@ -99,6 +105,34 @@ async fn tributary_case(table: &str, snapshot: bool) {
             .until_current_end()
     };
     let cdc = PostgresCdcExtractor::connect_lazy(&url(), config).unwrap();
+    if let Ok(how) = std::env::var("TRIBUTARY_BENCH_WAL_DRAIN") {
+        use futures::StreamExt;
+        use tributary::Extractor;
+        let t = Instant::now();
+        let mut s = if how == "typed" {
+            tributary::sources::postgres::PostgresExtractor::connect_lazy(
+                &url(),
+                tributary::sources::sql::SqlSource::table(table),
+            )
+            .unwrap()
+            .extract(None)
+            .await
+            .unwrap()
+        } else {
+            cdc.extract(None).await.unwrap()
+        };
+        let mut n = 0;
+        while let Some(b) = s.next().await {
+            if n == 0 {
+                println!("first batch after {:.2} s", t.elapsed().as_secs_f64());
+            }
+            n += b.unwrap().num_rows();
+        }
+        println!("drain only: {n} rows in {:.2} s", t.elapsed().as_secs_f64());
+        let _ = cdc.drop_slot().await;
+        let _ = cdc.drop_publication().await;
+        return;
+    }
     let p = Pipeline::builder("bench")
         .extractor(cdc.clone())
         .sink(sink)
@@ -118,6 +152,9 @@ async fn tributary_case(table: &str, snapshot: bool) {
         r.rows as f64 / wall
     );
     let _ = cdc.drop_slot().await;
+    if snapshot {
+        let _ = cdc.drop_publication().await;
+    }
 }
 
 /// `cmd` under `/usr/bin/time`: (wall s, peak MiB, stdout).
@@ -321,6 +358,7 @@ fn main() {
         rt.block_on(tributary_case(table, kind == "snapshot"));
         return;
     }
+
     let n: u64 = std::env::var("TRIBUTARY_BENCH_WAL_N")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -334,6 +372,11 @@ fn main() {
             println!("tributary {table} {kind} FAILED");
         }
     };
+    if std::env::var("TRIBUTARY_BENCH_WAL_ONLY").is_ok_and(|v| v == "snapshot") {
+        copy_anchor("orders_big");
+        child("orders_big", "snapshot");
+        return;
+    }
     let end = rt.block_on(write_changes("orders_cdc", n, false));
     println!(
         "== {n} inserts, {} updates, {} deletes, up to {end}",

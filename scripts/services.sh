@@ -316,6 +316,8 @@ case ${1:-start} in
     env_lines
     ;;
   start-mariadb) start_mariadb ;; # (re)start MariaDB alone: the CDC restart test uses it
+  restart-postgres) # the WAL CDC restart test uses it
+    pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" tributary restart -m fast >&2 ;;
   stop) stop_all ;;
   status)
     pg_lsclusters | grep -E 'Ver|tributary' || echo "postgres: no cluster"
@@ -323,5 +325,5 @@ case ${1:-start} in
     if s3_alive; then echo "s3 up"; else echo "s3 down"; fi
     if mongo_alive; then echo "mongo up"; else echo "mongo down"; fi
     ;;
-  *) die "usage: $0 [start|start-mariadb|stop|status]" ;;
+  *) die "usage: $0 [start|start-mariadb|restart-postgres|stop|status]" ;;
 esac

@@ -386,6 +386,8 @@ async fn through_the_pipeline_the_slot_moves_only_to_saved_checkpoints() {
     .await;
     let r2 = run().await;
     assert_eq!(r2.rows, 2);
+    // The slot's lag after the acknowledgement is in the report.
+    assert!(r2.source_lag_bytes.is_some(), "{:?}", r2.source_lag_bytes);
     let saved = state.load("wal").await.unwrap().unwrap().value.checkpoint;
     let Checkpoint::Lsn { lsn } = saved else {
         panic!("{saved:?}")

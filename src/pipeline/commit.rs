@@ -79,6 +79,10 @@ impl Pipeline {
         if let Some(acker) = a.acker.as_mut() {
             acker.committed(&cp).await?;
             tracing::debug!(pipeline = %self.name, checkpoint = ?cp, "checkpoint acknowledged to the source");
+            if let Some(lag) = acker.retained_bytes().await {
+                run.source_lag_bytes = Some(lag);
+                tracing::debug!(pipeline = %self.name, lag_bytes = lag, "source log retained");
+            }
         }
         Ok(())
     }
@@ -253,6 +257,7 @@ impl Pipeline {
                 rows_committed: run.rows_committed,
                 bytes_committed: run.bytes_committed,
                 objects_committed: run.objects_committed,
+                source_lag_bytes: run.source_lag_bytes,
             });
         }
     }

@@ -101,6 +101,12 @@ pub struct RunReport {
     /// Whether the source encoded the output itself (PostgreSQL `COPY`) rather than
     /// handing over Arrow batches.
     pub source_encoded: bool,
+    /// How many bytes of its log the source retained for this reader after the last
+    /// acknowledgement (a PostgreSQL slot's lag; see
+    /// [`Acker::retained_bytes`](crate::Acker::retained_bytes)); `None` for sources
+    /// without a log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_lag_bytes: Option<u64>,
     /// The error, when the run failed.
     #[serde(skip)]
     pub error: Option<Error>,
@@ -201,6 +207,9 @@ pub struct Manifest {
     /// Whether the source encoded the output itself.
     #[serde(default)]
     pub source_encoded: bool,
+    /// The source's retained log after the last acknowledgement, in bytes.
+    #[serde(default)]
+    pub source_lag_bytes: Option<u64>,
 }
 
 impl Manifest {
@@ -243,6 +252,9 @@ pub struct Progress {
     pub bytes_committed: u64,
     /// Objects committed so far.
     pub objects_committed: u64,
+    /// The source's retained log after the last acknowledgement, in bytes (a PostgreSQL
+    /// slot's lag); `None` for sources without a log.
+    pub source_lag_bytes: Option<u64>,
 }
 
 /// Appends run reports somewhere durable (a `pipeline_run_history` table).

@@ -47,6 +47,8 @@ pub(super) struct RunState {
     validations: BTreeMap<String, ValidationOutcome>,
     pub(super) checkpoint_to: Option<Checkpoint>,
     source_encoded: bool,
+    /// The source's retained log after the last acknowledgement.
+    pub(super) source_lag_bytes: Option<u64>,
     pub(super) warnings: Vec<String>,
     /// Running totals, so progress costs the same at the millionth object as the first.
     pub(super) rows_committed: u64,
@@ -78,6 +80,7 @@ impl Pipeline {
             validations: BTreeMap::new(),
             checkpoint_to: None,
             source_encoded: false,
+            source_lag_bytes: None,
             warnings: Vec::new(),
             rows_committed: 0,
             bytes_committed: 0,
@@ -167,6 +170,7 @@ impl Pipeline {
             error_message: error.as_ref().map(|e| e.to_string()),
             warnings: run.warnings,
             source_encoded: run.source_encoded,
+            source_lag_bytes: run.source_lag_bytes,
             error,
         }
     }

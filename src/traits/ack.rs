@@ -51,12 +51,25 @@ impl Resume {
 pub trait Acker: Send {
     /// `checkpoint` and everything before it is durable downstream.
     async fn committed(&mut self, checkpoint: &Checkpoint) -> Result<()>;
+
+    /// How many bytes of its log the source still retains for this reader, read after an
+    /// acknowledgement (a PostgreSQL slot's lag: the server's WAL position minus the
+    /// slot's confirmed one); the pipeline puts it in the [`RunReport`](crate::RunReport)
+    /// and [`Progress`](crate::Progress). `None` (the default) where the source has no
+    /// such measure.
+    async fn retained_bytes(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 #[async_trait]
 impl<T: Acker + ?Sized> Acker for Box<T> {
     async fn committed(&mut self, checkpoint: &Checkpoint) -> Result<()> {
         (**self).committed(checkpoint).await
+    }
+
+    async fn retained_bytes(&mut self) -> Option<u64> {
+        (**self).retained_bytes().await
     }
 }
 

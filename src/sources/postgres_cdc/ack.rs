@@ -48,6 +48,8 @@ pub(crate) struct SlotAcker {
     pub slot: String,
     /// A temporary slot is gone with its session: nothing to advance after it.
     pub temporary: bool,
+    /// Where the slot's lag is read.
+    pub lag_conn: Option<sqlx::postgres::PgConnection>,
 }
 
 /// Advance `slot` to `lsn`, waiting a little for the server to release it after the
@@ -89,5 +91,17 @@ impl Acker for SlotAcker {
             return Ok(());
         }
         advance(&self.sql, &self.slot, *lsn).await
+    }
+
+    async fn retained_bytes(&mut self) -> Option<u64> {
+        if self.lag_conn.is_none() {
+            self.lag_conn = self.sql.connection().await.ok();
+        }
+        let conn = self.lag_conn.as_mut()?;
+        let lag = server::slot_lag(conn, &self.slot).await;
+        if lag.is_none() {
+            self.lag_conn = None; // a broken connection is made anew next time
+        }
+        lag.map(|l| l.max(0) as u64)
     }
 }

@@ -643,6 +643,7 @@ impl Extractor for PostgresCdcExtractor {
             sql: self.sql.clone(),
             slot: self.config.slot.clone(),
             temporary: self.config.temporary,
+            lag_conn: None,
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Batch>>(4);
         tokio::spawn(async move {
@@ -682,6 +683,7 @@ async fn run(
     .await
     .map_err(|_| timed_out("the replication connection"))?
     .map_err(|e| wire_err(e, ctx))?;
+    let started = std::sync::atomic::AtomicBool::new(false);
     let result: Result<()> = async {
         let at = match begin {
             Begin::Snapshot { then_stream } => {
@@ -729,6 +731,7 @@ async fn run(
         } else {
             None
         };
+        started.store(true, std::sync::atomic::Ordering::Release);
         client.start().await.map_err(|e| wire_err(e, ctx))?;
         tokio::time::timeout(limit, client.wait_started())
             .await
@@ -737,10 +740,14 @@ async fn run(
         stream(ctx, &mut client, at, until, shared, tx).await
     }
     .await;
-    // End the session; what was acknowledged and not yet reported goes to the slot
-    // directly.
-    let _ = tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await;
+    // End the session (one that never started replicating ends when dropped: it does
+    // not listen for a stop); what was acknowledged and not yet reported goes to the
+    // slot directly.
+    if client.is_running() && started.load(std::sync::atomic::Ordering::Acquire) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await;
+    }
     client.abort();
+    drop(client);
     let acked = shared.end().await;
     if acked > 0
         && !ctx.config.temporary

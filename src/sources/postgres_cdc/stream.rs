@@ -38,6 +38,8 @@ struct State<'a> {
     /// The last position handed on.
     emitted: u64,
     last_emit: Instant,
+    /// A position-only batch is due once the status interval is up.
+    deferred: bool,
     in_txn: bool,
     txid: u32,
     commit_ts: i64,
@@ -62,10 +64,13 @@ impl State<'_> {
                 out.push((t.clone(), acc.finish()?));
             }
         }
-        if out.is_empty()
-            && (self.at <= self.emitted
-                || (!force && self.last_emit.elapsed() < self.ctx.config.status_interval))
-        {
+        if out.is_empty() && self.at <= self.emitted {
+            return Ok(true);
+        }
+        if out.is_empty() && !force && self.last_emit.elapsed() < self.ctx.config.status_interval {
+            // Handed on when the interval is up, even if no other message comes (a server
+            // shutting down waits for the reader to confirm the WAL's end).
+            self.deferred = true;
             return Ok(true);
         }
         let cp = Checkpoint::Lsn { lsn: self.at };
@@ -84,6 +89,7 @@ impl State<'_> {
         }
         self.emitted = self.at;
         self.last_emit = Instant::now();
+        self.deferred = false;
         Ok(true)
     }
 
@@ -233,6 +239,7 @@ pub(crate) async fn stream(
         at,
         emitted: at,
         last_emit: Instant::now(),
+        deferred: false,
         in_txn: false,
         txid: 0,
         commit_ts: 0,
@@ -257,8 +264,18 @@ pub(crate) async fn stream(
             biased;
             ev = tokio::time::timeout(read, client.recv()) => ev,
             _ = ack.changed() => continue,
+            // The pipeline went away (cancelled, failed): end the session now, so the slot
+            // is free for the next reader instead of held until the process exits.
+            _ = tx.closed() => return Ok(()),
             _ = ctx.stop.cancelled(), if !stopping => {
                 stopping = true;
+                continue;
+            }
+            _ = tokio::time::sleep_until((st.last_emit + ctx.config.status_interval).into()),
+                if st.deferred && !st.in_txn => {
+                if !st.boundary(false).await? {
+                    return Ok(());
+                }
                 continue;
             }
             _ = tokio::time::sleep_until(next_beat.into()), if heartbeat.is_some() && !st.in_txn => {
