@@ -13,7 +13,7 @@
 //! Each case runs in a child process of its own, so its peak RSS is its own.
 
 mod common;
-use common::peak_rss_kib;
+use common::{peak_rss_kib, timed, walk};
 use sqlx::{Connection, Executor, MySqlConnection, Row};
 use std::time::{Duration, Instant};
 use tributary::sources::mysql_cdc::{MySqlCdcConfig, MySqlCdcExtractor, SnapshotMode, StartAt};
@@ -103,24 +103,6 @@ async fn tributary_case(table: &str, from: (String, u64)) {
         r.rows,
         r.rows as f64 / wall
     );
-}
-
-/// `cmd` under `/usr/bin/time`: (wall s, peak MiB, stdout).
-fn timed(cmd: &mut std::process::Command) -> (f64, u64, String) {
-    let tf = tempfile::NamedTempFile::new().unwrap();
-    let mut full = std::process::Command::new("/usr/bin/time");
-    full.arg("-f").arg("%e %M").arg("-o").arg(tf.path());
-    full.arg(cmd.get_program()).args(cmd.get_args());
-    let out = full.output().expect("run");
-    let t = std::fs::read_to_string(tf.path()).unwrap_or_default();
-    let mut it = t.split_whitespace();
-    let wall = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
-    let kib: u64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-    (
-        wall,
-        kib / 1024,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 fn anchors(table: &str, from: &(String, u64), to: &(String, u64), book: bool) {
@@ -261,19 +243,6 @@ async fn latency() {
         q(0.99),
         ms.len()
     );
-}
-
-fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn main() {

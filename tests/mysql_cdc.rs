@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::assert_same_values;
 use common::binlog::{connect, end, exec, table};
 
 use arrow_array::{Array, RecordBatch, StringArray};
@@ -51,27 +52,6 @@ fn rows_of(batches: &[Batch], table: &str) -> (Vec<String>, RecordBatch) {
         .filter(|i| !schema.field(*i).name().starts_with('_'))
         .collect();
     (ops, all.project(&keep).unwrap())
-}
-
-/// Equal values and Arrow types, column by column (field metadata and nullability aside:
-/// change rows are all nullable and mark the key).
-fn assert_same_values(a: &RecordBatch, b: &RecordBatch) {
-    assert_eq!(a.num_columns(), b.num_columns());
-    assert_eq!(a.num_rows(), b.num_rows());
-    for i in 0..a.num_columns() {
-        let name = a.schema().field(i).name().clone();
-        assert_eq!(&name, b.schema().field(i).name());
-        assert_eq!(
-            a.column(i).data_type(),
-            b.column(i).data_type(),
-            "type of {name}"
-        );
-        assert_eq!(
-            a.column(i).to_data(),
-            b.column(i).to_data(),
-            "values of {name}"
-        );
-    }
 }
 
 const TYPES: &str = "id INT PRIMARY KEY, ti TINYINT, si SMALLINT, mi MEDIUMINT, i INT, bi BIGINT, \

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::assert_same_values;
 use common::wal::{cleanup, confirmed, connect, drain, exec, last_checkpoint, name, reader};
 
 use arrow_array::{Array, RecordBatch, StringArray};
@@ -43,26 +44,6 @@ fn data(b: &RecordBatch) -> RecordBatch {
         .filter(|i| !schema.field(*i).name().starts_with('_'))
         .collect();
     b.project(&keep).unwrap()
-}
-
-/// Equal values and Arrow types, column by column.
-fn assert_same_values(a: &RecordBatch, b: &RecordBatch) {
-    assert_eq!(a.num_columns(), b.num_columns());
-    assert_eq!(a.num_rows(), b.num_rows());
-    for i in 0..a.num_columns() {
-        let name = a.schema().field(i).name().clone();
-        assert_eq!(&name, b.schema().field(i).name());
-        assert_eq!(
-            a.column(i).data_type(),
-            b.column(i).data_type(),
-            "type of {name}"
-        );
-        assert_eq!(
-            a.column(i).to_data(),
-            b.column(i).to_data(),
-            "values of {name}"
-        );
-    }
 }
 
 async fn typed(url: &str, query: &str) -> RecordBatch {

@@ -184,3 +184,24 @@ pub fn lines_of(files: &[std::path::PathBuf]) -> Vec<String> {
         })
         .collect()
 }
+
+/// Equal values and Arrow types, column by column (field metadata and nullability aside:
+/// change rows are all nullable and mark the key).
+pub fn assert_same_values(a: &arrow_array::RecordBatch, b: &arrow_array::RecordBatch) {
+    assert_eq!(a.num_columns(), b.num_columns());
+    assert_eq!(a.num_rows(), b.num_rows());
+    for i in 0..a.num_columns() {
+        let name = a.schema().field(i).name().clone();
+        assert_eq!(&name, b.schema().field(i).name());
+        assert_eq!(
+            a.column(i).data_type(),
+            b.column(i).data_type(),
+            "type of {name}"
+        );
+        assert_eq!(
+            a.column(i).to_data(),
+            b.column(i).to_data(),
+            "values of {name}"
+        );
+    }
+}

@@ -371,3 +371,54 @@ pub(crate) async fn primary_key(conn: &mut PgConnection, oid: u32) -> Result<Vec
     .await
     .map_err(|e| err(e, "reading a table's primary key"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsns_read_and_print_as_postgres_does() {
+        assert_eq!(parse_lsn("0/16B3748"), Some(0x16B3748));
+        assert_eq!(parse_lsn("1A/0"), Some(0x1A << 32));
+        assert_eq!(lsn_text(0x1_0000_00FF), "1/FF");
+        assert_eq!(parse_lsn("nonsense"), None);
+    }
+
+    #[test]
+    fn every_missing_prerequisite_is_named_with_its_fix() {
+        let f = Facts {
+            wal_level: "replica".into(),
+            version: 150000,
+            max_slots: 10,
+            used_slots: 10,
+            max_senders: 10,
+            used_senders: 10,
+            replication: false,
+            superuser: false,
+            user: "app".into(),
+            database: "shop".into(),
+        };
+        let m = f.missing(true).join("; ");
+        assert!(
+            m.contains("wal_level is replica: set wal_level = logical"),
+            "{m}"
+        );
+        assert!(m.contains("max_replication_slots"), "{m}");
+        assert!(m.contains("max_wal_senders"), "{m}");
+        assert!(m.contains("ALTER ROLE \"app\" REPLICATION"), "{m}");
+        // An existing slot needs no free one.
+        assert!(
+            !f.missing(false)
+                .join("; ")
+                .contains("max_replication_slots")
+        );
+        let ok = Facts {
+            wal_level: "logical".into(),
+            used_slots: 0,
+            used_senders: 0,
+            replication: true,
+            ..f
+        };
+        assert!(ok.missing(true).is_empty());
+    }
+}
