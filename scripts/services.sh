@@ -9,6 +9,8 @@
 #               airflow2_meta in the PostgreSQL above (Airflow 2's dag_run: execution_date, external_trigger)
 #   MongoDB     127.0.0.1:27018 nx-27017 (PyPI): the MongoDB wire protocol over SQLite (no real
 #               mongod can be installed here; see ../shared/SERVICES.md for its gaps)
+#   Kafka       127.0.0.1:9092  tansu (crates.io), sqlite storage; built once (~10-15 min) in the
+#               background while the others start, cached in $CARGO_ROOT
 # Idempotent: re-running starts only what is down. Prints `export ...` lines for the tests
 # (also written to $TRIBUTARY_SERVICES_HOME/env.sh).
 # Usage: scripts/services.sh [start|stop|status]
@@ -22,6 +24,8 @@ S3_BUCKET=tributary-test
 S3_KEY=tributary
 S3_SECRET=tributary-secret
 S3S_VERSION=0.14.1   # 0.17 needs a newer rustc
+KAFKA_PORT=${TRIBUTARY_KAFKA_PORT:-9092}
+TANSU_VERSION=0.6.0
 CARGO_ROOT=${TRIBUTARY_CARGO_ROOT:-$HOME/.cache/tributary-services/cargo}
 
 RUN=$HOME_DIR/run; LOGS=$HOME_DIR/logs; DATA=$HOME_DIR/data
@@ -271,6 +275,36 @@ start_mongo() {
   wait_for mongo 60 mongo_ready
 }
 
+# ------------------------------------------------------------------ Kafka protocol (tansu, crates.io)
+# Never memory:// storage (fetch from mid-batch returns nothing there); sqlite keeps the log.
+kafka_alive() { [[ -f $RUN/kafka.pid ]] && kill -0 "$(cat "$RUN/kafka.pid")" 2>/dev/null; }
+kafka_ready() { (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; }
+build_tansu_bg() { # starts the slow build early, in the background; start_kafka waits for it
+  [[ -x $CARGO_ROOT/bin/tansu ]] && return
+  log "cargo install tansu@$TANSU_VERSION in the background (first time only, ~10-15 min)"
+  ( cargo install "tansu@$TANSU_VERSION" --locked --features dynostore,libsql --root "$CARGO_ROOT" \
+      >"$LOGS/cargo-install-tansu.log" 2>&1; echo $? >"$RUN/tansu-build.rc" ) &
+  TANSU_BUILD_PID=$!
+}
+start_kafka() {
+  if [[ ! -x $CARGO_ROOT/bin/tansu ]]; then
+    if [[ -n ${TANSU_BUILD_PID:-} ]]; then
+      log "waiting for the tansu build"; wait "$TANSU_BUILD_PID" || true
+    fi
+    [[ -x $CARGO_ROOT/bin/tansu ]] || { tail -30 "$LOGS/cargo-install-tansu.log" >&2; die "tansu build failed"; }
+  fi
+  mkdir -p "$DATA/kafka"
+  if ! kafka_alive; then
+    log "starting tansu on port $KAFKA_PORT"
+    # The sqlite path is relative to the working folder.
+    ( cd "$DATA/kafka" && exec nohup "$CARGO_ROOT/bin/tansu" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine sqlite://tansu.db \
+        </dev/null >"$LOGS/kafka.log" 2>&1 ) &
+    echo $! >"$RUN/kafka.pid"
+  fi
+  wait_for kafka 60 kafka_ready
+}
+
 env_lines() {
   cat <<ENV
 export TRIBUTARY_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/test
@@ -285,6 +319,7 @@ export TRIBUTARY_TEST_AIRFLOW_USER=admin TRIBUTARY_TEST_AIRFLOW_PASSWORD=admin
 export TRIBUTARY_TEST_AIRFLOW2_API=http://127.0.0.1:$AF2_PORT
 export TRIBUTARY_TEST_AIRFLOW2_DB_URL=postgres://postgres@127.0.0.1:$PG_PORT/airflow2_meta
 export TRIBUTARY_TEST_MONGO_URL=mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true
+export TRIBUTARY_TEST_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 ENV
 }
 
@@ -292,6 +327,7 @@ stop_all() {
   if my_alive; then kill "$(cat "$RUN/mariadb.pid")" && log "stopped MariaDB"; fi
   if s3_alive; then kill "$(cat "$RUN/s3.pid")" && log "stopped s3s-fs"; fi
   if mongo_alive; then kill "$(cat "$RUN/mongo.pid")" && log "stopped nx-27017"; fi
+  if kafka_alive; then kill "$(cat "$RUN/kafka.pid")" && log "stopped tansu"; fi
   if af2_alive; then kill -- -"$(cat "$RUN/airflow2-web.pid")" 2>/dev/null || kill "$(cat "$RUN/airflow2-web.pid")"; log "stopped the Airflow 2 webserver"; fi
   if af_alive; then kill -- -"$(cat "$RUN/airflow-api.pid")" 2>/dev/null || kill "$(cat "$RUN/airflow-api.pid")"; log "stopped the Airflow API server"; fi
   if pg_lsclusters -h 2>/dev/null | awk '{print $2}' | grep -qx tributary; then
@@ -305,12 +341,17 @@ case ${1:-start} in
     t0=$SECONDS
     # Headless Chromium checks that the HTML report renders (no service to start).
     need_pkg chromium chromium
+    # rdkafka (feature kafka) builds librdkafka with cmake.
+    need_pkg cmake cmake
+    dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || { apt_updated=1; apt-get install -y -qq libcurl4-openssl-dev >&2; }
+    build_tansu_bg
     start_postgres
     start_mariadb
     start_s3
     start_airflow
     start_airflow2
     start_mongo
+    start_kafka
     env_lines >"$HOME_DIR/env.sh"
     log "all services ready in $((SECONDS - t0))s (environment in $HOME_DIR/env.sh)"
     env_lines
@@ -324,6 +365,7 @@ case ${1:-start} in
     if my_alive; then echo "mariadb up"; else echo "mariadb down"; fi
     if s3_alive; then echo "s3 up"; else echo "s3 down"; fi
     if mongo_alive; then echo "mongo up"; else echo "mongo down"; fi
+    if kafka_alive; then echo "kafka up"; else echo "kafka down"; fi
     ;;
   *) die "usage: $0 [start|start-mariadb|restart-postgres|stop|status]" ;;
 esac

@@ -18,7 +18,7 @@ step "cargo clippy (all targets, all features)"
 cargo clippy --all-targets --all-features -- -D warnings
 
 step "each feature on its own"
-for f in fs sqlite postgres mysql mysql-cdc postgres-cdc rest airflow parquet mongodb zstd s3 gcs azure test-util; do
+for f in fs sqlite postgres mysql mysql-cdc postgres-cdc kafka rest airflow parquet mongodb zstd s3 gcs azure test-util; do
   echo "-- --no-default-features --features $f"
   cargo check --quiet --no-default-features --features "$f"
 done

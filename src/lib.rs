@@ -68,6 +68,9 @@
 pub mod config;
 mod error;
 pub mod format;
+#[cfg(feature = "kafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
+pub mod kafka;
 pub mod model;
 mod pipeline;
 pub mod sources;
