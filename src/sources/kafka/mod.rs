@@ -8,3 +8,6 @@ mod types;
 
 pub use config::{KafkaConfig, Tombstones};
 pub use extractor::KafkaExtractor;
+
+#[cfg(test)]
+mod tests;
