@@ -241,3 +241,48 @@ async fn offsets_reach_the_group_only_after_the_landing_committed() {
     );
     wal::cleanup(&mut conn, &t).await;
 }
+
+#[tokio::test]
+async fn a_run_resumes_in_the_middle_of_a_producer_batch() {
+    let Some(servers) = bootstrap() else { return };
+    let Some((url, mut conn)) = wal::connect().await else {
+        return;
+    };
+    let t = wal::name("km");
+    wal::exec(
+        &mut conn,
+        &format!(
+            "CREATE TABLE {t} (id int PRIMARY KEY);\nINSERT INTO {t} SELECT generate_series(1, 10)"
+        ),
+    )
+    .await;
+    let qualified = format!("public.{t}");
+    publish(&url, &t, &qualified, &servers, &t, &ObjectSink::memory()).await;
+    let topic = format!("{t}.{qualified}");
+    let reader = KafkaExtractor::new(
+        KafkaConfig::new(
+            KafkaClientConfig::new(&servers),
+            format!("{t}-g"),
+            [topic.as_str()],
+        )
+        .with_stop_at_end(true),
+    )
+    .unwrap();
+    let from = Checkpoint::Offsets {
+        offsets: [(format!("{topic}/0"), 4)].into(),
+    };
+    let got = lines(&drain(&reader, Some(from)).await);
+    let ids: Vec<&str> = got.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "snapshot|5",
+            "snapshot|6",
+            "snapshot|7",
+            "snapshot|8",
+            "snapshot|9",
+            "snapshot|10"
+        ]
+    );
+    wal::cleanup(&mut conn, &t).await;
+}

@@ -24,6 +24,8 @@
 
 #[cfg(any(feature = "mysql-cdc", feature = "postgres-cdc"))]
 mod cdc;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod sections;
 mod store;
 
@@ -121,9 +123,27 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "temporary_slot",
         ],
     ),
+    (
+        "kafka",
+        &[
+            "bootstrap_servers",
+            "group_id",
+            "instance_id",
+            "topics",
+            "topic_prefix",
+            "schemas",
+            "tombstones",
+            "security_protocol",
+            "sasl_mechanism",
+            "sasl_username",
+            "sasl_password",
+            "ssl_ca_location",
+            "timeout",
+        ],
+    ),
 ];
 
-const SECRET_KEYS: &[&str] = &["password", "secret_key", "access_key"];
+const SECRET_KEYS: &[&str] = &["password", "secret_key", "access_key", "sasl_password"];
 
 /// A parsed `pipeline.conf`.
 #[derive(Clone, Debug, Default)]

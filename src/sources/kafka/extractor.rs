@@ -141,6 +141,7 @@ type Cons = StreamConsumer<Ctx>;
 pub struct KafkaExtractor {
     config: KafkaConfig,
     stream: String,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl KafkaExtractor {
@@ -156,7 +157,19 @@ impl KafkaExtractor {
             return Err(Error::config("kafka", "the consumer group id is empty"));
         }
         let stream = config.group_id.clone();
-        Ok(KafkaExtractor { config, stream })
+        Ok(KafkaExtractor {
+            config,
+            stream,
+            stop: tokio_util::sync::CancellationToken::new(),
+        })
+    }
+
+    /// A token that ends the stream gracefully: what was read is handed on with its
+    /// checkpoint and the stream ends, so the pipeline commits it and succeeds (what a
+    /// following run does on SIGTERM). Cancelling the pipeline instead abandons the rows
+    /// not yet committed.
+    pub fn stop_token(&self) -> tokio_util::sync::CancellationToken {
+        self.stop.clone()
     }
 
     fn consumer(&self, shared: Arc<Mutex<Shared>>) -> Result<Cons> {
@@ -168,6 +181,9 @@ impl KafkaExtractor {
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
+        if let Some(id) = &self.config.instance_id {
+            c.set("group.instance.id", id);
+        }
         let ctx = Ctx {
             shared,
             timeout: self.config.client.timeout(),
@@ -308,6 +324,7 @@ impl Extractor for KafkaExtractor {
             offsets: BTreeMap::new(),
             ends: HashMap::new(),
             dirty: false,
+            stop: self.stop.clone(),
         };
         tokio::spawn(reader.run(tx));
         let batches = tokio_stream_from(rx);
@@ -332,6 +349,7 @@ struct Reader {
     /// End offsets as of the first assignment of each partition (stop-at-end runs).
     ends: HashMap<Tp, i64>,
     dirty: bool,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Reader {
@@ -361,6 +379,10 @@ impl Reader {
                 .max(Duration::from_millis(10));
             let got = tokio::select! {
                 _ = tx.closed() => return Ok(()),
+                _ = self.stop.cancelled() => {
+                    self.hand_on(tx).await;
+                    return Ok(());
+                }
                 r = tokio::time::timeout(wait, self.consumer.recv()) => r,
             };
             match got {
