@@ -286,3 +286,204 @@ async fn a_run_resumes_in_the_middle_of_a_producer_batch() {
     );
     wal::cleanup(&mut conn, &t).await;
 }
+
+/// Every `id` column value landed in `sink` (CSV objects), with repeats.
+async fn landed_ids(sink: &ObjectSink) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for key in sink.list("").await.unwrap() {
+        if !key.ends_with(".csv") {
+            continue;
+        }
+        let text = String::from_utf8(sink.read(&key).await.unwrap().to_vec()).unwrap();
+        ids.extend(
+            text.lines()
+                .map(|l| l.split('|').nth(1).unwrap().parse::<i64>().unwrap()),
+        );
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_rebalance_mid_run_loses_nothing() {
+    use std::time::Duration;
+    use tributary::PipelineOptions;
+    let Some(servers) = bootstrap() else { return };
+    let Some((url, mut conn)) = wal::connect().await else {
+        return;
+    };
+    let t = wal::name("kr");
+    let qualified = format!("public.{t}");
+    wal::exec(
+        &mut conn,
+        &format!("CREATE TABLE {t} (id int PRIMARY KEY);\nINSERT INTO {t} SELECT generate_series(1, 1000)"),
+    )
+    .await;
+    // Two partitions, the key spreading the rows over both.
+    let publish_state = ObjectSink::memory();
+    let publish = || {
+        Pipeline::builder("publish")
+            .extractor(wal::reader(
+                &url,
+                &t,
+                &[&qualified],
+                |c: PostgresCdcConfig| c.with_publication(&t),
+            ))
+            .batch_sink(
+                KafkaSink::new(
+                    KafkaSinkConfig::new(KafkaClientConfig::new(&servers), &t)
+                        .with_topic_creation(Some((2, 1))),
+                )
+                .unwrap(),
+            )
+            .state(ObjectStateStore::new(publish_state.clone(), "_state"))
+            .build()
+            .unwrap()
+    };
+    let report = publish().run().await;
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    let topic = format!("{t}.{qualified}");
+    let member = |id: &str, landing: &ObjectSink| {
+        let e = KafkaExtractor::new(
+            KafkaConfig::new(
+                KafkaClientConfig::new(&servers),
+                format!("{t}-g"),
+                [topic.as_str()],
+            )
+            .with_instance_id(id)
+            .with_batching(50, Duration::from_millis(50)),
+        )
+        .unwrap();
+        let stop = e.stop_token();
+        let p = Pipeline::builder(format!("land-{id}"))
+            .extractor(e)
+            .sink(landing.clone())
+            .state(ObjectStateStore::new(landing.clone(), "_state"))
+            .options(PipelineOptions::new().with_commit_interval(Duration::from_millis(100)))
+            .build()
+            .unwrap();
+        (tokio::spawn(async move { p.run().await }), stop)
+    };
+    let (a_sink, b_sink) = (ObjectSink::memory(), ObjectSink::memory());
+    let (a, a_stop) = member("a", &a_sink);
+    // The first member owns both partitions and lands the first half; then a second
+    // member joins, the group rebalances, and the second half arrives.
+    for _ in 0..300 {
+        if landed_ids(&a_sink).await.len() >= 1000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (b, b_stop) = member("b", &b_sink);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    wal::exec(
+        &mut conn,
+        &format!("INSERT INTO {t} SELECT generate_series(1001, 2000)"),
+    )
+    .await;
+    let report = publish().run().await;
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    let everything = || async {
+        let mut all = landed_ids(&a_sink).await;
+        all.extend(landed_ids(&b_sink).await);
+        all.sort();
+        all
+    };
+    for _ in 0..600 {
+        let mut all = everything().await;
+        all.dedup();
+        if all.len() >= 2000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a_stop.cancel();
+    b_stop.cancel();
+    let (ra, rb) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(ra.outcome, Outcome::Succeeded, "{:?}", ra.error);
+    assert_eq!(rb.outcome, Outcome::Succeeded, "{:?}", rb.error);
+    let mut all = everything().await;
+    let total = all.len();
+    all.dedup();
+    assert_eq!(
+        all,
+        (1..=2000).collect::<Vec<i64>>(),
+        "every row landed by one member or the other"
+    );
+    eprintln!(
+        "a: {} rows, b: {} rows, {} read twice around the rebalance",
+        ra.rows,
+        rb.rows,
+        total - all.len()
+    );
+    assert!(
+        rb.rows > 0 && ra.rows > 1000,
+        "the rebalance gave the second member a partition: a {} b {}",
+        ra.rows,
+        rb.rows
+    );
+    // Each run ends with the checkpoint of what it committed: its rows are its landing's.
+    assert_eq!(ra.rows as usize, landed_ids(&a_sink).await.len());
+    assert_eq!(rb.rows as usize, landed_ids(&b_sink).await.len());
+    assert!(
+        matches!(ra.checkpoint_to, Some(Checkpoint::Offsets { .. })),
+        "{:?}",
+        ra.checkpoint_to
+    );
+    wal::cleanup(&mut conn, &t).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_a_timely_typed_error_without_the_password() {
+    use std::time::{Duration, Instant};
+    // A port where nothing listens, and credentials that must never be shown.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = KafkaClientConfig::new(format!("127.0.0.1:{port}"))
+        .with_sasl_plain("app", "sentinel-pw-8c1f")
+        .with_timeout(Duration::from_secs(2));
+    assert!(!format!("{client:?}").contains("sentinel-pw-8c1f"));
+    let e =
+        KafkaExtractor::new(KafkaConfig::new(client.clone(), "g", ["t"]).with_stop_at_end(true))
+            .unwrap();
+    assert!(!format!("{e:?}").contains("sentinel-pw-8c1f"));
+    let started = Instant::now();
+    let err = e.check().await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.is_retryable(), "{err:?}");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("sentinel-pw-8c1f"), "{shown}");
+    let sink = KafkaSink::new(KafkaSinkConfig::new(client, "p")).unwrap();
+    assert!(!format!("{sink:?}").contains("sentinel-pw-8c1f"));
+    let err = tributary::BatchSink::check(&sink).await.unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("sentinel-pw-8c1f"));
+    // A stop-at-end run against it ends with the same kind of error, not a hang.
+    let started = Instant::now();
+    let mut s = e.extract(None).await.unwrap();
+    let r = futures::StreamExt::next(&mut s).await;
+    assert!(matches!(r, Some(Err(ref e)) if e.is_retryable()), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn bad_settings_are_configuration_errors() {
+    let c = KafkaClientConfig::new("127.0.0.1:9092");
+    let e =
+        KafkaExtractor::new(KafkaConfig::new(c.clone(), "g", Vec::<String>::new())).unwrap_err();
+    assert!(e.to_string().contains("no topics"), "{e}");
+    let e = KafkaExtractor::new(KafkaConfig::new(c.clone(), " ", ["t"])).unwrap_err();
+    assert!(e.to_string().contains("group id"), "{e}");
+    let e =
+        KafkaSink::new(KafkaSinkConfig::new(c, "p").with_compression("snappy-ish")).unwrap_err();
+    assert!(e.to_string().contains("compression"), "{e}");
+}
