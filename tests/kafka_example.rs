@@ -36,6 +36,18 @@ fn pg_section(url: &str) -> String {
     )
 }
 
+/// A connection and a fresh, empty book `Orders` table in PostgreSQL.
+async fn orders_table(url: &str) -> (PgConnection, String) {
+    let mut c = PgConnection::connect(url).await.unwrap();
+    let t = common::unique("orders")
+        .replace('-', "_")
+        .to_ascii_lowercase();
+    c.execute(format!("CREATE TABLE {t} (OrderId INT PRIMARY KEY, OrderStatus VARCHAR(30), LastUpdated TIMESTAMP)").as_str())
+        .await
+        .unwrap();
+    (c, t)
+}
+
 #[tokio::test]
 async fn postgres_changes_published_then_landed_are_the_book_lines() {
     let Some(servers) = common::service("TRIBUTARY_TEST_KAFKA_BOOTSTRAP", "Kafka-protocol broker")
@@ -45,13 +57,7 @@ async fn postgres_changes_published_then_landed_are_the_book_lines() {
     let Some(url) = common::service("TRIBUTARY_TEST_PG_URL", "PostgreSQL") else {
         return;
     };
-    let mut c = PgConnection::connect(&url).await.unwrap();
-    let t = common::unique("orders")
-        .replace('-', "_")
-        .to_ascii_lowercase();
-    c.execute(format!("CREATE TABLE {t} (OrderId INT PRIMARY KEY, OrderStatus VARCHAR(30), LastUpdated TIMESTAMP)").as_str())
-        .await
-        .unwrap();
+    let (mut c, t) = orders_table(&url).await;
     c.execute(format!("INSERT INTO {t} VALUES (1, 'Backordered', '2020-06-01 12:00:00'), (2, 'Shipped', '2020-06-09 12:00:25')").as_str())
         .await
         .unwrap();
@@ -147,13 +153,7 @@ async fn kill_9_of_publisher_and_lander_loses_no_change() {
     let Some(url) = common::service("TRIBUTARY_TEST_PG_URL", "PostgreSQL") else {
         return;
     };
-    let mut c = PgConnection::connect(&url).await.unwrap();
-    let t = common::unique("orders")
-        .replace('-', "_")
-        .to_ascii_lowercase();
-    c.execute(format!("CREATE TABLE {t} (OrderId INT PRIMARY KEY, OrderStatus VARCHAR(30), LastUpdated TIMESTAMP)").as_str())
-        .await
-        .unwrap();
+    let (mut c, t) = orders_table(&url).await;
     let dir = tempfile::tempdir().unwrap();
     let conf = conf(
         dir.path(),
