@@ -409,6 +409,9 @@ pub(crate) async fn stream(ctx: &Ctx, plan: Plan, tx: &Sender<Result<Batch>>) ->
         let next = tokio::select! {
             biased;
             _ = ctx.stop.cancelled(), if !st.in_txn => continue,
+            // The pipeline dropped the stream (a cancelled run): end the session now
+            // rather than at the next event.
+            _ = tx.closed() => return Ok(()),
             n = tokio::time::timeout(read_limit, events.next()) => n,
         };
         let next = next.map_err(|_| Error::Connection {
