@@ -6,15 +6,16 @@
 #      and tributary's COPY path, typed PostgreSQL path and MySQL path.
 #   3. REST (100k items on loopback) beside Python requests.
 #   4. MongoDB (the book's time-window job) beside the book's pymongo script.
+#   5. Kafka: Debezium envelopes published and landed, beside kcat (Debian package).
 # Usage: scripts/bench.sh [N]     Needs ../shared/bench (seed and anchors) beside the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 BENCH=${TRIBUTARY_BENCH_DIR:-../shared/bench}
 VENV=${ANCHORS_VENV:-$HOME/.cache/tributary-anchors-venv}
-if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import psycopg2, pymysql, connectorx, pyarrow, requests' 2>/dev/null; then
+if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import psycopg2, pymysql, connectorx, pyarrow, requests, confluent_kafka' 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q psycopg2-binary pymysql mysql-replication connectorx pyarrow requests
+  "$VENV/bin/pip" install -q psycopg2-binary pymysql mysql-replication connectorx pyarrow requests confluent-kafka
 fi
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%FT%TZ)"
 echo "== encoding"
@@ -35,3 +36,6 @@ ANCHORS_VENV=$VENV cargo bench --quiet --all-features --bench rest 2>/dev/null
 echo "== MongoDB (200k documents, the book's time-window job; server from scripts/services.sh)"
 scripts/services.sh start >/dev/null
 cargo bench --quiet --all-features --bench mongo 2>/dev/null
+echo "== Kafka (200k change rows as Debezium envelopes; tansu from scripts/services.sh; kcat anchors)"
+command -v kcat >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+cargo bench --quiet --features kafka --bench kafka 2>/dev/null
