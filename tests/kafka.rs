@@ -487,3 +487,116 @@ fn bad_settings_are_configuration_errors() {
         KafkaSink::new(KafkaSinkConfig::new(c, "p").with_compression("snappy-ish")).unwrap_err();
     assert!(e.to_string().contains("compression"), "{e}");
 }
+
+#[tokio::test]
+async fn many_tables_on_one_topic_or_by_pattern_and_tombstones_as_deletes() {
+    use tributary::sources::kafka::Tombstones;
+    let Some(servers) = bootstrap() else { return };
+    let Some((url, mut conn)) = wal::connect().await else {
+        return;
+    };
+    let (a, b) = (wal::name("ka"), wal::name("kb"));
+    wal::exec(
+        &mut conn,
+        &format!(
+            "CREATE TABLE {a} (id int PRIMARY KEY, v text);\nCREATE TABLE {b} (id int PRIMARY KEY);\n\
+             INSERT INTO {a} VALUES (1, 'one'), (2, 'two');\nINSERT INTO {b} VALUES (10)"
+        ),
+    )
+    .await;
+    let slot = wal::name("kab");
+    let tables = [format!("public.{a}"), format!("public.{b}")];
+    let tables: Vec<&str> = tables.iter().map(String::as_str).collect();
+    let state = ObjectSink::memory();
+    // Every table on one topic, and again one topic per table.
+    let publish = |template: &'static str| {
+        Pipeline::builder(format!("publish-{template}"))
+            .extractor(wal::reader(&url, &slot, &tables, |c: PostgresCdcConfig| {
+                c.with_publication(&slot)
+            }))
+            .batch_sink(
+                KafkaSink::new(
+                    KafkaSinkConfig::new(KafkaClientConfig::new(&servers), &slot)
+                        .with_topic_template(template),
+                )
+                .unwrap(),
+            )
+            .state(ObjectStateStore::new(state.clone(), "_state"))
+            .build()
+            .unwrap()
+    };
+    let r = publish("{prefix}.all").run().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    wal::exec(&mut conn, &format!("DELETE FROM {a} WHERE id = 2")).await;
+    let r = publish("{prefix}.all").run().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let read = |topics: Vec<String>, group: &str, t: Tombstones| {
+        KafkaExtractor::new(
+            KafkaConfig::new(KafkaClientConfig::new(&servers), group, topics)
+                .with_stop_at_end(true)
+                .with_tombstones(t),
+        )
+        .unwrap()
+    };
+    let one = lines(
+        &drain(
+            &read(
+                vec![format!("{slot}.all")],
+                &format!("{slot}-1"),
+                Tombstones::Skip,
+            ),
+            None,
+        )
+        .await,
+    );
+    let mut sorted = one.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            // REPLICA IDENTITY DEFAULT: a delete carries the key only.
+            (format!("public.{a}"), "delete|2|".to_string()),
+            (format!("public.{a}"), "snapshot|1|one".to_string()),
+            (format!("public.{a}"), "snapshot|2|two".to_string()),
+            (format!("public.{b}"), "snapshot|10".to_string()),
+        ]
+    );
+    // The tombstone after the delete, read as a delete of its key.
+    let with = lines(
+        &drain(
+            &read(
+                vec![format!("{slot}.all")],
+                &format!("{slot}-2"),
+                Tombstones::AsDelete,
+            ),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(with.len(), 5, "{with:#?}");
+    assert_eq!(
+        with.last().unwrap(),
+        &(format!("public.{a}"), "delete|2|".to_string())
+    );
+    // One topic per table, read by a pattern.
+    wal::exec(&mut conn, &format!("INSERT INTO {b} VALUES (11)")).await;
+    let r = publish("{prefix}.per.{table}").run().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let by_pattern = read(
+        vec![format!("^{slot}\\.per\\..*")],
+        &format!("{slot}-3"),
+        Tombstones::Skip,
+    );
+    // (A pipeline of another name: its own checkpoint, so a new snapshot.)
+    let mut got = lines(&drain(&by_pattern, None).await);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (format!("public.{a}"), "snapshot|1|one".to_string()),
+            (format!("public.{b}"), "snapshot|10".to_string()),
+            (format!("public.{b}"), "snapshot|11".to_string()),
+        ]
+    );
+    wal::cleanup(&mut conn, &slot).await;
+}

@@ -109,9 +109,24 @@ pub(crate) fn decode(
     partition: i32,
     offset: i64,
 ) -> Result<Message> {
+    let mut key_table = None;
     let keys: (Vec<String>, Map<String, Value>) = match key {
         Some(k) if !k.is_empty() => {
-            match split(parse_json("key", k, topic, partition, offset)?).1 {
+            let (schema, payload) = split(parse_json("key", k, topic, partition, offset)?);
+            // Debezium names the key schema `<prefix>.<db or schema>.<table>.Key`.
+            key_table = schema
+                .as_ref()
+                .and_then(|s| {
+                    s.get("name")?
+                        .as_str()?
+                        .strip_suffix(".Key")
+                        .map(str::to_string)
+                })
+                .and_then(|n| {
+                    let parts: Vec<&str> = n.split('.').collect();
+                    (parts.len() >= 3).then(|| parts[parts.len() - 2..].join("."))
+                });
+            match payload {
                 Value::Object(o) => (o.keys().cloned().collect(), o),
                 _ => (Vec::new(), Map::new()),
             }
@@ -119,10 +134,8 @@ pub(crate) fn decode(
         _ => (Vec::new(), Map::new()),
     };
     let Some(value) = value.filter(|v| !v.is_empty()) else {
-        return Ok(Message::Tombstone {
-            table: topic.to_string(),
-            key: keys.1,
-        });
+        let table = key_table.unwrap_or_else(|| topic.to_string());
+        return Ok(Message::Tombstone { table, key: keys.1 });
     };
     let (schema, payload) = split(parse_json("value", value, topic, partition, offset)?);
     let Value::Object(mut p) = payload else {
