@@ -42,22 +42,6 @@ async fn main() -> ExitCode {
     }
 }
 
-/// SIGINT (Ctrl-C) or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 async fn run(conf: &str, table: &str, follow: bool) -> tributary::Result<()> {
     let config = PipelineConfig::from_file(conf)?;
     let url = config.postgres()?.url("postgres", 5432);
@@ -71,11 +55,7 @@ async fn run(conf: &str, table: &str, follow: bool) -> tributary::Result<()> {
         options = options.with_commit_interval(config.cdc_commit_interval()?);
         // A signal ends the stream after the current transaction: everything read is
         // committed and the run succeeds.
-        let stop = extractor.stop_token();
-        tokio::spawn(async move {
-            stop_signal().await;
-            stop.cancel();
-        });
+        tributary::stop_on_signals(extractor.stop_token());
     }
     let pipeline = config
         .pipeline_builder(&format!("postgres_wal_{table}"))

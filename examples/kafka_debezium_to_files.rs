@@ -38,22 +38,6 @@ async fn main() -> ExitCode {
     }
 }
 
-/// SIGINT (Ctrl-C) or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 async fn run(conf: &str, follow: bool) -> tributary::Result<()> {
     let config = PipelineConfig::from_file(conf)?;
     let reader = config.kafka_reader()?;
@@ -68,11 +52,7 @@ async fn run(conf: &str, follow: bool) -> tributary::Result<()> {
     let mut options = config.pipeline_options()?;
     if follow {
         options = options.with_commit_interval(config.cdc_commit_interval()?);
-        let stop = extractor.stop_token();
-        tokio::spawn(async move {
-            stop_signal().await;
-            stop.cancel();
-        });
+        tributary::stop_on_signals(extractor.stop_token());
     }
     let pipeline = config
         .pipeline_builder(&name)

@@ -44,22 +44,6 @@ async fn main() -> ExitCode {
     }
 }
 
-/// SIGINT (Ctrl-C) or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 /// Every metadata column, so that the envelope's `source` has the position, the
 /// transaction and the commit time.
 fn metadata() -> ChangeOptions {
@@ -68,10 +52,7 @@ fn metadata() -> ChangeOptions {
 
 fn with_stop<E: Extractor>(e: E, stop: tributary::CancellationToken, follow: bool) -> E {
     if follow {
-        tokio::spawn(async move {
-            stop_signal().await;
-            stop.cancel();
-        });
+        tributary::stop_on_signals(stop);
     }
     e
 }

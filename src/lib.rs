@@ -102,7 +102,7 @@ pub use error::{BoxError, Error, Result};
 pub use model::{Batch, BatchStream, Checkpoint, CursorValue, Watermark};
 pub use pipeline::{
     DryRun, Manifest, ObjectReport, OnSchemaChange, Outcome, Pipeline, PipelineBuilder,
-    PipelineOptions, Progress, RunLog, RunReport,
+    PipelineOptions, Progress, RunLog, RunReport, stop_on_signals,
 };
 pub use traits::{
     Acker, BatchSink, BatchTarget, BatchValidator, BatchWriter, Extraction, Extractor, NoAck,

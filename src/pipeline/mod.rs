@@ -527,3 +527,30 @@ impl std::fmt::Debug for Pipeline {
             .finish_non_exhaustive()
     }
 }
+
+/// On SIGINT (Ctrl-C) or SIGTERM, cancel `token`: give it an extractor's stop token
+/// (`PostgresCdcExtractor::stop_token`, `MySqlCdcExtractor::stop_token`,
+/// `KafkaExtractor::stop_token`) so that a following run ends gracefully, commits what it
+/// read and succeeds, where [`Pipeline::cancel_on_signals`] abandons the uncommitted rows.
+/// Needs a Tokio runtime.
+///
+/// ```no_run
+/// # async fn f() {
+/// let stop = tributary::CancellationToken::new(); // e.g. extractor.stop_token()
+/// tributary::stop_on_signals(stop.clone());
+/// stop.cancelled().await; // after Ctrl-C or SIGTERM
+/// # }
+/// ```
+pub fn stop_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let which = tokio::select! {
+            s = signals::shutdown() => s,
+            _ = token.cancelled() => return,
+        };
+        tracing::info!(
+            signal = which,
+            "signal received; stopping the stream gracefully"
+        );
+        token.cancel();
+    });
+}
