@@ -40,6 +40,12 @@ struct Shared {
     joined: bool,
 }
 
+/// The shared state, also after a panic elsewhere left the lock poisoned (its data is
+/// still consistent: every update is a single insert or remove).
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Ctx {
     shared: Arc<Mutex<Shared>>,
     timeout: Duration,
@@ -59,7 +65,8 @@ impl ConsumerContext for Ctx {
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let committed = c.committed_offsets(tpl.clone(), self.timeout).ok();
-                let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+                let mut s = lock(&self.shared);
+                let mut starts: Vec<(Tp, i64)> = Vec::new();
                 for el in tpl.elements() {
                     let key = (el.topic().to_string(), el.partition());
                     let group = committed
@@ -67,22 +74,13 @@ impl ConsumerContext for Ctx {
                         .and_then(|c| c.find_partition(&key.0, key.1))
                         .and_then(|e| e.offset().to_raw())
                         .filter(|n| *n >= 0);
-                    let start = s.next.get(&key).copied().max(group);
                     s.assigned.insert(key.clone());
-                    if let Some(n) = start {
+                    if let Some(n) = s.next.get(&key).copied().max(group) {
                         s.next.insert(key.clone(), n);
+                        starts.push((key, n));
                     }
-                    let _ = start.map(|n| (key, n));
                 }
                 s.joined = true;
-                let starts: Vec<(Tp, i64)> = tpl
-                    .elements()
-                    .iter()
-                    .filter_map(|e| {
-                        let k = (e.topic().to_string(), e.partition());
-                        s.next.get(&k).map(|n| (k, *n))
-                    })
-                    .collect();
                 drop(s);
                 for ((t, p), n) in starts {
                     let _ = tpl.set_partition_offset(&t, p, Offset::Offset(n));
@@ -94,7 +92,7 @@ impl ConsumerContext for Ctx {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+                let mut s = lock(&self.shared);
                 for el in tpl.elements() {
                     s.assigned.remove(&(el.topic().to_string(), el.partition()));
                 }
@@ -107,11 +105,7 @@ impl ConsumerContext for Ctx {
             }
             other => {
                 tracing::warn!(error = ?other, "kafka: rebalance error; dropping the assignment");
-                self.shared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .assigned
-                    .clear();
+                lock(&self.shared).assigned.clear();
                 c.unassign()
             }
         };
@@ -207,12 +201,7 @@ impl Acker for OffsetAcker {
         };
         // Only partitions this member still owns: a revoked partition's new owner
         // commits its own progress, and ours must not move it back.
-        let assigned = self
-            .shared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .assigned
-            .clone();
+        let assigned = lock(&self.shared).assigned.clone();
         let mut tpl = TopicPartitionList::new();
         for (k, n) in offsets {
             if let Some(tp) = parse_tp(k).filter(|tp| assigned.contains(tp)) {
@@ -361,13 +350,7 @@ impl Reader {
 
     async fn read(&mut self, tx: &mpsc::Sender<Result<Batch>>) -> Result<()> {
         // Seed the checkpoint with the saved offsets: a run that reads nothing keeps them.
-        for (tp, n) in self
-            .shared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .next
-            .iter()
-        {
+        for (tp, n) in lock(&self.shared).next.iter() {
             self.offsets.insert(tp_key(tp), *n);
         }
         let linger = self.config.linger;
@@ -399,11 +382,7 @@ impl Reader {
                         }
                     }
                     let tp = (topic, partition);
-                    self.shared
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .next
-                        .insert(tp.clone(), offset + 1);
+                    lock(&self.shared).next.insert(tp.clone(), offset + 1);
                     self.offsets.insert(tp_key(&tp), offset + 1);
                     self.dirty = true;
                     first_buffered.get_or_insert_with(Instant::now);
@@ -425,7 +404,7 @@ impl Reader {
             }
             if self.config.stop_at_end && last_progress.elapsed() > self.config.client.timeout() * 2
             {
-                let joined = self.shared.lock().unwrap_or_else(|e| e.into_inner()).joined;
+                let joined = lock(&self.shared).joined;
                 return Err(Error::Connection {
                     component: "kafka".into(),
                     message: format!(
@@ -508,7 +487,7 @@ impl Reader {
     /// Whether every assigned partition reached its end offset as of its assignment.
     async fn caught_up(&mut self) -> Result<bool> {
         let (assigned, joined, next) = {
-            let s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            let s = lock(&self.shared);
             (s.assigned.clone(), s.joined, s.next.clone())
         };
         if !joined || assigned.is_empty() {
