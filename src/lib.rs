@@ -71,6 +71,7 @@ pub mod format;
 #[cfg(feature = "kafka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
 pub mod kafka;
+pub mod metrics;
 pub mod model;
 mod pipeline;
 pub mod sources;

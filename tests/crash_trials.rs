@@ -9,7 +9,7 @@
 //!   batch (a part closed mid-batch carries the checkpoint of the batch before);
 //! - no staged or partial file is where a folder reader would look.
 //!
-//! On a local folder and on the S3-compatible server, with a key column and without one
+//! On a local folder, the S3-compatible server and Azurite, with a key column and without one
 //! (on a table whose rows repeat: groups of identical rows at each cursor value).
 
 mod common;
@@ -95,14 +95,16 @@ async fn make_db(path: &std::path::Path, keyed: bool) {
     pool.close().await;
 }
 
+/// A target is a local folder or `<cloud>:<prefix>` (`s3:`, `azure:`, `gcs:`).
 fn sink_for(target: &str) -> ObjectSink {
-    match target.strip_prefix("s3:") {
-        Some(prefix) => {
-            let (bucket, opts) = common::s3_options().expect("s3 configured in the parent");
-            ObjectSink::from_url_with_options(&format!("s3://{bucket}/{prefix}"), &opts).unwrap()
-        }
-        None => ObjectSink::local(target).unwrap(),
+    if let Some((name, prefix)) = target.split_once(':')
+        && let Some(cloud) = common::Cloud::from_name(name)
+    {
+        return cloud
+            .sink(prefix)
+            .expect("the store is configured in the parent");
     }
+    ObjectSink::local(target).unwrap()
 }
 
 fn pipeline(db: &str, target: &str, keyed: bool) -> Pipeline {
@@ -305,10 +307,12 @@ fn check_folder(dir: &std::path::Path) {
     }
 }
 
-async fn trials(s3: bool, keyed: bool, seed: u64) {
-    if s3 && common::s3_options().is_none() {
+/// Trials on a local folder (`cloud` = `None`) or on one of the cloud servers.
+async fn trials(cloud: Option<common::Cloud>, keyed: bool, seed: u64) {
+    if cloud.is_some_and(|c| c.options().is_none()) {
         return;
     }
+    let store = cloud.map_or("local", |c| c.name());
     let work = tempfile::tempdir().unwrap();
     let db = work.path().join("source.db");
     make_db(&db, keyed).await;
@@ -322,10 +326,9 @@ async fn trials(s3: bool, keyed: bool, seed: u64) {
     while kills < 20 && Instant::now() < deadline {
         trial += 1;
         let local = work.path().join(format!("out-{trial}"));
-        let target = if s3 {
-            format!("s3:{}", common::unique("trial"))
-        } else {
-            local.display().to_string()
+        let target = match cloud {
+            Some(c) => format!("{}:{}", c.name(), common::unique("trial")),
+            None => local.display().to_string(),
         };
         let sink = sink_for(&target);
         let mut trial_kills = 0;
@@ -344,7 +347,7 @@ async fn trials(s3: bool, keyed: bool, seed: u64) {
             if check_checkpoint(&sink, &source, &landed).await {
                 keysets += 1;
             }
-            if !s3 {
+            if cloud.is_none() {
                 check_folder(&local);
             }
         }
@@ -353,7 +356,7 @@ async fn trials(s3: bool, keyed: bool, seed: u64) {
         assert!(status.success(), "the rerun failed: {status}");
         let landed = inspect(&sink, keyed).await;
         check_checkpoint(&sink, &source, &landed).await;
-        if !s3 {
+        if cloud.is_none() {
             check_folder(&local);
         }
         for (name, lines) in [("manifest-listed", &landed.listed), ("all", &landed.all)] {
@@ -370,7 +373,7 @@ async fn trials(s3: bool, keyed: bool, seed: u64) {
         }
     }
     eprintln!(
-        "crash trials (s3={s3}, keyed={keyed}): {kills} SIGKILLs over {trial} trials, \
+        "crash trials ({store}, keyed={keyed}): {kills} SIGKILLs over {trial} trials, \
          {keysets} checkpoints at a keyset position, every check held"
     );
     if keyed {
@@ -384,20 +387,32 @@ async fn trials(s3: bool, keyed: bool, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_local_folder_without_a_key_on_identical_rows() {
-    trials(false, false, 0x9e37_79b9_7f4a_7c15).await;
+    trials(None, false, 0x9e37_79b9_7f4a_7c15).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_local_folder_with_a_key() {
-    trials(false, true, 0xd1b5_4a32_d192_ed03).await;
+    trials(None, true, 0xd1b5_4a32_d192_ed03).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_s3_without_a_key_on_identical_rows() {
-    trials(true, false, 0x8cb9_2ba7_2f3d_8dd7).await;
+    trials(Some(common::Cloud::S3), false, 0x8cb9_2ba7_2f3d_8dd7).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_s3_with_a_key() {
-    trials(true, true, 0x2545_f491_4f6c_dd1d).await;
+    trials(Some(common::Cloud::S3), true, 0x2545_f491_4f6c_dd1d).await;
+}
+
+#[cfg(feature = "azure")]
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_azurite_without_a_key_on_identical_rows() {
+    trials(Some(common::Cloud::Azure), false, 0x94d0_49bb_1331_11eb).await;
+}
+
+#[cfg(feature = "azure")]
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_azurite_with_a_key() {
+    trials(Some(common::Cloud::Azure), true, 0xbf58_476d_1ce4_e5b9).await;
 }

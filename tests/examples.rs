@@ -62,8 +62,8 @@ async fn postgres_examples() {
     );
     let lines = csv_lines(&dir.path().join("out"));
     assert_eq!(lines.len(), 5 + 5 + 2);
-    // `[store] part_max_rows` from pipeline.conf rotates objects within one run (checked
-    // between batches of 8,192 rows).
+    // `[store] part_max_rows` from pipeline.conf rotates objects within one run, exactly
+    // at the limit also on the COPY path (its chunks are cut at a row boundary).
     conn.execute(
         format!("CREATE TABLE {s}.many AS SELECT g AS id FROM generate_series(1, 20000) g")
             .as_str(),
@@ -75,7 +75,7 @@ async fn postgres_examples() {
         &rotating,
         std::fs::read_to_string(conf)
             .unwrap()
-            .replace("[store]\n", "[store]\npart_max_rows = 8192\n")
+            .replace("[store]\n", "[store]\npart_max_rows = 7000\n")
             + "[pipeline]\ncommit_interval = 30s\nretries = 2\n",
     )
     .unwrap();
@@ -84,7 +84,36 @@ async fn postgres_examples() {
         &[rotating.to_str().unwrap(), &format!("{s}.many")],
     );
     assert!(out.contains("20000 rows in 3 object(s)"), "{out}");
+    let sizes: Vec<&str> = out.lines().filter_map(|l| l.split('\t').nth(1)).collect();
+    assert_eq!(sizes, ["7000 rows", "7000 rows", "6000 rows"], "{out}");
     assert!(lines.contains(&"4|Pending|2020-07-12 12:00:00".to_string()));
+    // On a terminal (a pty from `script`), stderr shows a progress bar out of the
+    // planner's estimate; in a pipe (every run above) nothing but the error, if any.
+    let cmd = format!(
+        "{} {} {s}.many",
+        example("extract_postgres_full").display(),
+        rotating.display()
+    );
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{shown}");
+    assert!(
+        shown.contains("% ") && shown.contains("/~") && shown.contains(" rows, "),
+        "a progress bar with a percentage on the terminal: {shown:?}"
+    );
+    assert!(shown.contains("20000 rows in 3 object(s)"), "{shown}");
+    let piped = std::process::Command::new(example("extract_postgres_full"))
+        .args([rotating.to_str().unwrap(), &format!("{s}.many")])
+        .output()
+        .unwrap();
+    assert!(
+        piped.stderr.is_empty(),
+        "no bar into a pipe: {:?}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
     // A missing table is a clear error and a non-zero exit.
     let bad = std::process::Command::new(example("extract_postgres_full"))
         .args([conf, "no_such_table"])

@@ -147,6 +147,36 @@ impl CsvDialect {
         self.header
     }
 
+    /// The byte offset just past the `rows`-th record of `bytes` (records of this
+    /// dialect, without a header), or `None` if `bytes` holds fewer. A line break inside
+    /// a quoted field is data, not a record's end (doubled quotes toggle twice).
+    ///
+    /// ```
+    /// use tributary::format::CsvDialect;
+    /// let d = CsvDialect::book();
+    /// let rows = b"1|\"a\nb\"\n2|c\n3|d\n";
+    /// assert_eq!(d.row_end(rows, 1), Some(8));
+    /// assert_eq!(&rows[..d.row_end(rows, 2).unwrap()], b"1|\"a\nb\"\n2|c\n");
+    /// assert_eq!(d.row_end(rows, 4), None);
+    /// ```
+    pub fn row_end(&self, bytes: &[u8], rows: usize) -> Option<usize> {
+        if rows == 0 {
+            return Some(0);
+        }
+        let (mut quoted, mut seen) = (false, 0);
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == self.quote {
+                quoted = !quoted;
+            } else if b == b'\n' && !quoted {
+                seen += 1;
+                if seen == rows {
+                    return Some(i + 1);
+                }
+            }
+        }
+        None
+    }
+
     /// The NULL token.
     pub fn null(&self) -> &str {
         &self.null

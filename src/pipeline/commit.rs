@@ -7,7 +7,7 @@ use super::{OnSchemaChange, Outcome, Pipeline, Progress, RunReport};
 use crate::stores::PipelineState;
 use crate::{BatchTarget, Checkpoint, Error, ObjectReport, Result};
 use arrow_schema::SchemaRef;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::time::Instant;
 
 /// A part whose commit runs in the background while the next part is written.
@@ -17,6 +17,8 @@ pub(super) struct Inflight {
     /// Saved once the commit is done: the checkpoint pending when the part was closed,
     /// if no other part was open then.
     checkpoint: Option<Checkpoint>,
+    /// The source time of the newest change up to `checkpoint` (for the lag metric).
+    source_time: Option<DateTime<Utc>>,
 }
 
 impl Pipeline {
@@ -37,15 +39,18 @@ impl Pipeline {
         let Some(cp) = a.pending.clone() else {
             return Ok(());
         };
-        self.save_checkpoint_at(run, a, cp).await
+        let time = a.pending_time;
+        self.save_checkpoint_at(run, a, cp, time).await
     }
 
     /// Save `cp`, whose data is all in committed objects, if it is not saved yet.
+    /// `source_time` is the source time of the newest change up to it, if known.
     async fn save_checkpoint_at(
         &self,
         run: &mut RunState,
         a: &mut Attempt,
         cp: Checkpoint,
+        source_time: Option<DateTime<Utc>>,
     ) -> Result<()> {
         if a.saved.as_ref() == Some(&cp) {
             return Ok(());
@@ -68,6 +73,9 @@ impl Pipeline {
             self.write_running_manifest(run, &cp).await?;
             a.version = Some(state.save(&self.name, a.version, &value).await?);
             tracing::debug!(pipeline = %self.name, checkpoint = ?cp, "checkpoint saved");
+            let time = source_time.or_else(|| watermark_time(&cp));
+            let lag = time.map(|t| (Utc::now() - t).as_seconds_f64().max(0.0));
+            self.meter.checkpoint_saved(lag);
         } else if self.options.commit_interval.is_some() {
             // No checkpoint to protect, but keep a long-running stream's manifest current.
             if let Err(e) = self.write_running_manifest(run, &cp).await {
@@ -81,6 +89,7 @@ impl Pipeline {
             tracing::debug!(pipeline = %self.name, checkpoint = ?cp, "checkpoint acknowledged to the source");
             if let Some(lag) = acker.retained_bytes().await {
                 run.source_lag_bytes = Some(lag);
+                self.meter.source_lag(lag);
                 tracing::debug!(pipeline = %self.name, lag_bytes = lag, "source log retained");
             }
         }
@@ -172,12 +181,22 @@ impl Pipeline {
         others_open: bool,
     ) -> Result<()> {
         self.finish_inflight(run, a).await?;
-        let checkpoint = if others_open { None } else { a.pending.clone() };
+        let (checkpoint, source_time) = if others_open {
+            (None, None)
+        } else {
+            (a.pending.clone(), a.pending_time)
+        };
         let writer = part.writer;
+        let span =
+            tracing::info_span!("tributary.object", pipeline = %self.name, key = %writer.id());
         a.inflight = Some(Inflight {
-            handle: tokio::spawn(async move { writer.commit().await }),
+            handle: tokio::spawn(tracing::Instrument::instrument(
+                async move { writer.commit().await },
+                span,
+            )),
             schema: part.schema,
             checkpoint,
+            source_time,
         });
         Ok(())
     }
@@ -196,7 +215,7 @@ impl Pipeline {
         })??;
         self.record(run, a, obj, f.schema);
         if let Some(cp) = f.checkpoint {
-            self.save_checkpoint_at(run, a, cp).await?;
+            self.save_checkpoint_at(run, a, cp, f.source_time).await?;
         }
         self.report_progress(run, a);
         Ok(())
@@ -221,7 +240,7 @@ impl Pipeline {
             Ok(Ok(obj)) => {
                 self.record(run, a, obj, f.schema);
                 if let (true, Some(cp)) = (save, f.checkpoint)
-                    && let Err(e) = self.save_checkpoint_at(run, a, cp).await
+                    && let Err(e) = self.save_checkpoint_at(run, a, cp, f.source_time).await
                 {
                     tracing::warn!(pipeline = %self.name, error = %e, "checkpoint of a committed part not saved");
                 }
@@ -241,6 +260,7 @@ impl Pipeline {
         schema: Option<SchemaRef>,
     ) {
         tracing::info!(pipeline = %self.name, key = %obj.key, rows = obj.rows, bytes = obj.bytes, "object committed");
+        self.meter.committed(&obj.table, obj.rows, obj.bytes);
         if let Some(s) = schema {
             a.committed_schemas.insert(obj.table.clone(), s);
         }
@@ -258,6 +278,7 @@ impl Pipeline {
                 bytes_committed: run.bytes_committed,
                 objects_committed: run.objects_committed,
                 source_lag_bytes: run.source_lag_bytes,
+                rows_estimated: run.rows_estimated,
             });
         }
     }
@@ -305,4 +326,57 @@ impl Pipeline {
         a.seen_schemas.insert(table.to_string(), schema.clone());
         Ok(())
     }
+}
+
+/// A watermark's cursor as a time, when it is one (naive date-times read as UTC).
+fn watermark_time(cp: &Checkpoint) -> Option<DateTime<Utc>> {
+    match cp {
+        Checkpoint::Watermark(w) => match &w.cursor {
+            crate::CursorValue::TimestampTz(t) => Some(*t),
+            crate::CursorValue::Timestamp(t) => Some(t.and_utc()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The largest `_commit_ts` in a batch of change rows, if it has that column.
+pub(super) fn newest_commit_ts(records: &arrow_array::RecordBatch) -> Option<DateTime<Utc>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{
+        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+        TimestampSecondType,
+    };
+    use arrow_schema::{DataType, TimeUnit};
+    let col = records.column_by_name(crate::model::change::COMMIT_TS_COLUMN)?;
+    let micros = match col.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            col.as_primitive::<TimestampSecondType>()
+                .iter()
+                .flatten()
+                .max()?
+                * 1_000_000
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            col.as_primitive::<TimestampMillisecondType>()
+                .iter()
+                .flatten()
+                .max()?
+                * 1_000
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => col
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .flatten()
+            .max()?,
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            col.as_primitive::<TimestampNanosecondType>()
+                .iter()
+                .flatten()
+                .max()?
+                / 1_000
+        }
+        _ => return None,
+    };
+    DateTime::from_timestamp_micros(micros)
 }

@@ -331,6 +331,7 @@ impl PipelineBuilder {
             ));
         }
         Ok(Pipeline {
+            meter: crate::metrics::Meter::new(&self.name, extractor.source()),
             name: self.name,
             extractor,
             sink,
@@ -395,6 +396,8 @@ pub struct Pipeline {
     options: PipelineOptions,
     progress: Option<ProgressFn>,
     cancel: CancellationToken,
+    /// Labels of this pipeline's metrics.
+    meter: crate::metrics::Meter,
 }
 
 impl Pipeline {

@@ -255,6 +255,11 @@ pub struct Progress {
     /// The source's retained log after the last acknowledgement, in bytes (a PostgreSQL
     /// slot's lag); `None` for sources without a log.
     pub source_lag_bytes: Option<u64>,
+    /// The source's estimate of the rows this run reads, when it has one (PostgreSQL's
+    /// planner, MySQL's `information_schema.TABLES.TABLE_ROWS`, a snapshot's tables):
+    /// with `rows_extracted`, a percentage to show. Estimates can be off either way, and
+    /// an unbounded stream has none after its snapshot.
+    pub rows_estimated: Option<u64>,
 }
 
 /// Appends run reports somewhere durable (a `pipeline_run_history` table).

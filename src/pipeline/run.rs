@@ -17,6 +17,8 @@ pub(super) struct Attempt {
     pub(super) version: Option<u64>,
     pub(super) saved: Option<Checkpoint>,
     pub(super) pending: Option<Checkpoint>,
+    /// The source time of the newest change up to `pending`, when the rows carry one.
+    pub(super) pending_time: Option<DateTime<Utc>>,
     pub(super) next_part: u32,
     /// Parts opened so far per source partition (see [`Batch::partition`]).
     pub(super) partition_parts: std::collections::HashMap<u32, u32>,
@@ -56,6 +58,10 @@ pub(super) struct RunState {
     pub(super) objects_committed: u64,
     /// Epoch manifests written (unbounded streams; see [`RunReport::epochs`]).
     pub(super) epochs: u64,
+    /// The source's estimate of the rows this run reads (see [`Progress::rows_estimated`](super::Progress::rows_estimated)).
+    pub(super) rows_estimated: Option<u64>,
+    /// Whether the estimate was asked for already (once per run, not per attempt).
+    estimated: bool,
 }
 
 impl Pipeline {
@@ -72,7 +78,7 @@ impl Pipeline {
             .run_id
             .clone()
             .unwrap_or_else(|| new_run_id(started_at));
-        let mut run = RunState {
+        let run = RunState {
             run_id,
             started_at,
             from: None,
@@ -86,7 +92,15 @@ impl Pipeline {
             bytes_committed: 0,
             objects_committed: 0,
             epochs: 0,
+            rows_estimated: None,
+            estimated: false,
         };
+        let span =
+            tracing::info_span!("tributary.run", pipeline = %self.name, run_id = %run.run_id);
+        tracing::Instrument::instrument(self.run_in(run, started), span).await
+    }
+
+    async fn run_in(&self, mut run: RunState, started: Instant) -> RunReport {
         let mut attempts = 0;
         let result = loop {
             attempts += 1;
@@ -127,6 +141,8 @@ impl Pipeline {
             _ => tracing::error!(pipeline = %self.name, run_id = %report.run_id,
                 error = report.error_message.as_deref().unwrap_or(""), "run {}", report.outcome.as_str()),
         }
+        self.meter
+            .run_ended(report.outcome.as_str(), report.duration.as_secs_f64());
         report
     }
 
@@ -240,6 +256,7 @@ impl Pipeline {
             version: loaded.as_ref().map(|v| v.version),
             saved: loaded.as_ref().map(|v| v.value.checkpoint.clone()),
             pending: None,
+            pending_time: None,
             // Continue a run's numbering if its own checkpoint is what we resume from.
             next_part: loaded
                 .as_ref()
@@ -277,6 +294,16 @@ impl Pipeline {
             run.from = from.clone();
         }
         a.pending = from.clone();
+        // An estimate for progress, asked once per run and only if someone watches.
+        if self.progress.is_some() && !run.estimated {
+            run.estimated = true;
+            match self.extractor.plan(&resume).await {
+                Ok(plan) => run.rows_estimated = plan.and_then(|p| p.estimated_rows),
+                Err(e) => {
+                    tracing::debug!(pipeline = %self.name, error = %e, "no row estimate for progress")
+                }
+            }
+        }
         // The source may encode the format itself (PostgreSQL's COPY for CSV), when no
         // batch check needs the rows.
         let encoded = match self.sink.format() {
@@ -371,6 +398,15 @@ impl Pipeline {
                 Some(Ok(Item::Batch(batch))) => {
                     let slot: Slot = (batch.table.clone(), batch.partition);
                     a.rows_extracted += batch.num_rows() as u64;
+                    self.meter.extracted(
+                        batch.table.as_deref().unwrap_or(self.extractor.stream()),
+                        batch.num_rows() as u64,
+                    );
+                    if batch.checkpoint.is_some()
+                        && let Some(t) = super::commit::newest_commit_ts(&batch.records)
+                    {
+                        a.pending_time = a.pending_time.max(Some(t));
+                    }
                     self.validate(run, &batch)?;
                     if batch.num_rows() > 0 {
                         let schema = batch.records.schema();
@@ -420,6 +456,7 @@ impl Pipeline {
                 Some(Ok(Item::Encoded(chunk))) => {
                     let checkpoint = chunk.checkpoint.clone();
                     a.rows_extracted += chunk.rows;
+                    self.meter.extracted(self.extractor.stream(), chunk.rows);
                     let slot: Slot = (None, None);
                     if !chunk.bytes.is_empty() {
                         if let Some(schema) = &chunk.schema {
@@ -431,11 +468,7 @@ impl Pipeline {
                             deadline = deadline
                                 .or_else(|| interval.map(|i| tokio::time::Instant::now() + i));
                         }
-                        let part = parts.get_mut(&slot).expect("opened above");
-                        if part.schema.is_none() {
-                            part.schema = chunk.schema.clone();
-                        }
-                        part.writer.write_encoded(chunk).await?;
+                        self.write_chunk(run, a, parts, &slot, chunk).await?;
                     }
                     (slot, checkpoint)
                 }
@@ -473,6 +506,56 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// Write a pre-encoded chunk into the slot's open part, cutting it at a record
+    /// boundary where the part reaches `part_max_rows` (the COPY path's chunks hold
+    /// thousands of rows), so no object exceeds the limit. The rows after the cut go to
+    /// the next part; the chunk's checkpoint stays with its last rows.
+    async fn write_chunk(
+        &self,
+        run: &mut RunState,
+        a: &mut Attempt,
+        parts: &mut Parts,
+        slot: &Slot,
+        mut chunk: EncodedChunk,
+    ) -> Result<()> {
+        let dialect = self.sink.format().and_then(|f| f.csv_dialect());
+        loop {
+            if !parts.contains_key(slot) {
+                let part = self.open_part(run, a, None, slot).await?;
+                parts.insert(slot.clone(), part);
+            }
+            let part = parts.get_mut(slot).expect("opened above");
+            if part.schema.is_none() {
+                part.schema = chunk.schema.clone();
+            }
+            let room = self
+                .options
+                .part_max_rows
+                .map(|m| m.saturating_sub(part.writer.rows()));
+            let cut = match (room, dialect) {
+                (Some(room), Some(d)) if room > 0 && chunk.rows > room => {
+                    d.row_end(&chunk.bytes, room as usize).map(|at| (room, at))
+                }
+                _ => None,
+            };
+            let Some((room, at)) = cut else {
+                return part.writer.write_encoded(chunk).await;
+            };
+            let head = EncodedChunk {
+                bytes: chunk.bytes.slice(..at),
+                rows: room,
+                checkpoint: None,
+                schema: chunk.schema.clone(),
+            };
+            part.writer.write_encoded(head).await?;
+            chunk.bytes = chunk.bytes.slice(at..);
+            chunk.rows -= room;
+            let p = parts.remove(slot).expect("checked");
+            let others = !parts.is_empty();
+            self.commit_part(p, run, a, others).await?;
+        }
+    }
+
     /// How many of `n` more rows to write into the part, and whether it is full after
     /// them: exactly up to `part_max_rows`; for `part_max_bytes`, as many as the part's
     /// average encoded row so far says fit (into an empty part first a slice of 64 rows,

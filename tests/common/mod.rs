@@ -49,6 +49,88 @@ pub fn s3_options() -> Option<(String, Vec<(String, String)>)> {
     ))
 }
 
+/// The cloud object stores `scripts/services.sh` runs: an S3-compatible server, Azurite
+/// and fake-gcs-server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    S3,
+    Azure,
+    Gcs,
+}
+
+impl Cloud {
+    pub const ALL: [Cloud; 3] = [Cloud::S3, Cloud::Azure, Cloud::Gcs];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::S3 => "s3",
+            Cloud::Azure => "azure",
+            Cloud::Gcs => "gcs",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Cloud> {
+        Cloud::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The store's URL (without prefix) and the options that reach the test server, or
+    /// `None` (see [`service`]). The options are the ones a user sets for any
+    /// S3-compatible, Azure-compatible or GCS-compatible endpoint.
+    pub fn options(self) -> Option<(String, Vec<(String, String)>)> {
+        match self {
+            Cloud::S3 => s3_options().map(|(bucket, o)| (format!("s3://{bucket}"), o)),
+            Cloud::Azure => {
+                let endpoint = service("TRIBUTARY_TEST_AZURE_ENDPOINT", "Azurite (Azure Blob)")?;
+                let container = std::env::var("TRIBUTARY_TEST_AZURE_CONTAINER")
+                    .unwrap_or_else(|_| "tributary-test".into());
+                Some((
+                    format!("az://{container}"),
+                    vec![
+                        ("azure_storage_account_name".into(), "devstoreaccount1".into()),
+                        // Azurite's published development key, not a secret.
+                        (
+                            "azure_storage_account_key".into(),
+                            "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==".into(),
+                        ),
+                        ("azure_storage_endpoint".into(), endpoint),
+                        ("azure_allow_http".into(), "true".into()),
+                    ],
+                ))
+            }
+            Cloud::Gcs => {
+                let endpoint = service("TRIBUTARY_TEST_GCS_ENDPOINT", "fake-gcs-server (GCS)")?;
+                let bucket = std::env::var("TRIBUTARY_TEST_GCS_BUCKET")
+                    .unwrap_or_else(|_| "tributary-test".into());
+                // A service account key that points the client at the emulator and turns
+                // OAuth off (object_store's documented emulator setting).
+                let key = serde_json::json!({
+                    "gcs_base_url": endpoint,
+                    "disable_oauth": true,
+                    "client_email": "",
+                    "private_key": "",
+                    "private_key_id": "",
+                });
+                Some((
+                    format!("gs://{bucket}"),
+                    vec![
+                        ("google_service_account_key".into(), key.to_string()),
+                        ("allow_http".into(), "true".into()),
+                    ],
+                ))
+            }
+        }
+    }
+
+    /// A sink on this store under `prefix`, or `None` (see [`service`]).
+    pub fn sink(self, prefix: &str) -> Option<tributary::stores::ObjectSink> {
+        let (url, opts) = self.options()?;
+        Some(
+            tributary::stores::ObjectSink::from_url_with_options(&format!("{url}/{prefix}"), &opts)
+                .unwrap_or_else(|e| panic!("{} sink: {e}", self.name())),
+        )
+    }
+}
+
 /// A unique name for this test run, so tests never see each other's objects or tables.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
