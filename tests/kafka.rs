@@ -475,6 +475,99 @@ async fn an_unreachable_broker_is_a_timely_typed_error_without_the_password() {
     );
 }
 
+/// A broker that requires SASL (SCRAM-SHA-512) over TLS (`scripts/services.sh`: a
+/// second tansu with `--authentication` behind a TLS terminator, its certificate from a
+/// CA the client is given): our WAL CDC published and read back through it lands the
+/// rows; a wrong password, no TLS, or an unknown CA is refused with a typed error that
+/// never shows the password.
+#[tokio::test]
+async fn sasl_scram_over_tls_round_trip_and_bad_credentials_are_refused() {
+    use std::time::Duration;
+    use tributary::BatchSink;
+    let Some(servers) = common::service(
+        "TRIBUTARY_TEST_KAFKA_SECURE_BOOTSTRAP",
+        "Kafka-protocol broker with SASL and TLS",
+    ) else {
+        return;
+    };
+    let ca = std::env::var("TRIBUTARY_TEST_KAFKA_SECURE_CA").unwrap();
+    let user = std::env::var("TRIBUTARY_TEST_KAFKA_USER").unwrap();
+    let password = std::env::var("TRIBUTARY_TEST_KAFKA_PASSWORD").unwrap();
+    let Some((url, mut conn)) = wal::connect().await else {
+        return;
+    };
+    let client = |pw: &str, ca: Option<&str>| {
+        KafkaClientConfig::new(&servers)
+            .with_sasl_plain(&user, pw)
+            .with_setting("sasl.mechanisms", "SCRAM-SHA-512")
+            .with_tls(ca)
+            .with_timeout(Duration::from_secs(5))
+    };
+    let pw = password.clone();
+    let refused = move |c: KafkaClientConfig, what: &'static str| {
+        let pw = pw.clone();
+        async move {
+            let sink = KafkaSink::new(KafkaSinkConfig::new(c, "x")).unwrap();
+            let e = sink.check().await.expect_err(what);
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("wrong-pw-5d2e"), "{what}: {shown}");
+            assert!(!shown.contains(&pw), "{what}: {shown}");
+        }
+    };
+    refused(client("wrong-pw-5d2e", Some(&ca)), "a wrong password").await;
+    refused(
+        KafkaClientConfig::new(&servers)
+            .with_sasl_plain(&user, &password)
+            .with_setting("sasl.mechanisms", "SCRAM-SHA-512")
+            .with_timeout(Duration::from_secs(5)),
+        "SASL without TLS to a TLS port",
+    )
+    .await;
+    refused(client(&password, None), "a certificate from an unknown CA").await;
+
+    let good = client(&password, Some(&ca));
+    let t = wal::name("ksec");
+    wal::exec(
+        &mut conn,
+        &format!(
+            "CREATE TABLE {t} (id int PRIMARY KEY, v text);
+INSERT INTO {t} VALUES (1, 'one'), (2, 'two')"
+        ),
+    )
+    .await;
+    let state = ObjectSink::memory();
+    let report = Pipeline::builder("publish-secure")
+        .extractor(wal::reader(
+            &url,
+            &t,
+            &[t.as_str()],
+            |c: PostgresCdcConfig| c.with_publication(&t),
+        ))
+        .batch_sink(KafkaSink::new(KafkaSinkConfig::new(good.clone(), &t)).unwrap())
+        .state(ObjectStateStore::new(state.clone(), "_state"))
+        .build()
+        .unwrap()
+        .run()
+        .await;
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
+    let reader = KafkaExtractor::new(
+        KafkaConfig::new(good, format!("{t}-g"), [format!("{t}.public.{t}")])
+            .with_stop_at_end(true),
+    )
+    .unwrap();
+    let mut got = lines(&drain(&reader, None).await);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (format!("public.{t}"), "snapshot|1|one".to_string()),
+            (format!("public.{t}"), "snapshot|2|two".to_string()),
+        ]
+    );
+    wal::cleanup(&mut conn, &t).await;
+    wal::exec(&mut conn, &format!("DROP TABLE {t}")).await;
+}
+
 #[test]
 fn bad_settings_are_configuration_errors() {
     let c = KafkaClientConfig::new("127.0.0.1:9092");

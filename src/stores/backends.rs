@@ -3,7 +3,18 @@
 
 use crate::{Error, Result};
 use object_store::ObjectStore;
+use object_store::multipart::MultipartStore;
 use std::sync::Arc;
+
+/// A cloud store, as an object store and as the multipart API of the same client (for
+/// uploads that can be found and aborted after a crash).
+pub(crate) type Cloud = (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>);
+
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+fn cloud<T: ObjectStore + MultipartStore>(store: T) -> Cloud {
+    let s = Arc::new(store);
+    (s.clone(), s)
+}
 
 #[cfg_attr(
     not(any(feature = "s3", feature = "gcs", feature = "azure")),
@@ -89,7 +100,7 @@ pub(crate) fn local(_dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>> {
 }
 
 #[cfg(feature = "s3")]
-pub(crate) fn s3(url: &str, options: &[(String, String)]) -> Result<Arc<dyn ObjectStore>> {
+pub(crate) fn s3(url: &str, options: &[(String, String)]) -> Result<Cloud> {
     use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
     let mut b = AmazonS3Builder::from_env().with_url(url);
     let (retry, options) = retry_config("s3", options)?;
@@ -101,18 +112,18 @@ pub(crate) fn s3(url: &str, options: &[(String, String)]) -> Result<Arc<dyn Obje
             .map_err(|_| unknown_key("s3", k))?;
         b = b.with_config(key, v);
     }
-    Ok(Arc::new(
+    Ok(cloud(
         b.build().map_err(|e| Error::from_object_store("s3", e))?,
     ))
 }
 
 #[cfg(not(feature = "s3"))]
-pub(crate) fn s3(_url: &str, _options: &[(String, String)]) -> Result<Arc<dyn ObjectStore>> {
+pub(crate) fn s3(_url: &str, _options: &[(String, String)]) -> Result<Cloud> {
     Err(missing_feature("s3", "s3"))
 }
 
 #[cfg(feature = "gcs")]
-pub(crate) fn gcs(url: &str, options: &[(String, String)]) -> Result<Arc<dyn ObjectStore>> {
+pub(crate) fn gcs(url: &str, options: &[(String, String)]) -> Result<Cloud> {
     use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
     let mut b = GoogleCloudStorageBuilder::from_env().with_url(url);
     let (retry, options) = retry_config("gcs", options)?;
@@ -124,18 +135,18 @@ pub(crate) fn gcs(url: &str, options: &[(String, String)]) -> Result<Arc<dyn Obj
             .map_err(|_| unknown_key("gcs", k))?;
         b = b.with_config(key, v);
     }
-    Ok(Arc::new(
+    Ok(cloud(
         b.build().map_err(|e| Error::from_object_store("gcs", e))?,
     ))
 }
 
 #[cfg(not(feature = "gcs"))]
-pub(crate) fn gcs(_url: &str, _options: &[(String, String)]) -> Result<Arc<dyn ObjectStore>> {
+pub(crate) fn gcs(_url: &str, _options: &[(String, String)]) -> Result<Cloud> {
     Err(missing_feature("gs", "gcs"))
 }
 
 #[cfg(feature = "azure")]
-pub(crate) fn azure(url: &str, options: &[(String, String)]) -> Result<Arc<dyn ObjectStore>> {
+pub(crate) fn azure(url: &str, options: &[(String, String)]) -> Result<Cloud> {
     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
     let mut b = MicrosoftAzureBuilder::from_env().with_url(url);
     let (retry, options) = retry_config("azure", options)?;
@@ -147,13 +158,13 @@ pub(crate) fn azure(url: &str, options: &[(String, String)]) -> Result<Arc<dyn O
             .map_err(|_| unknown_key("azure", k))?;
         b = b.with_config(key, v);
     }
-    Ok(Arc::new(
+    Ok(cloud(
         b.build()
             .map_err(|e| Error::from_object_store("azure", e))?,
     ))
 }
 
 #[cfg(not(feature = "azure"))]
-pub(crate) fn azure(_url: &str, _options: &[(String, String)]) -> Result<Arc<dyn ObjectStore>> {
+pub(crate) fn azure(_url: &str, _options: &[(String, String)]) -> Result<Cloud> {
     Err(missing_feature("az", "azure"))
 }

@@ -9,6 +9,7 @@ mod object_batch;
 mod path;
 mod staging;
 mod state;
+mod uploads;
 
 pub use memory_batch::MemoryBatchSink;
 pub use object::{DEFAULT_PART_SIZE, DEFAULT_UPLOAD_CONCURRENCY, ObjectSink};

@@ -3,6 +3,7 @@
 
 use super::backends;
 use super::staging::{STAGING_DIR, StagedFile, Staging};
+use super::uploads::Uploads;
 use crate::{Error, ObjectTarget, Receipt, Result, Sink, SinkWriter};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,8 +27,10 @@ pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 2;
 /// in [`SinkWriter::commit`]. On a local folder it is written under the hidden folder
 /// [`STAGING_DIR`] at the store's root, fsynced, and renamed into place (the folder fsynced
 /// too), so readers of the data folders never see a partial or abandoned file and a commit
-/// is on disk when it returns. [`SinkWriter::abort`] and dropping an uncommitted writer
-/// discard the upload; what a crash leaves is listed by [`ObjectSink::list_staged`].
+/// is on disk when it returns. On S3, GCS and Azure opened by URL each upload leaves a
+/// small marker until it completes, so that one a crash left can be found and aborted.
+/// [`SinkWriter::abort`] and dropping an uncommitted writer discard the upload; what a
+/// crash leaves is listed by [`ObjectSink::list_staged`].
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -50,6 +53,9 @@ pub struct ObjectSink {
     /// A local folder's staging area; `None` for stores whose uploads are invisible
     /// until complete (S3, GCS, Azure multipart) or that do not persist (memory).
     staging: Option<Staging>,
+    /// A cloud store opened by URL: its uploads leave markers so that unfinished ones
+    /// can be found and aborted (see [`ObjectSink::list_staged`]).
+    uploads: Option<Uploads>,
 }
 
 impl ObjectSink {
@@ -62,6 +68,7 @@ impl ObjectSink {
             part_size: DEFAULT_PART_SIZE,
             concurrency: DEFAULT_UPLOAD_CONCURRENCY,
             staging: None,
+            uploads: None,
         }
     }
 
@@ -100,7 +107,7 @@ impl ObjectSink {
             return Self::local(url);
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let store = match scheme {
+        let (store, multipart) = match scheme {
             "file" => return Self::local(file_url_path(url)?),
             "memory" => return Ok(Self::memory().with_prefix(prefix)),
             "s3" | "s3a" => backends::s3(&format!("s3://{bucket}"), options)?,
@@ -118,7 +125,9 @@ impl ObjectSink {
                 ));
             }
         };
-        Ok(Self::new(store, format!("{scheme}://{bucket}")).with_prefix(prefix))
+        let mut sink = Self::new(store.clone(), format!("{scheme}://{bucket}"));
+        sink.uploads = Some(Uploads::new(store, multipart, None));
+        Ok(sink.with_prefix(prefix))
     }
 
     /// Put every key under `prefix` (a folder inside the bucket).
@@ -127,6 +136,7 @@ impl ObjectSink {
         if !prefix.is_empty() {
             self.label = format!("{}/{}", self.label.trim_end_matches('/'), prefix);
             self.prefix = Some(Path::from(prefix));
+            self.uploads = self.uploads.take().map(|u| u.under(self.prefix.as_ref()));
         }
         self
     }
@@ -214,14 +224,30 @@ impl ObjectSink {
         Ok(keys)
     }
 
-    /// Files left in a local folder's staging area by writes that never committed (a
-    /// crash or kill mid-object). Empty for other stores: an unfinished S3, GCS or Azure
-    /// multipart upload is invisible; expire those with a bucket lifecycle rule
-    /// (S3: `AbortIncompleteMultipartUpload` after a day).
+    /// What writes that never committed (a crash or kill mid-object) left: on a local
+    /// folder the files in its staging area; on S3, GCS or Azure opened by URL the
+    /// unfinished multipart uploads this sink started (each upload leaves a small marker
+    /// under `{prefix}/.tributary-staging/uploads/` until it completes or is aborted).
+    /// Empty for memory and for stores given to [`ObjectSink::new`].
+    ///
+    /// A write of the same key aborts what dead writers on this machine left for it; a
+    /// crash between starting an upload and writing its marker escapes both, so keep a
+    /// bucket lifecycle rule as well, e.g. on S3:
+    ///
+    /// ```json
+    /// {"Rules": [{"ID": "abort-incomplete-uploads", "Status": "Enabled",
+    ///   "Filter": {"Prefix": ""},
+    ///   "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]}
+    /// ```
+    ///
+    /// (`aws s3api put-bucket-lifecycle-configuration --bucket B --lifecycle-configuration
+    /// file://rule.json`; GCS: a lifecycle rule `AbortIncompleteMultipartUpload` with
+    /// `age: 1`; Azure drops uncommitted blocks by itself after 7 days.)
     pub async fn list_staged(&self) -> Result<Vec<StagedFile>> {
-        match &self.staging {
-            Some(s) => s.list(),
-            None => Ok(Vec::new()),
+        match (&self.staging, &self.uploads) {
+            (Some(s), _) => s.list(),
+            (None, Some(u)) => u.list(&self.label).await,
+            (None, None) => Ok(Vec::new()),
         }
     }
 
@@ -244,9 +270,10 @@ impl ObjectSink {
     /// # Ok::<(), tributary::Error>(()) }).unwrap();
     /// ```
     pub async fn clean_staged(&self, older_than: std::time::Duration) -> Result<usize> {
-        match &self.staging {
-            Some(s) => s.clean(older_than),
-            None => Ok(0),
+        match (&self.staging, &self.uploads) {
+            (Some(s), _) => s.clean(older_than),
+            (None, Some(u)) => u.clean(older_than, &self.label).await,
+            (None, None) => Ok(0),
         }
     }
 
@@ -323,6 +350,18 @@ impl Sink for ObjectSink {
 
     async fn open(&self, target: &ObjectTarget) -> Result<Box<dyn SinkWriter>> {
         let path = self.path(&target.key)?;
+        if let Some(uploads) = &self.uploads {
+            let w = uploads
+                .begin(
+                    &path,
+                    &target.key,
+                    &self.label,
+                    self.part_size,
+                    self.concurrency,
+                )
+                .await?;
+            return Ok(Box::new(w));
+        }
         let (upload_path, publish) = match &self.staging {
             Some(staging) => {
                 staging.clean_key(&path);

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 pub const STAGING_DIR: &str = ".tributary-staging";
 
 /// A file left in a store's staging folder by a write that never committed (a crash, a
-/// kill, a power loss). Listed by [`ObjectSink::list_staged`](super::ObjectSink::list_staged).
+/// kill, a power loss), or on a cloud store an unfinished multipart upload. Listed by [`ObjectSink::list_staged`](super::ObjectSink::list_staged).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StagedFile {
     /// Its path on disk.
@@ -22,6 +22,9 @@ pub struct StagedFile {
     pub bytes: u64,
     /// When it was last written.
     pub modified: SystemTime,
+    /// For an unfinished multipart upload on a cloud store, the object it was writing
+    /// (`path` is then its marker object, `bytes` 0: the parts are not listed).
+    pub upload: Option<String>,
 }
 
 /// The staging area of one local store.
@@ -94,6 +97,7 @@ impl Staging {
                     path: e.path(),
                     bytes: meta.len(),
                     modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    upload: None,
                 });
             }
         }
@@ -130,7 +134,7 @@ fn io_err(path: &std::path::Path, e: std::io::Error) -> Error {
 
 /// Whether process `pid` is running. Where that cannot be known (no `/proc`), it is taken
 /// to be running: a leftover is then removed only by [`Staging::clean`].
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     let proc = std::path::Path::new("/proc");
     !proc.is_dir() || proc.join(pid.to_string()).exists()
 }

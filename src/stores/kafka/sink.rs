@@ -30,9 +30,11 @@ use std::collections::VecDeque;
 /// message, so the pipeline saves a checkpoint only after its changes are in the topic.
 /// Messages are visible to consumers as soon as the broker has them, before the commit:
 /// an aborted or crashed unit leaves its messages in the topic, and the rerun publishes
-/// them again. Kafka transactions are not used (the broker here, tansu, was not verified
-/// with them); consumers that need exactly once deduplicate on the key and `source`
-/// position.
+/// them again. Kafka transactions are not used: the only broker this crate is tested
+/// against, tansu 0.6, does not offer `EndTxn` (librdkafka: "EndTxnRequest (KIP-98) not
+/// supported by broker"), so a transactional path could not be tested. Consumers that
+/// need exactly once deduplicate on the key and the `source` position (Debezium's own
+/// advice for its at-least-once connectors).
 pub struct KafkaSink {
     config: KafkaSinkConfig,
     producer: FutureProducer,
