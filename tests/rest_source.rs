@@ -52,7 +52,10 @@ async fn by_page(State(app): State<Shared>, Query(q): Query<HashMap<String, Stri
 async fn by_offset(Query(q): Query<HashMap<String, String>>) -> Json<Value> {
     let offset: u64 = q["offset"].parse().unwrap();
     let limit: u64 = q["limit"].parse().unwrap();
-    Json(json!({"results": (offset + 1..=(offset + limit).min(N)).map(item).collect::<Vec<_>>()}))
+    Json(json!({
+        "results": (offset + 1..=(offset + limit).min(N)).map(item).collect::<Vec<_>>(),
+        "meta": {"total": N},
+    }))
 }
 
 async fn by_cursor(Query(q): Query<HashMap<String, String>>) -> Json<Value> {
@@ -766,4 +769,55 @@ async fn the_extractor_suite_passes_on_pages_and_on_a_watermark() {
         });
     let r = tributary::testing::extractor_suite(&RestExtractor::new(pages).unwrap(), 8).await;
     assert!(r.rows > 0, "{r:?}");
+}
+
+/// An API that says how many records there are (`meta.total`): the dry run and progress
+/// carry it as the row estimate; without `total` there is none.
+#[tokio::test]
+async fn the_apis_total_is_the_row_estimate_in_the_plan_and_progress() {
+    let (base, _) = server().await;
+    let src = || {
+        RestSource::get(format!("{base}/offset"))
+            .records("results")
+            .paginate(Pagination::Offset {
+                offset_param: "offset".into(),
+                limit_param: "limit".into(),
+                limit: 10,
+            })
+    };
+    let seen: Arc<Mutex<Vec<Option<u64>>>> = Default::default();
+    let s2 = seen.clone();
+    let p = Pipeline::builder("rest_total")
+        .extractor(RestExtractor::new(src().total("meta.total")).unwrap())
+        .sink(tributary::stores::ObjectSink::memory())
+        .on_progress(move |p| s2.lock().unwrap().push(p.rows_estimated))
+        .build()
+        .unwrap();
+    let plan = p.dry_run().await.unwrap().plan.expect("a plan");
+    assert_eq!(plan.estimated_rows, Some(N));
+    assert_eq!(plan.binds, ["offset=0", "limit=10"]);
+    let report = p.run().await.into_result().unwrap();
+    assert_eq!(report.rows, N);
+    let estimates = seen.lock().unwrap().clone();
+    assert!(
+        !estimates.is_empty() && estimates.iter().all(|e| *e == Some(N)),
+        "{estimates:?}"
+    );
+    // No `total`: no plan and no estimate.
+    let p = Pipeline::builder("rest_no_total")
+        .extractor(RestExtractor::new(src()).unwrap())
+        .sink(tributary::stores::ObjectSink::memory())
+        .build()
+        .unwrap();
+    assert!(p.dry_run().await.unwrap().plan.is_none());
+    // A total field that is not a number is no estimate, not an error.
+    let p = Pipeline::builder("rest_bad_total")
+        .extractor(RestExtractor::new(src().total("results")).unwrap())
+        .sink(tributary::stores::ObjectSink::memory())
+        .build()
+        .unwrap();
+    assert_eq!(
+        p.dry_run().await.unwrap().plan.unwrap().estimated_rows,
+        None
+    );
 }

@@ -159,6 +159,7 @@ pub struct RestSource {
     pub(crate) incremental: Option<Incremental>,
     pub(crate) schema: Option<arrow_schema::SchemaRef>,
     pub(crate) name: Option<String>,
+    pub(crate) total: Option<String>,
 }
 
 impl RestSource {
@@ -182,6 +183,7 @@ impl RestSource {
             incremental: None,
             schema: None,
             name: None,
+            total: None,
         }
     }
 
@@ -290,6 +292,16 @@ impl RestSource {
     /// starts a new object).
     pub fn schema(mut self, schema: arrow_schema::SchemaRef) -> Self {
         self.schema = Some(schema);
+        self
+    }
+
+    /// The field of the first response that holds the number of records across every
+    /// page (`total`, `meta.total_count`; dotted like [`RestSource::records`]): the
+    /// extraction's row estimate in [`Progress`](crate::Progress) and
+    /// [`Pipeline::dry_run`](crate::Pipeline::dry_run), which then request the first
+    /// page once. A number or a numeric string; anything else is no estimate.
+    pub fn total(mut self, selector: impl Into<String>) -> Self {
+        self.total = Some(selector.into());
         self
     }
 

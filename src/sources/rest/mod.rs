@@ -3,6 +3,8 @@
 
 mod config;
 mod extractor;
+mod http;
+mod plan;
 mod types;
 
 pub use config::{Auth, Incremental, Method, Pagination, RestSource, RetryPolicy};
