@@ -751,3 +751,21 @@ async fn every_bad_input_is_a_typed_error_naming_its_cause_without_secrets() {
     );
     eprintln!("{} bad inputs checked", cases.len());
 }
+
+/// A parsed pipeline.conf holding every kind of secret shows none of them, in `Debug`
+/// (what `{:?}` in a user's log line prints) or `Display`.
+#[test]
+fn a_parsed_config_never_shows_its_secrets() {
+    let c = parse(
+        "[postgres_config]\nhost = h\nport = 5432\nusername = u\npassword = $PW\ndatabase = d\n\
+         [mysql_config]\nhostname = h\nport = 3306\nusername = u\npassword = $PW\ndatabase = d\n\
+         [aws_boto_credentials]\naccess_key = $PW\nsecret_key = $PW\nbucket_name = b\n\
+         [kafka]\nbootstrap_servers = h:9092\nsecurity_protocol = sasl_ssl\nsasl_username = u\nsasl_password = $PW\n\
+         [warehouse]\nurl = postgres://u:$PW@h/d\n",
+    )
+    .unwrap();
+    for shown in [format!("{c:?}"), format!("{c:#?}"), c.to_string()] {
+        assert!(!shown.contains(SENTINEL), "{shown}");
+        assert!(shown.contains("bootstrap_servers"), "{shown}");
+    }
+}

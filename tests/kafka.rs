@@ -525,6 +525,25 @@ async fn sasl_scram_over_tls_round_trip_and_bad_credentials_are_refused() {
     .await;
     refused(client(&password, None), "a certificate from an unknown CA").await;
 
+    // The same settings from pipeline.conf's [kafka] section reach the broker.
+    let conf = tributary::config::PipelineConfig::parse(
+        &format!(
+            "[kafka]\nbootstrap_servers = {servers}\nsecurity_protocol = sasl_ssl\n\
+             sasl_mechanism = scram-sha-512\nsasl_username = {user}\nsasl_password = {password}\n\
+             ssl_ca_location = {ca}\ntimeout = 5s\n"
+        ),
+        "pipeline.conf",
+        |_| None,
+    )
+    .unwrap();
+    let from_conf =
+        KafkaSink::new(KafkaSinkConfig::new(conf.kafka_client().unwrap(), "x")).unwrap();
+    from_conf
+        .check()
+        .await
+        .expect("pipeline.conf's SASL_SSL settings connect");
+    assert!(!format!("{conf:?} {from_conf:?}").contains(&password));
+
     let good = client(&password, Some(&ca));
     let t = wal::name("ksec");
     wal::exec(

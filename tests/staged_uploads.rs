@@ -188,3 +188,52 @@ async fn a_live_writer_of_the_same_key_is_left_alone() {
     assert_eq!(&sink.read("t/a.csv").await.unwrap()[..], b"b\n");
     assert!(sink.list_staged().await.unwrap().is_empty());
 }
+
+/// A writer killed after its upload completed, before it deleted the marker, leaves a
+/// marker of a finished upload: cleaning drops it (the abort it gets refused is that) and
+/// leaves the object alone. s3s-fs refuses such an abort with 403, S3 with NoSuchUpload.
+async fn a_finished_uploads_marker_is_dropped(cloud: Cloud) {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let Some(sink) = cloud.sink(&common::unique("uploads-done")) else {
+        return;
+    };
+    let mut w = sink
+        .open(&ObjectTarget::new("t/a.csv", "text/csv"))
+        .await
+        .unwrap();
+    let staged = sink.list_staged().await.unwrap();
+    assert_eq!(staged.len(), 1);
+    let marker = object_store::path::Path::from(staged[0].path.to_str().unwrap());
+    let body = sink
+        .store()
+        .get(&marker)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    w.write("1|a\n".into()).await.unwrap();
+    w.commit().await.unwrap();
+    assert!(sink.list_staged().await.unwrap().is_empty());
+    // As if the process died between completing the upload and deleting its marker.
+    sink.store()
+        .put(&marker, PutPayload::from(body))
+        .await
+        .unwrap();
+    assert_eq!(sink.list_staged().await.unwrap().len(), 1);
+    assert_eq!(sink.clean_staged(Duration::ZERO).await.unwrap(), 1);
+    assert!(sink.list_staged().await.unwrap().is_empty());
+    assert_eq!(&sink.read("t/a.csv").await.unwrap()[..], b"1|a\n");
+}
+
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_finished_uploads_marker_is_dropped() {
+    a_finished_uploads_marker_is_dropped(Cloud::S3).await;
+}
+
+#[cfg(feature = "azure")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azurite_a_finished_uploads_marker_is_dropped() {
+    a_finished_uploads_marker_is_dropped(Cloud::Azure).await;
+}

@@ -145,8 +145,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
 
 const SECRET_KEYS: &[&str] = &["password", "secret_key", "access_key", "sasl_password"];
 
-/// A parsed `pipeline.conf`.
-#[derive(Clone, Debug, Default)]
+/// A parsed `pipeline.conf`. `Debug` and `Display` show it with every secret redacted.
+#[derive(Clone, Default)]
 pub struct PipelineConfig {
     values: BTreeMap<(String, String), String>,
     origin: String,
@@ -420,6 +420,16 @@ impl PipelineConfig {
             region: self.get(s, "region").map(str::to_string),
             endpoint: self.get(s, "endpoint").map(str::to_string),
         })
+    }
+}
+
+impl std::fmt::Debug for PipelineConfig {
+    /// The origin and the values, secrets redacted as in `Display`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineConfig")
+            .field("origin", &self.origin)
+            .field("values", &self.to_string())
+            .finish()
     }
 }
 

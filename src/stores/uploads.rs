@@ -116,19 +116,25 @@ impl Uploads {
         Ok(out)
     }
 
-    /// Abort the upload a marker names and delete the marker.
+    /// Abort the upload a marker names, and delete the marker. An upload the server no
+    /// longer has (completed or aborted by a writer killed before it deleted its marker)
+    /// is fine: S3 answers `NoSuchUpload`, s3s-fs `403 AccessDenied`. A `403` therefore
+    /// drops the marker with a warning naming the key (on S3 it can also mean a missing
+    /// `s3:AbortMultipartUpload` permission: the bucket lifecycle rule then expires the
+    /// upload). Any other failure is an error and the marker stays.
     async fn discard(
         &self,
         marker_path: &Path,
         marker: Option<&Marker>,
     ) -> object_store::Result<()> {
         if let Some(m) = marker {
-            match self
-                .multipart
-                .abort_multipart(&Path::from(m.path.as_str()), &m.upload_id)
-                .await
-            {
+            let path = Path::from(m.path.as_str());
+            match self.multipart.abort_multipart(&path, &m.upload_id).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e @ object_store::Error::PermissionDenied { .. }) => {
+                    tracing::warn!(key = %path, error = %e,
+                        "abort refused: taken for an upload the server no longer has");
+                }
                 Err(e) => return Err(e),
             }
         }
