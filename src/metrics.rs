@@ -11,14 +11,17 @@
 //! | `tributary_rows_committed_total` | counter | `pipeline`, `source`, `stream` | rows in committed objects |
 //! | `tributary_bytes_written_total` | counter | `pipeline`, `source`, `stream` | bytes in committed objects |
 //! | `tributary_objects_committed_total` | counter | `pipeline`, `source`, `stream` | objects committed (whole at their final key) |
-//! | `tributary_runs_total` | counter | `pipeline`, `source`, `outcome` | runs ended: `succeeded`, `failed`, `cancelled` |
-//! | `tributary_run_duration_seconds` | histogram | `pipeline`, `source`, `outcome` | wall time of each run, retries included |
-//! | `tributary_checkpoints_saved_total` | counter | `pipeline`, `source` | checkpoints saved (each after the data up to it is committed) |
-//! | `tributary_checkpoint_lag_seconds` | gauge | `pipeline`, `source` | at each checkpoint save, now minus the source time of the newest change it covers: the largest `_commit_ts` of the change rows up to it, or a timestamp watermark's cursor; not set when the source gives no time |
-//! | `tributary_source_lag_bytes` | gauge | `pipeline`, `source` | the source's retained log after an acknowledgement (a PostgreSQL slot's lag) |
+//! | `tributary_runs_total` | counter | `pipeline`, `source`, `stream`, `outcome` | runs ended: `succeeded`, `failed`, `cancelled` |
+//! | `tributary_run_duration_seconds` | histogram | `pipeline`, `source`, `stream`, `outcome` | wall time of each run, retries included |
+//! | `tributary_checkpoints_saved_total` | counter | `pipeline`, `source`, `stream` | checkpoints saved (each after the data up to it is committed) |
+//! | `tributary_checkpoint_lag_seconds` | gauge | `pipeline`, `source`, `stream` | at each checkpoint save, now minus the source time of the newest change it covers: the largest `_commit_ts` of the change rows up to it, or a timestamp watermark's cursor; not set when the source gives no time |
+//! | `tributary_source_lag_bytes` | gauge | `pipeline`, `source`, `stream` | the source's retained log after an acknowledgement (a PostgreSQL slot's lag) |
 //!
 //! `pipeline` is the pipeline's name, `source` the extractor's [`source`](crate::Extractor::source)
-//! (`postgres`, `mysql_binlog`, …), `stream` the table an object or a batch belongs to.
+//! (`postgres`, `postgres-cdc`, …), `stream` the table a batch or an object belongs to
+//! (for the run, checkpoint and lag metrics: the extractor's
+//! [`stream`](crate::Extractor::stream), which for a change stream of many tables names
+//! the stream, not one table).
 //!
 //! Spans: `tributary.run` around each run (fields `pipeline`, `run_id`) and
 //! `tributary.object` around each object's commit (fields `pipeline`, `key`); the log
@@ -68,21 +71,20 @@ pub const ALL: [&str; 9] = [
 pub(crate) struct Meter {
     pipeline: String,
     source: String,
+    stream: String,
 }
 
 impl Meter {
-    pub(crate) fn new(pipeline: &str, source: &str) -> Self {
+    pub(crate) fn new(pipeline: &str, source: &str, stream: &str) -> Self {
         Meter {
             pipeline: pipeline.to_string(),
             source: source.to_string(),
+            stream: stream.to_string(),
         }
     }
 
-    fn labels(&self) -> [(&'static str, String); 2] {
-        [
-            ("pipeline", self.pipeline.clone()),
-            ("source", self.source.clone()),
-        ]
+    fn labels(&self) -> [(&'static str, String); 3] {
+        self.stream_labels(&self.stream)
     }
 
     fn stream_labels(&self, stream: &str) -> [(&'static str, String); 3] {
@@ -105,8 +107,8 @@ impl Meter {
     }
 
     pub(crate) fn run_ended(&self, outcome: &str, seconds: f64) {
-        let [p, s] = self.labels();
-        let labels = [p, s, ("outcome", outcome.to_string())];
+        let [p, s, t] = self.labels();
+        let labels = [p, s, t, ("outcome", outcome.to_string())];
         counter!(RUNS, &labels).increment(1);
         histogram!(RUN_DURATION, &labels).record(seconds);
     }

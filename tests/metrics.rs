@@ -160,11 +160,12 @@ async fn a_batch_run_fires_every_metric_and_span() {
     let run = [
         ("pipeline", name),
         ("source", "sqlite"),
+        ("stream", "t"),
         ("outcome", "succeeded"),
     ];
     assert_eq!(value(&s, metrics::RUNS, &run), Some(1.0));
     assert_eq!(value(&s, metrics::RUN_DURATION, &run), Some(1.0));
-    let plain = [("pipeline", name), ("source", "sqlite")];
+    let plain = stream;
     assert!(value(&s, metrics::CHECKPOINTS_SAVED, &plain).unwrap_or(0.0) >= 1.0);
     // An integer cursor has no time: no lag is claimed.
     assert_eq!(value(&s, metrics::CHECKPOINT_LAG, &plain), None);
@@ -183,6 +184,7 @@ async fn a_batch_run_fires_every_metric_and_span() {
     let failed = [
         ("pipeline", name),
         ("source", "sqlite"),
+        ("stream", "missing"),
         ("outcome", "failed"),
     ];
     assert_eq!(value(&s, metrics::RUNS, &failed), Some(1.0));
@@ -253,7 +255,11 @@ async fn a_change_stream_reports_checkpoint_and_source_lag() {
     let second = build(p2).run().await.into_result().unwrap();
     assert_eq!(second.rows, 10);
     let s = seen(&t);
-    let plain = [("pipeline", t.as_str()), ("source", "postgres-cdc")];
+    let plain = [
+        ("pipeline", t.as_str()),
+        ("source", "postgres-cdc"),
+        ("stream", "wal"),
+    ];
     let lag = value(&s, metrics::CHECKPOINT_LAG, &plain).expect("a checkpoint lag");
     assert!((0.0..120.0).contains(&lag), "lag {lag} s");
     assert!(

@@ -331,7 +331,7 @@ impl PipelineBuilder {
             ));
         }
         Ok(Pipeline {
-            meter: crate::metrics::Meter::new(&self.name, extractor.source()),
+            meter: crate::metrics::Meter::new(&self.name, extractor.source(), extractor.stream()),
             name: self.name,
             extractor,
             sink,
