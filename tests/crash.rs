@@ -198,6 +198,34 @@ async fn crash_leaves_nothing_on_s3() {
     crash_then_recover(&format!("s3:{}", common::unique("crash"))).await;
 }
 
+/// The same on S3: the crashed child's multipart upload is listed while it is left, and a
+/// rerun of the same run id (an orchestrator's retry), writing the same key, aborts it.
+#[tokio::test]
+async fn a_rerun_of_the_same_run_id_aborts_the_dead_writers_upload_on_s3() {
+    if common::s3_options().is_none() {
+        return;
+    }
+    let target = format!("s3:{}", common::unique("crash-rerun"));
+    let sink = sink_for(&target);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["crash_child", "--exact", "--ignored", "--nocapture"])
+        .env("TRIBUTARY_CRASH_TARGET", &target)
+        .env("TRIBUTARY_CRASH_RUN_ID", "run-8");
+    assert!(!child.status().unwrap().success());
+    let left = sink.list_staged().await.unwrap();
+    assert_eq!(left.len(), 1, "the crashed upload is listed: {left:?}");
+    assert!(
+        left[0]
+            .upload
+            .as_deref()
+            .is_some_and(|k| k.ends_with(".csv")),
+        "{left:?}"
+    );
+    crash_then_recover_as(&target, Some("run-8")).await;
+    assert_eq!(sink.list_staged().await.unwrap(), vec![]);
+}
+
 #[tokio::test]
 async fn a_local_state_store_refuses_a_second_save_of_one_version_and_stages_out_of_sight() {
     let dir = tempfile::tempdir().unwrap();
