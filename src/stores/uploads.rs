@@ -172,7 +172,10 @@ impl Uploads {
         concurrency: usize,
     ) -> Result<TrackedWriter> {
         let err = |e| Error::from_object_store(label.to_string(), e);
-        self.clean_key(path).await.map_err(err)?;
+        // Cleaning up after dead writers must not stop this write; `clean_staged` retries.
+        if let Err(e) = self.clean_key(path).await {
+            tracing::warn!(key = %path, error = %e, "could not abort a dead writer's upload");
+        }
         let id = self.multipart.create_multipart(path).await.map_err(err)?;
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);

@@ -527,7 +527,7 @@ struct KafkaWriter {
 }
 
 /// Most messages in flight per writer before it waits for the oldest.
-const MAX_IN_FLIGHT: usize = 50_000;
+const MAX_IN_FLIGHT: usize = 10_000;
 
 impl KafkaWriter {
     async fn settle_one(&mut self) -> Result<()> {
