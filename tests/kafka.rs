@@ -525,6 +525,17 @@ async fn sasl_scram_over_tls_round_trip_and_bad_credentials_are_refused() {
     .await;
     refused(client(&password, None), "a certificate from an unknown CA").await;
 
+    // SASL/PLAIN, with_sasl_plain's own mechanism, reaches the broker, which offers only
+    // SCRAM (tansu logs `NoSharedMechanism`): a typed error, not a hang or a leak.
+    refused(
+        KafkaClientConfig::new(&servers)
+            .with_sasl_plain(&user, &password)
+            .with_tls(Some(&ca))
+            .with_timeout(Duration::from_secs(5)),
+        "a mechanism the broker does not offer",
+    )
+    .await;
+
     // The same settings from pipeline.conf's [kafka] section reach the broker.
     let conf = tributary::config::PipelineConfig::parse(
         &format!(
