@@ -342,41 +342,23 @@ fn watermark_time(cp: &Checkpoint) -> Option<DateTime<Utc>> {
 
 /// The largest `_commit_ts` in a batch of change rows, if it has that column.
 pub(super) fn newest_commit_ts(records: &arrow_array::RecordBatch) -> Option<DateTime<Utc>> {
-    use arrow_array::cast::AsArray;
     use arrow_array::types::{
-        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-        TimestampSecondType,
+        TimestampMicrosecondType as Us, TimestampMillisecondType as Ms,
+        TimestampNanosecondType as Ns, TimestampSecondType as S,
     };
+    use arrow_array::{Array, ArrowPrimitiveType, cast::AsArray};
     use arrow_schema::{DataType, TimeUnit};
+    fn max<T: ArrowPrimitiveType<Native = i64>>(a: &dyn Array) -> Option<i64> {
+        a.as_primitive::<T>().iter().flatten().max()
+    }
     let col = records.column_by_name(crate::model::change::COMMIT_TS_COLUMN)?;
-    let micros = match col.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            col.as_primitive::<TimestampSecondType>()
-                .iter()
-                .flatten()
-                .max()?
-                * 1_000_000
-        }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            col.as_primitive::<TimestampMillisecondType>()
-                .iter()
-                .flatten()
-                .max()?
-                * 1_000
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => col
-            .as_primitive::<TimestampMicrosecondType>()
-            .iter()
-            .flatten()
-            .max()?,
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            col.as_primitive::<TimestampNanosecondType>()
-                .iter()
-                .flatten()
-                .max()?
-                / 1_000
-        }
-        _ => return None,
+    let DataType::Timestamp(unit, _) = col.data_type() else {
+        return None;
     };
-    DateTime::from_timestamp_micros(micros)
+    match unit {
+        TimeUnit::Second => DateTime::from_timestamp(max::<S>(col)?, 0),
+        TimeUnit::Millisecond => DateTime::from_timestamp_millis(max::<Ms>(col)?),
+        TimeUnit::Microsecond => DateTime::from_timestamp_micros(max::<Us>(col)?),
+        TimeUnit::Nanosecond => Some(DateTime::from_timestamp_nanos(max::<Ns>(col)?)),
+    }
 }
