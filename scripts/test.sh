@@ -11,6 +11,11 @@ source "${TRIBUTARY_SERVICES_HOME:-/var/tmp/tributary-services}/env.sh"
 
 step() { printf '\n== %s\n' "$*"; }
 
+# The build takes several GB: say how much, before and after, so a full disk is plain.
+disk() { printf '\n== disk: target %s; %s\n' "$(du -sh target 2>/dev/null | cut -f1)" "$(df -h . | tail -1)"; }
+disk
+trap disk EXIT
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
