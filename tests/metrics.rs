@@ -28,25 +28,35 @@ fn snapshotter() -> &'static Snapshotter {
 }
 
 /// The series whose `pipeline` label is `pipeline`. A histogram reads as its sample count.
+///
+/// A snapshot of the debugging recorder drains it (counters and gauges are swapped to
+/// zero), and the tests of this binary run at once: every snapshot is added to one
+/// running total, so a test that looks does not take the counts of another.
 fn seen(pipeline: &str) -> Seen {
-    let mut out = Seen::new();
+    static TOTAL: OnceLock<Mutex<Seen>> = OnceLock::new();
+    let mut total = TOTAL.get_or_init(Default::default).lock().unwrap();
     for (key, _, _, value) in snapshotter().snapshot().into_vec() {
         let labels: BTreeMap<String, String> = key
             .key()
             .labels()
             .map(|l| (l.key().to_string(), l.value().to_string()))
             .collect();
-        if labels.get("pipeline").map(String::as_str) != Some(pipeline) {
-            continue;
+        let slot = total
+            .entry((key.key().name().to_string(), labels))
+            .or_insert(0.0);
+        match value {
+            DebugValue::Counter(c) => *slot += c as f64,
+            DebugValue::Histogram(h) => *slot += h.len() as f64,
+            // A drained gauge reads 0 until it is set again: keep the last value set.
+            DebugValue::Gauge(g) if g.into_inner() != 0.0 => *slot = g.into_inner(),
+            DebugValue::Gauge(_) => {}
         }
-        let v = match value {
-            DebugValue::Counter(c) => c as f64,
-            DebugValue::Gauge(g) => g.into_inner(),
-            DebugValue::Histogram(h) => h.len() as f64,
-        };
-        out.insert((key.key().name().to_string(), labels), v);
     }
-    out
+    total
+        .iter()
+        .filter(|((_, labels), _)| labels.get("pipeline").map(String::as_str) == Some(pipeline))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
 }
 
 fn value(seen: &Seen, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
