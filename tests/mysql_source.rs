@@ -601,6 +601,58 @@ async fn a_composite_key_keeps_a_keyset_position_past_the_limit() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn a_cursor_without_a_key_reads_the_primary_key_from_the_catalog() {
+    // Issue 8.10 with no `with_key`: 2,500 rows at one value keep a keyset position over
+    // the table's primary key. The keys are past 2^53, where a comparison through a
+    // double would confuse neighbours.
+    let t = table();
+    let base: i64 = 9_007_199_254_740_992;
+    let Some((url, mut conn)) = setup(&format!(
+        "CREATE TABLE {t} (note VARCHAR(10), id BIGINT PRIMARY KEY, at DATETIME(6));
+         INSERT INTO {t} SELECT 'bulk', {base} + seq, '2020-01-01' FROM seq_1_to_2500"
+    ))
+    .await
+    else {
+        return;
+    };
+    let sink = ObjectSink::memory();
+    let source = SqlSource::table(t.clone())
+        .incremental(Cursor::new("at"))
+        .batch_rows(400);
+    let p = common::pipeline(
+        "bulk",
+        MySqlExtractor::connect_lazy(&url, source).unwrap(),
+        &sink,
+    );
+    let first = p.run().await.into_result().unwrap();
+    assert_eq!(first.rows, 2500);
+    let Some(Checkpoint::Watermark(w)) = &first.checkpoint_to else {
+        panic!("{:?}", first.checkpoint_to)
+    };
+    assert_eq!(w.key, Some(vec!["id".to_string()]));
+    assert!(w.seen.is_empty(), "{w:?}");
+    assert_eq!(w.after, Some(vec![CursorValue::Int(base + 2500)]));
+    conn.execute(
+        format!(
+            "INSERT INTO {t} VALUES ('late', {}, '2020-01-01'), ('next', 1, '2020-01-02')",
+            base + 2501
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let second = p.run().await.into_result().unwrap();
+    let text =
+        String::from_utf8(sink.read(&second.objects[0].key).await.unwrap().to_vec()).unwrap();
+    let notes: Vec<&str> = text.lines().map(|l| l.split('|').next().unwrap()).collect();
+    assert_eq!(notes, vec!["late", "next"], "{text}");
+    assert_eq!(p.run().await.into_result().unwrap().rows, 0);
+    conn.execute(format!("DROP TABLE {t}").as_str())
+        .await
+        .unwrap();
+}
+
 #[cfg(feature = "test-util")]
 #[tokio::test]
 async fn the_extractor_suite_passes_keyed_and_key_less() {
@@ -609,13 +661,19 @@ async fn the_extractor_suite_passes_keyed_and_key_less() {
         "CREATE TABLE {t} (id INT, u INT, at DATETIME(6));
          INSERT INTO {t} SELECT seq, seq % 3, TIMESTAMPADD(MINUTE, seq DIV 5, '2020-01-01') FROM seq_1_to_53;
          CREATE TABLE {t}_dup (u INT, at DATETIME(6));
-         INSERT INTO {t}_dup SELECT seq % 2, TIMESTAMPADD(MINUTE, seq DIV 7, '2020-01-01') FROM seq_1_to_41"
+         INSERT INTO {t}_dup SELECT seq % 2, TIMESTAMPADD(MINUTE, seq DIV 7, '2020-01-01') FROM seq_1_to_41;
+         CREATE TABLE {t}_pk (id INT PRIMARY KEY, u INT, at DATETIME(6));
+         INSERT INTO {t}_pk SELECT * FROM {t}"
     ))
     .await
     else {
         return;
     };
     for source in [
+        // No key given: the table's primary key is used.
+        SqlSource::table(format!("{t}_pk"))
+            .incremental(Cursor::new("at"))
+            .batch_rows(2),
         SqlSource::table(t.clone())
             .incremental(Cursor::new("at").with_key(["id"]))
             .batch_rows(2),

@@ -910,19 +910,13 @@ async fn a_million_rows_at_one_cursor_value_keep_a_small_checkpoint() {
         return;
     };
     let sink = ObjectSink::memory();
-    let p = Pipeline::builder("million")
-        .extractor(
-            PostgresExtractor::connect_lazy(
-                &url,
-                SqlSource::table(format!("{s}.t"))
-                    .incremental(Cursor::new("loaded_at").with_key(["id"])),
-            )
-            .unwrap(),
-        )
-        .sink(sink.clone())
-        .state(ObjectStateStore::new(sink.clone(), "_state"))
-        .build()
-        .unwrap();
+    let source =
+        SqlSource::table(format!("{s}.t")).incremental(Cursor::new("loaded_at").with_key(["id"]));
+    let p = common::pipeline(
+        "million",
+        PostgresExtractor::connect_lazy(&url, source).unwrap(),
+        &sink,
+    );
     let first = p.run().await.into_result().unwrap();
     assert_eq!(first.rows, 1_000_000);
     let state = ObjectStateStore::new(sink.clone(), "_state")
@@ -956,6 +950,60 @@ async fn a_million_rows_at_one_cursor_value_keep_a_small_checkpoint() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn a_cursor_without_a_key_reads_the_primary_key_from_the_catalog() {
+    // The same bulk load as above, with a primary key and no `with_key`: the checkpoint is
+    // a keyset position over the key, found in the catalog (a two-column key, declared
+    // in an order unlike the columns', to show the key's own order is used).
+    let s = schema_name();
+    let Some((url, mut conn)) = setup(&format!(
+        "CREATE SCHEMA {s}; CREATE TABLE {s}.\"Bulk\" (b int, a text, loaded_at timestamptz, PRIMARY KEY (a, b));
+         INSERT INTO {s}.\"Bulk\" SELECT g, 'k' || (g % 7), '2020-01-01Z' FROM generate_series(1, 3000) g"
+    ))
+    .await
+    else {
+        return;
+    };
+    let sink = ObjectSink::memory();
+    let source = SqlSource::table(format!("{s}.Bulk"))
+        .incremental(Cursor::new("loaded_at"))
+        .batch_rows(500);
+    let p = common::pipeline(
+        "bulk",
+        PostgresExtractor::connect_lazy(&url, source).unwrap(),
+        &sink,
+    );
+    let first = p.run().await.into_result().unwrap();
+    assert_eq!(first.rows, 3000);
+    let Some(Checkpoint::Watermark(w)) = &first.checkpoint_to else {
+        panic!("{:?}", first.checkpoint_to)
+    };
+    assert_eq!(w.key, Some(vec!["a".to_string(), "b".to_string()]));
+    assert!(w.seen.is_empty(), "{w:?}");
+    assert_eq!(
+        w.after,
+        Some(vec![CursorValue::Text("k6".into()), CursorValue::Int(2995)])
+    );
+    // A late row at the same value (after the position) and a later one.
+    conn.execute(
+        format!(
+            "INSERT INTO {s}.\"Bulk\" VALUES (5001, 'k9', '2020-01-01Z'), (1, 'z', '2020-01-02Z')"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let second = p.run().await.into_result().unwrap();
+    let text =
+        String::from_utf8(sink.read(&second.objects[0].key).await.unwrap().to_vec()).unwrap();
+    let ids: Vec<&str> = text.lines().map(|l| l.split('|').next().unwrap()).collect();
+    assert_eq!(ids, vec!["5001", "1"], "{text}");
+    assert_eq!(p.run().await.into_result().unwrap().rows, 0);
+    conn.execute(format!("DROP SCHEMA {s} CASCADE").as_str())
+        .await
+        .unwrap();
+}
+
 #[cfg(feature = "test-util")]
 #[tokio::test]
 async fn the_extractor_suite_passes_keyed_key_less_and_full() {
@@ -968,7 +1016,9 @@ async fn the_extractor_suite_passes_keyed_key_less_and_full() {
            FROM generate_series(1, 53) g;
          CREATE TABLE {s}.dup (u int, at timestamp);
          INSERT INTO {s}.dup SELECT g % 2, '2020-01-01'::timestamp + (g / 7) * interval '1 minute'
-           FROM generate_series(1, 41) g"
+           FROM generate_series(1, 41) g;
+         CREATE TABLE {s}.pk (id int PRIMARY KEY, u int, at timestamp);
+         INSERT INTO {s}.pk SELECT * FROM {s}.ev"
     ))
     .await
     else {
@@ -977,6 +1027,10 @@ async fn the_extractor_suite_passes_keyed_key_less_and_full() {
     for source in [
         SqlSource::table(format!("{s}.ev"))
             .incremental(Cursor::new("at").with_key(["id"]))
+            .batch_rows(2),
+        // No key given: the table's primary key is used.
+        SqlSource::table(format!("{s}.pk"))
+            .incremental(Cursor::new("at"))
             .batch_rows(2),
         SqlSource::table(format!("{s}.dup"))
             .incremental(Cursor::new("at"))

@@ -506,18 +506,7 @@ async fn resuming_from_a_keyset_position_reads_only_the_rows_after_it() {
     let rest = model::collect(ex.extract(batches[1].checkpoint.clone()).await.unwrap())
         .await
         .unwrap();
-    let ids: Vec<i64> = rest
-        .iter()
-        .flat_map(|b| {
-            b.records
-                .column(0)
-                .as_any()
-                .downcast_ref::<arrow_array::Int64Array>()
-                .unwrap()
-                .values()
-                .to_vec()
-        })
-        .collect();
+    let ids = common::first_column_i64(&rest);
     assert_eq!(ids, (1400..3000).collect::<Vec<_>>());
 }
 
@@ -636,4 +625,140 @@ async fn a_dry_run_says_where_a_run_would_start_and_what_it_would_read() {
     // From the watermark on (`>=`: the row at the last value is read again and skipped).
     assert_eq!(plan.binds, ["2020-06-09 12:00:25"]);
     assert_eq!(plan.estimated_rows, Some(2));
+}
+
+/// The book's Orders table with `OrderId` as its primary key.
+async fn orders_with_primary_key() -> SqlitePool {
+    let pool = orders().await;
+    sqlx::query("DROP TABLE Orders")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE Orders (OrderId INTEGER PRIMARY KEY, OrderStatus VARCHAR(30), LastUpdated TIMESTAMP)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool
+}
+
+#[tokio::test]
+async fn a_cursor_without_a_key_uses_the_tables_primary_key_and_stays_small() {
+    // Issue 8.10 without `with_key`: more rows at one value than a key-less checkpoint may
+    // list. The table's primary key makes it a keyset position, as if it had been given.
+    let pool = orders_with_primary_key().await;
+    let sink = ObjectSink::memory();
+    let t = "2020-07-12 12:00:00";
+    let n = tributary::sources::sql::KEYLESS_SEEN_LIMIT as i64 + 1;
+    many_at_one_value(&pool, 0..n, t).await;
+    let p = common::pipeline(
+        "orders",
+        SqliteExtractor::new(
+            pool.clone(),
+            SqlSource::table("Orders").incremental(Cursor::new("LastUpdated")),
+        ),
+        &sink,
+    );
+    let first = p.run().await.into_result().unwrap();
+    assert_eq!(first.rows, n as u64);
+    let Some(Checkpoint::Watermark(w)) = &first.checkpoint_to else {
+        panic!("{:?}", first.checkpoint_to)
+    };
+    assert!(w.seen.is_empty(), "a keyset position, not a list");
+    assert_eq!(w.after, Some(vec![CursorValue::Int(n - 1)]));
+    assert_eq!(w.key, Some(vec!["OrderId".to_string()]));
+    let saved = ObjectStateStore::new(sink.clone(), "_state")
+        .load("orders")
+        .await
+        .unwrap()
+        .unwrap();
+    let size = serde_json::to_string(&saved.value.checkpoint)
+        .unwrap()
+        .len();
+    assert!(size < 500, "checkpoint of {size} bytes");
+    // A late row at the same value, and a later one: each landed once.
+    many_at_one_value(&pool, n..n + 1, t).await;
+    insert(&pool, &[(n + 1, "later", "2020-07-13 00:00:00")]).await;
+    let second = p.run().await.into_result().unwrap();
+    let mut got = lines(&sink, &second).await;
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            format!("{n}|bulk|{t}"),
+            format!("{}|later|2020-07-13 00:00:00", n + 1)
+        ]
+    );
+    assert_eq!(p.run().await.into_result().unwrap().rows, 0);
+}
+
+#[tokio::test]
+async fn a_checkpoint_saved_before_keys_were_read_from_the_catalog_still_resumes_exactly() {
+    // A key-less cursor used to fingerprint every column. Such a checkpoint, saved inside
+    // a group of rows at one value, is read that way; rows at later values use the key.
+    let pool = orders_with_primary_key().await;
+    let t = "2020-01-01 00:00:02";
+    for id in 1..=5 {
+        insert(&pool, &[(id, "same", t)]).await;
+    }
+    insert(&pool, &[(6, "after", "2020-01-01 00:00:03")]).await;
+    // A query source has no primary key: its checkpoint lists all-column fingerprints,
+    // as every key-less checkpoint did.
+    let old = SqliteExtractor::new(
+        pool.clone(),
+        SqlSource::query("SELECT * FROM Orders")
+            .incremental(Cursor::new("LastUpdated"))
+            .batch_rows(2),
+    );
+    let batches = model::collect(old.extract(None).await.unwrap())
+        .await
+        .unwrap();
+    let Some(Checkpoint::Watermark(mut w)) = batches[0].checkpoint.clone() else {
+        panic!()
+    };
+    assert_eq!(w.seen.len(), 2);
+    assert_eq!(w.key, Some(vec![]), "all columns, said so");
+    w.key = None; // as saved before the key was recorded
+    let ex = SqliteExtractor::new(
+        pool.clone(),
+        SqlSource::table("Orders")
+            .incremental(Cursor::new("LastUpdated"))
+            .batch_rows(2),
+    );
+    let rest = model::collect(ex.extract(Some(Checkpoint::Watermark(w))).await.unwrap())
+        .await
+        .unwrap();
+    let ids = common::first_column_i64(&rest);
+    assert_eq!(
+        ids,
+        vec![3, 4, 5, 6],
+        "the three not landed at the value, then the later row"
+    );
+    let Some(Checkpoint::Watermark(end)) = rest.last().unwrap().checkpoint.clone() else {
+        panic!()
+    };
+    assert_eq!(end.cursor, CursorValue::Text("2020-01-01 00:00:03".into()));
+    assert_eq!(
+        end.key,
+        Some(vec!["OrderId".to_string()]),
+        "a new value uses the key"
+    );
+    // Resuming in the middle of the old group again: still exact, still all columns.
+    let mid = rest
+        .iter()
+        .find_map(|b| match &b.checkpoint {
+            Some(Checkpoint::Watermark(w)) if w.seen.len() == 4 => Some(w.clone()),
+            _ => None,
+        })
+        .expect("a checkpoint after rows 3 and 4");
+    assert_eq!(mid.key, Some(vec![]));
+    let tail = model::collect(ex.extract(Some(Checkpoint::Watermark(mid))).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        tail.iter().map(|b| b.num_rows()).sum::<usize>(),
+        2,
+        "rows 5 and 6"
+    );
 }

@@ -93,7 +93,9 @@ pub(crate) fn serialize_summary<S: serde::Serializer>(
 /// one `now()`), a cursor with a key keeps a keyset position instead: `after` holds the
 /// key of the last row extracted at `cursor`, `seen` is empty, and the next run reads
 /// rows with `(cursor, key) > (cursor, after)`. The size stays constant whatever the
-/// number of rows at one value.
+/// number of rows at one value. A row written later with that same cursor value and a
+/// smaller key is then not read: where writers commit late, give the cursor a lag
+/// (`Cursor::with_lag`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Watermark {
@@ -106,6 +108,11 @@ pub struct Watermark {
     /// that value outgrew `seen`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Vec<CursorValue>>,
+    /// The columns whose fingerprints `seen` lists and whose values `after` holds: empty
+    /// for all the row's columns (a cursor with no key). `None` in checkpoints saved before
+    /// this was recorded; they are read with the cursor's own key, or all columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Vec<String>>,
 }
 
 impl Watermark {
@@ -116,6 +123,7 @@ impl Watermark {
             cursor,
             seen: Vec::new(),
             after: None,
+            key: None,
         }
     }
 
@@ -126,6 +134,7 @@ impl Watermark {
             cursor,
             seen,
             after: None,
+            key: None,
         }
     }
 }

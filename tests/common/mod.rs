@@ -287,3 +287,37 @@ pub fn assert_same_values(a: &arrow_array::RecordBatch, b: &arrow_array::RecordB
         );
     }
 }
+
+/// A pipeline from `extractor` into `sink`, its state saved in the same sink under
+/// `_state`, with default options.
+pub fn pipeline(
+    name: &str,
+    extractor: impl tributary::Extractor,
+    sink: &tributary::stores::ObjectSink,
+) -> tributary::Pipeline {
+    tributary::Pipeline::builder(name)
+        .extractor(extractor)
+        .sink(sink.clone())
+        .state(tributary::stores::ObjectStateStore::new(
+            sink.clone(),
+            "_state",
+        ))
+        .build()
+        .unwrap()
+}
+
+/// The values of the first column of `batches`, an `Int64` column.
+pub fn first_column_i64(batches: &[tributary::Batch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.records
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .expect("an Int64 first column")
+                .values()
+                .to_vec()
+        })
+        .collect()
+}

@@ -182,6 +182,29 @@ impl MySqlExtractor {
         out
     }
 
+    /// The primary key's columns of `table` (`schema.table` or the connection's
+    /// database), in key order; empty when it has none.
+    async fn primary_key(conn: &mut MySqlConnection, table: &str) -> Result<Vec<String>> {
+        let (schema, name) = match table.split_once('.') {
+            Some((s, t)) => (Some(s), t),
+            None => (None, table),
+        };
+        let rows = sqlx::query(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
+             AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+        )
+        .bind(schema)
+        .bind(name)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| my_err(e, "reading the table's primary key"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| super::types::text(r, 0))
+            .collect())
+    }
+
     pub(crate) async fn prepare(
         &self,
         conn: &mut MySqlConnection,
@@ -194,6 +217,12 @@ impl MySqlExtractor {
             .map_err(|e| my_err(e, "preparing the query"))?;
         let info = Self::table_info(conn, &self.source).await;
         let columns = described.columns();
+        let mut source = self.source.clone();
+        if let (true, From::Table(t)) = (source.wants_table_key(), &source.from) {
+            let key = Self::primary_key(conn, t).await?;
+            let names: Vec<String> = columns.iter().map(|c| c.name().to_string()).collect();
+            source = source.keyed_by_table(key, &names);
+        }
         let decoders = columns
             .iter()
             .map(|c| {
@@ -231,10 +260,10 @@ impl MySqlExtractor {
                 ));
             }
         }
-        let upper = lag_bound(&self.source).map(CursorValue::TimestampTz);
-        let BuiltQuery { sql, binds } = build_query(&self.source, Dialect::MySql, from, upper)?;
+        let upper = lag_bound(&source).map(CursorValue::TimestampTz);
+        let BuiltQuery { sql, binds } = build_query(&source, Dialect::MySql, from, upper)?;
         Ok(Prepared {
-            source: self.source.clone(),
+            source,
             sql,
             binds,
             decoders,
@@ -292,16 +321,17 @@ impl Extractor for MySqlExtractor {
         let watermark = resume_from("mysql", &self.source, from.as_ref())?;
         let mut conn = self.connection().await?;
         let Prepared {
+            source,
             sql,
             binds,
             decoders,
             schema,
-            ..
         } = self.prepare(&mut conn, watermark.as_ref()).await?;
         let args = text_args(&binds)?;
         let batch_rows = self.source.batch_rows;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Batch>>(2);
-        let mut emitter = Emitter::new(&self.source, watermark.as_ref(), tx);
+        // The prepared source: its cursor may have the table's primary key as its key.
+        let mut emitter = Emitter::new(&source, watermark.as_ref(), tx);
         let deadlines = self.deadlines();
         tokio::spawn(async move {
             let shape = Shape {

@@ -235,7 +235,25 @@ impl PostgresExtractor {
             fix(&mut c.column);
             c.key.iter_mut().for_each(fix);
         }
+        if let (true, From::Table(t)) = (source.wants_table_key(), &source.from) {
+            let key = Self::primary_key(conn, t).await?;
+            source = source.keyed_by_table(key, &names);
+        }
         Ok(source)
+    }
+
+    /// The primary key's columns of `table`, in key order (empty when it has none).
+    async fn primary_key(conn: &mut PgConnection, table: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT a.attname::text FROM pg_index i \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = to_regclass($1) AND i.indisprimary \
+             ORDER BY array_position(i.indkey::int2[], a.attnum)",
+        )
+        .bind(Dialect::Postgres.quote_ident(table))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| pg_err(e, "reading the table's primary key"))
     }
 
     pub(crate) async fn prepare(
@@ -398,16 +416,17 @@ impl Extractor for PostgresExtractor {
         let watermark = resume_from("postgres", &self.source, from.as_ref())?;
         let mut conn = self.connection().await?;
         let Prepared {
+            source,
             sql,
             binds,
             decoders,
             schema,
-            ..
         } = self.prepare(&mut conn, watermark.as_ref()).await?;
         let args = text_args(&binds)?;
         let batch_rows = self.source.batch_rows;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Batch>>(2);
-        let mut emitter = Emitter::new(&self.source, watermark.as_ref(), tx);
+        // The prepared source: its cursor may have the table's primary key as its key.
+        let mut emitter = Emitter::new(&source, watermark.as_ref(), tx);
         let deadlines = self.deadlines();
         tokio::spawn(async move {
             let result: Result<()> = async {

@@ -127,6 +127,8 @@ impl SqlSource {
 pub struct Cursor {
     pub(crate) column: String,
     pub(crate) key: Vec<String>,
+    /// `key` is the table's primary key, read from the catalog (the user named none).
+    pub(crate) key_from_table: bool,
     pub(crate) lag: Option<Duration>,
     pub(crate) initial: Option<CursorValue>,
 }
@@ -137,14 +139,20 @@ impl Cursor {
         Cursor {
             column: column.into(),
             key: Vec::new(),
+            key_from_table: false,
             lag: None,
             initial: None,
         }
     }
 
     /// Columns that identify a row (a primary key). Rows at the boundary value are
-    /// recognised by these; without them, by all columns (then two identical rows
-    /// with the same cursor value count as one).
+    /// recognised by these, and past [`KEYED_SEEN_LIMIT`] of them the checkpoint keeps a
+    /// keyset position, so its size does not grow with the rows at one value.
+    ///
+    /// Without this, a table source uses the table's primary key from the catalog. A
+    /// table with none, or a query, is read by all columns: identical rows are counted,
+    /// never merged, and past [`KEYLESS_SEEN_LIMIT`] rows at one value the extraction
+    /// stops with an error asking for a key.
     pub fn with_key<I: IntoIterator<Item = S>, S: Into<String>>(mut self, key: I) -> Self {
         self.key = key.into_iter().map(Into::into).collect();
         self
@@ -166,6 +174,36 @@ impl Cursor {
     /// The cursor column.
     pub fn column(&self) -> &str {
         &self.column
+    }
+
+    /// The key columns: the ones given to [`Cursor::with_key`], or, once an extraction
+    /// has read the catalog, the table's primary key.
+    pub fn key(&self) -> &[String] {
+        &self.key
+    }
+}
+
+impl SqlSource {
+    /// This source with `primary_key` as its cursor's key, when the cursor names none,
+    /// the source is a table, and every key column is among `columns` (the result's).
+    pub(crate) fn keyed_by_table(mut self, primary_key: Vec<String>, columns: &[String]) -> Self {
+        let selected = |k: &String| self.columns.is_empty() || self.columns.contains(k);
+        let usable = matches!(self.from, From::Table(_))
+            && !primary_key.is_empty()
+            && primary_key
+                .iter()
+                .all(|k| columns.contains(k) && selected(k));
+        if let Some(c) = self.cursor.as_mut().filter(|c| usable && c.key.is_empty()) {
+            c.key = primary_key;
+            c.key_from_table = true;
+        }
+        self
+    }
+
+    /// Whether an extraction should look up the table's primary key for the cursor.
+    pub(crate) fn wants_table_key(&self) -> bool {
+        matches!(self.from, From::Table(_))
+            && self.cursor.as_ref().is_some_and(|c| c.key.is_empty())
     }
 }
 
@@ -282,13 +320,20 @@ pub(crate) fn build_query_casts(
             // A keyset position: `(cursor, key) > (value, after)`, spelt out so that every
             // database can use an index on the cursor.
             (Some(v), Some(after)) => {
-                if after.len() != c.key.len() || c.key.is_empty() {
+                let saved = from.and_then(|w| w.key.as_ref());
+                if after.len() != c.key.len()
+                    || c.key.is_empty()
+                    || saved.is_some_and(|k| k != &c.key)
+                {
                     return Err(Error::config(
                         "sql",
                         format!(
-                            "the checkpoint's keyset position has {} key values, the cursor's key {} columns",
+                            "the checkpoint's keyset position is over {} ({} values), but the \
+                             cursor's key is {:?}: keep the key the checkpoint was made with",
+                            saved
+                                .map_or_else(|| "an unnamed key".to_string(), |k| format!("{k:?}")),
                             after.len(),
-                            c.key.len()
+                            c.key
                         ),
                     ));
                 }
@@ -645,10 +690,12 @@ impl Emitter {
         tx: tokio::sync::mpsc::Sender<Result<crate::Batch>>,
     ) -> Self {
         Emitter {
-            tracker: source
-                .cursor
-                .as_ref()
-                .map(|c| WatermarkTracker::new(&c.column, &c.key, from)),
+            tracker: source.cursor.as_ref().map(|c| {
+                // Before keys were read from the catalog, a cursor without a key
+                // fingerprinted all columns.
+                let legacy: &[String] = if c.key_from_table { &[] } else { &c.key };
+                WatermarkTracker::with_legacy_key(&c.column, &c.key, from, legacy)
+            }),
             tx,
         }
     }

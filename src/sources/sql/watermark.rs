@@ -16,8 +16,13 @@ pub const KEYLESS_SEEN_LIMIT: usize = 100_000;
 #[derive(Debug)]
 pub struct WatermarkTracker {
     column: String,
+    /// The columns that identify a row at a new cursor value (empty: all columns).
     key: Vec<String>,
     start: Option<CursorValue>,
+    /// The columns the saved watermark's fingerprints were taken over: the rows at
+    /// `start` are recognised (and any new ones listed) by these, so that a checkpoint
+    /// saved before the cursor had a key still reads right; a new value uses `key`.
+    start_key: Vec<String>,
     /// Rows already extracted at `start`, counted: two identical rows of a key-less
     /// table have one fingerprint, and each one seen skips exactly one row.
     skip: HashMap<String, usize>,
@@ -26,14 +31,33 @@ pub struct WatermarkTracker {
 
 impl WatermarkTracker {
     /// Track `column` (rows identified by `key`, or all columns when empty), starting
-    /// from `from`.
+    /// from `from`. A saved watermark that does not say which columns its fingerprints
+    /// are of is read as fingerprints of `key`.
     pub fn new(column: &str, key: &[String], from: Option<&Watermark>) -> Self {
+        Self::with_legacy_key(column, key, from, key)
+    }
+
+    /// Like [`WatermarkTracker::new`], reading a saved watermark that does not name its
+    /// columns as fingerprints of `legacy` (all columns when empty).
+    pub(crate) fn with_legacy_key(
+        column: &str,
+        key: &[String],
+        from: Option<&Watermark>,
+        legacy: &[String],
+    ) -> Self {
+        let start_key = from
+            .and_then(|w| w.key.clone())
+            .unwrap_or_else(|| legacy.to_vec());
         WatermarkTracker {
             column: column.to_string(),
             key: key.to_vec(),
             start: from.map(|w| w.cursor.clone()),
+            start_key: start_key.clone(),
             skip: from.map(|w| counts(&w.seen)).unwrap_or_default(),
-            current: from.cloned(),
+            current: from.cloned().map(|mut w| {
+                w.key = Some(start_key);
+                w
+            }),
         }
     }
 
@@ -66,6 +90,16 @@ impl WatermarkTracker {
         Ok(batch.column(idx))
     }
 
+    /// The columns a fingerprint is taken over: `key`, or every column when it is empty.
+    fn key_columns(batch: &RecordBatch, key: &[String]) -> Result<Vec<ArrayRef>> {
+        if key.is_empty() {
+            return Ok(batch.columns().to_vec());
+        }
+        key.iter()
+            .map(|k| Self::column_of(batch, k).cloned())
+            .collect()
+    }
+
     /// Filter one batch (in cursor order) and return it with the checkpoint after it.
     pub fn process(&mut self, batch: RecordBatch) -> Result<(RecordBatch, Option<Checkpoint>)> {
         let n = batch.num_rows();
@@ -82,30 +116,31 @@ impl WatermarkTracker {
                 w.cursor = w.cursor.coerce_like(first);
             }
         }
-        let key_cols: Vec<ArrayRef> = if self.key.is_empty() {
-            batch.columns().to_vec()
-        } else {
-            self.key
-                .iter()
-                .map(|k| Self::column_of(&batch, k).cloned())
-                .collect::<Result<_>>()?
-        };
         let last = values.last().cloned();
         // Fingerprints are needed only for rows at the starting value (to drop the ones
-        // already extracted) and at the batch's last value (to remember them).
-        let needs: Vec<bool> = values
+        // already extracted, over the saved watermark's columns) and at the batch's last
+        // value (to remember them, over the key).
+        let at_start: Vec<bool> = values
             .iter()
-            .map(|v| self.start.as_ref() == Some(v) || last.as_ref() == Some(v))
+            .map(|v| self.start.as_ref() == Some(v))
             .collect();
-        let prints: Vec<Option<String>> = if needs.iter().any(|b| *b) {
-            let all = row_fingerprints(&key_cols)?;
-            all.into_iter()
-                .zip(&needs)
-                .map(|(fp, need)| need.then(|| fingerprint_hex(fp)))
-                .collect()
-        } else {
-            vec![None; n]
-        };
+        let at_last: Vec<bool> = values
+            .iter()
+            .zip(&at_start)
+            .map(|(v, s)| !s && last.as_ref() == Some(v))
+            .collect();
+        let mut prints: Vec<Option<String>> = vec![None; n];
+        for (cols, wanted) in [(&self.start_key, &at_start), (&self.key, &at_last)] {
+            if !wanted.iter().any(|b| *b) {
+                continue;
+            }
+            let all = row_fingerprints(&Self::key_columns(&batch, cols)?)?;
+            for ((slot, fp), want) in prints.iter_mut().zip(all).zip(wanted) {
+                if *want {
+                    *slot = Some(fingerprint_hex(fp));
+                }
+            }
+        }
         let mut keep = Vec::with_capacity(n);
         for (v, fp) in values.iter().zip(&prints) {
             let already = self.start.as_ref() == Some(v)
@@ -130,10 +165,9 @@ impl WatermarkTracker {
                     }
                 }
                 _ => {
-                    self.current = Some(Watermark::with_seen(
-                        v.clone(),
-                        fp.iter().cloned().collect(),
-                    ));
+                    let mut w = Watermark::with_seen(v.clone(), fp.iter().cloned().collect());
+                    w.key = Some(self.key.clone());
+                    self.current = Some(w);
                 }
             }
         }
@@ -161,15 +195,17 @@ impl WatermarkTracker {
         if &w.cursor != last {
             return Ok(());
         }
-        if self.key.is_empty() {
+        let key = w.key.clone().unwrap_or_else(|| self.key.clone());
+        if key.is_empty() {
             if w.seen.len() > KEYLESS_SEEN_LIMIT {
                 return Err(Error::config(
                     "sql",
                     format!(
                         "more than {KEYLESS_SEEN_LIMIT} rows share the value {} of cursor column {}, \
-                         and the cursor has no key, so the checkpoint would have to list every \
-                         one of them: give the cursor the table's primary key \
-                         (Cursor::with_key) to keep a keyset position instead",
+                         and the cursor has no key (none given, and no primary key of the table \
+                         in the result), so the checkpoint would have to list every one of \
+                         them: give the cursor columns that identify a row (Cursor::with_key) \
+                         to keep a keyset position instead",
                         w.cursor, self.column
                     ),
                 ));
@@ -180,17 +216,17 @@ impl WatermarkTracker {
             return Ok(());
         }
         let row = batch.num_rows() - 1;
-        let mut key = Vec::with_capacity(self.key.len());
-        for k in &self.key {
+        let mut after = Vec::with_capacity(key.len());
+        for k in &key {
             let col = Self::column_of(batch, k)?;
             match cursor_value(col, row, k) {
-                Ok(v) => key.push(v),
+                Ok(v) => after.push(v),
                 // A key of a type with no typed bound (or NULL): keep the exact list.
                 Err(_) if w.after.is_none() => return Ok(()),
                 Err(e) => return Err(e),
             }
         }
-        w.after = Some(key);
+        w.after = Some(after);
         w.seen.clear();
         Ok(())
     }

@@ -1,6 +1,7 @@
 use super::types::{BatchBuilder, schema};
 use crate::sources::sql::{
-    BuiltQuery, Dialect, Emitter, SqlSource, build_query, channel_stream, lag_bound, resume_from,
+    BuiltQuery, Dialect, Emitter, From, SqlSource, build_query, channel_stream, lag_bound,
+    resume_from,
 };
 use crate::{Batch, BatchStream, Checkpoint, CursorValue, Error, Extractor, Result};
 use async_trait::async_trait;
@@ -29,6 +30,38 @@ impl SqliteExtractor {
         let pool = SqlitePool::connect_lazy(url)
             .map_err(|e| Error::config("sqlite", format!("invalid URL {url:?}: {e}")))?;
         Ok(Self::new(pool, source))
+    }
+}
+
+impl SqliteExtractor {
+    /// The source, its cursor keyed by the table's primary key when it names no key.
+    async fn keyed_source(&self) -> Result<SqlSource> {
+        let source = self.source.clone();
+        let From::Table(table) = &source.from else {
+            return Ok(source);
+        };
+        if !source.wants_table_key() {
+            return Ok(source);
+        }
+        let (schema, name) = match table.split_once('.') {
+            Some((s, t)) => (s, t),
+            None => ("main", table.as_str()),
+        };
+        let info: Vec<(String, i64)> =
+            sqlx::query_as("SELECT name, pk FROM pragma_table_info(?1, ?2) ORDER BY cid")
+                .bind(name)
+                .bind(schema)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| sqlx_error(e, "reading the table's primary key"))?;
+        let mut key: Vec<(i64, String)> = info
+            .iter()
+            .filter(|(_, pk)| *pk > 0)
+            .map(|(n, pk)| (*pk, n.clone()))
+            .collect();
+        key.sort();
+        let names: Vec<String> = info.into_iter().map(|(n, _)| n).collect();
+        Ok(source.keyed_by_table(key.into_iter().map(|(_, n)| n).collect(), &names))
     }
 }
 
@@ -75,10 +108,11 @@ impl Extractor for SqliteExtractor {
 
     async fn plan(&self, from: &crate::Resume) -> Result<Option<crate::Plan>> {
         let watermark = resume_from("sqlite", &self.source, from.checkpoint.as_ref())?;
-        let upper = lag_bound(&self.source)
+        let source = self.keyed_source().await?;
+        let upper = lag_bound(&source)
             .map(|t| CursorValue::Text(t.format("%Y-%m-%d %H:%M:%S").to_string()));
         let BuiltQuery { sql, binds } =
-            build_query(&self.source, Dialect::Sqlite, watermark.as_ref(), upper)?;
+            build_query(&source, Dialect::Sqlite, watermark.as_ref(), upper)?;
         // Embedded, so the count is exact and cheap enough for a dry run.
         let count: i64 =
             sqlx::query_scalar_with(&format!("SELECT COUNT(*) FROM ({sql})"), arguments(&binds)?)
@@ -94,10 +128,11 @@ impl Extractor for SqliteExtractor {
 
     async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
         let watermark = resume_from("sqlite", &self.source, from.as_ref())?;
-        let upper = lag_bound(&self.source)
+        let source = self.keyed_source().await?;
+        let upper = lag_bound(&source)
             .map(|t| CursorValue::Text(t.format("%Y-%m-%d %H:%M:%S").to_string()));
         let BuiltQuery { sql, binds } =
-            build_query(&self.source, Dialect::Sqlite, watermark.as_ref(), upper)?;
+            build_query(&source, Dialect::Sqlite, watermark.as_ref(), upper)?;
         // Errors knowable up front (missing table or column, bad SQL) come from here,
         // before the stream starts.
         let described = self
@@ -110,7 +145,7 @@ impl Extractor for SqliteExtractor {
         let batch_rows = self.source.batch_rows;
         let pool = self.pool.clone();
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Batch>>(2);
-        let mut emitter = Emitter::new(&self.source, watermark.as_ref(), tx);
+        let mut emitter = Emitter::new(&source, watermark.as_ref(), tx);
         tokio::spawn(async move {
             let result: Result<()> = async {
                 let mut conn = pool
