@@ -1,7 +1,7 @@
 use super::types::{ColumnInfo, Dec};
 use crate::sources::sql::{
     BuiltQuery, Deadlines, Dialect, Emitter, From, SqlSource, Timeouts, build_query,
-    channel_stream, lag_bound, resume_from, sqlx_error,
+    channel_stream, lag_bound, resume_from, schema_and_table, sqlx_error,
 };
 use crate::{Batch, BatchStream, Checkpoint, CursorValue, Error, Extractor, Result};
 use arrow_array::builder::{ArrayBuilder, make_builder};
@@ -136,18 +136,15 @@ impl MySqlExtractor {
         let From::Table(table) = &source.from else {
             return HashMap::new();
         };
-        let (schema, name) = match table.split_once('.') {
-            Some((s, t)) => (Some(s.to_string()), t.to_string()),
-            None => (None, table.clone()),
-        };
+        let (schema, name) = schema_and_table(table);
         let mut out = HashMap::new();
         use super::types::{json_valid_column, text};
         let rows = sqlx::query(
             "SELECT COLUMN_NAME, CAST(NUMERIC_PRECISION AS CHAR), CAST(NUMERIC_SCALE AS CHAR), DATA_TYPE \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
         )
-        .bind(schema.clone())
-        .bind(&name)
+        .bind(schema)
+        .bind(name)
         .fetch_all(&mut *conn)
         .await
         .unwrap_or_default();
@@ -169,7 +166,7 @@ impl MySqlExtractor {
              WHERE CONSTRAINT_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
         )
         .bind(schema)
-        .bind(&name)
+        .bind(name)
         .fetch_all(&mut *conn)
         .await
         .unwrap_or_default();
@@ -185,10 +182,7 @@ impl MySqlExtractor {
     /// The primary key's columns of `table` (`schema.table` or the connection's
     /// database), in key order; empty when it has none.
     async fn primary_key(conn: &mut MySqlConnection, table: &str) -> Result<Vec<String>> {
-        let (schema, name) = match table.split_once('.') {
-            Some((s, t)) => (Some(s), t),
-            None => (None, table),
-        };
+        let (schema, name) = schema_and_table(table);
         let rows = sqlx::query(
             "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
              WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
@@ -218,7 +212,7 @@ impl MySqlExtractor {
         let info = Self::table_info(conn, &self.source).await;
         let columns = described.columns();
         let mut source = self.source.clone();
-        if let (true, From::Table(t)) = (source.wants_table_key(), &source.from) {
+        if let Some(t) = source.table_needing_key() {
             let key = Self::primary_key(conn, t).await?;
             let names: Vec<String> = columns.iter().map(|c| c.name().to_string()).collect();
             source = source.keyed_by_table(key, &names);

@@ -235,7 +235,7 @@ impl PostgresExtractor {
             fix(&mut c.column);
             c.key.iter_mut().for_each(fix);
         }
-        if let (true, From::Table(t)) = (source.wants_table_key(), &source.from) {
+        if let Some(t) = source.table_needing_key() {
             let key = Self::primary_key(conn, t).await?;
             source = source.keyed_by_table(key, &names);
         }

@@ -188,22 +188,33 @@ impl SqlSource {
     /// the source is a table, and every key column is among `columns` (the result's).
     pub(crate) fn keyed_by_table(mut self, primary_key: Vec<String>, columns: &[String]) -> Self {
         let selected = |k: &String| self.columns.is_empty() || self.columns.contains(k);
-        let usable = matches!(self.from, From::Table(_))
+        let usable = self.table_needing_key().is_some()
             && !primary_key.is_empty()
             && primary_key
                 .iter()
                 .all(|k| columns.contains(k) && selected(k));
-        if let Some(c) = self.cursor.as_mut().filter(|c| usable && c.key.is_empty()) {
+        if let Some(c) = self.cursor.as_mut().filter(|_| usable) {
             c.key = primary_key;
             c.key_from_table = true;
         }
         self
     }
 
-    /// Whether an extraction should look up the table's primary key for the cursor.
-    pub(crate) fn wants_table_key(&self) -> bool {
-        matches!(self.from, From::Table(_))
-            && self.cursor.as_ref().is_some_and(|c| c.key.is_empty())
+    /// The table whose primary key an extraction should look up for the cursor: a table
+    /// source whose cursor names no key.
+    pub(crate) fn table_needing_key(&self) -> Option<&str> {
+        match (&self.from, &self.cursor) {
+            (From::Table(t), Some(c)) if c.key.is_empty() => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// `schema.table` split into its schema, if any, and the table.
+pub(crate) fn schema_and_table(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('.') {
+        Some((schema, table)) => (Some(schema), table),
+        None => (None, name),
     }
 }
 

@@ -1,7 +1,7 @@
 use super::types::{BatchBuilder, schema};
 use crate::sources::sql::{
-    BuiltQuery, Dialect, Emitter, From, SqlSource, build_query, channel_stream, lag_bound,
-    resume_from,
+    BuiltQuery, Dialect, Emitter, SqlSource, build_query, channel_stream, lag_bound, resume_from,
+    schema_and_table,
 };
 use crate::{Batch, BatchStream, Checkpoint, CursorValue, Error, Extractor, Result};
 use async_trait::async_trait;
@@ -37,31 +37,25 @@ impl SqliteExtractor {
     /// The source, its cursor keyed by the table's primary key when it names no key.
     async fn keyed_source(&self) -> Result<SqlSource> {
         let source = self.source.clone();
-        let From::Table(table) = &source.from else {
+        let Some(table) = source.table_needing_key() else {
             return Ok(source);
         };
-        if !source.wants_table_key() {
-            return Ok(source);
-        }
-        let (schema, name) = match table.split_once('.') {
-            Some((s, t)) => (s, t),
-            None => ("main", table.as_str()),
-        };
+        let (schema, name) = schema_and_table(table);
+        // `pk` is the column's place in the primary key, 0 for the other columns.
         let info: Vec<(String, i64)> =
-            sqlx::query_as("SELECT name, pk FROM pragma_table_info(?1, ?2) ORDER BY cid")
+            sqlx::query_as("SELECT name, pk FROM pragma_table_info(?1, ?2) ORDER BY pk")
                 .bind(name)
-                .bind(schema)
+                .bind(schema.unwrap_or("main"))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| sqlx_error(e, "reading the table's primary key"))?;
-        let mut key: Vec<(i64, String)> = info
+        let key = info
             .iter()
             .filter(|(_, pk)| *pk > 0)
-            .map(|(n, pk)| (*pk, n.clone()))
+            .map(|(n, _)| n.clone())
             .collect();
-        key.sort();
         let names: Vec<String> = info.into_iter().map(|(n, _)| n).collect();
-        Ok(source.keyed_by_table(key.into_iter().map(|(_, n)| n).collect(), &names))
+        Ok(source.keyed_by_table(key, &names))
     }
 }
 
