@@ -589,9 +589,11 @@ async fn a_composite_key_keeps_a_keyset_position_past_the_limit() {
     .await
     .unwrap();
     let second = p.run().await.into_result().unwrap();
-    let mut got =
-        String::from_utf8(sink.read(&second.objects[0].key).await.unwrap().to_vec()).unwrap();
-    got = got.lines().collect::<Vec<_>>().join(";");
+    let got = common::read_text(&sink, &second.objects[0].key)
+        .await
+        .lines()
+        .collect::<Vec<_>>()
+        .join(";");
     assert_eq!(
         got,
         "249|k99|2020-01-01 00:00:00;250|k0|2020-01-01 00:00:00"
@@ -643,8 +645,7 @@ async fn a_cursor_without_a_key_reads_the_primary_key_from_the_catalog() {
     .await
     .unwrap();
     let second = p.run().await.into_result().unwrap();
-    let text =
-        String::from_utf8(sink.read(&second.objects[0].key).await.unwrap().to_vec()).unwrap();
+    let text = common::read_text(&sink, &second.objects[0].key).await;
     let notes: Vec<&str> = text.lines().map(|l| l.split('|').next().unwrap()).collect();
     assert_eq!(notes, vec!["late", "next"], "{text}");
     assert_eq!(p.run().await.into_result().unwrap().rows, 0);

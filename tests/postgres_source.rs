@@ -994,8 +994,7 @@ async fn a_cursor_without_a_key_reads_the_primary_key_from_the_catalog() {
     .await
     .unwrap();
     let second = p.run().await.into_result().unwrap();
-    let text =
-        String::from_utf8(sink.read(&second.objects[0].key).await.unwrap().to_vec()).unwrap();
+    let text = common::read_text(&sink, &second.objects[0].key).await;
     let ids: Vec<&str> = text.lines().map(|l| l.split('|').next().unwrap()).collect();
     assert_eq!(ids, vec!["5001", "1"], "{text}");
     assert_eq!(p.run().await.into_result().unwrap().rows, 0);

@@ -237,20 +237,7 @@ async fn resuming_from_a_mid_boundary_checkpoint_skips_only_seen_rows() {
         panic!()
     };
     assert_eq!(w2.seen.len(), 3, "rows 2, 3 and 4 seen at :02");
-    let ids = |batches: Vec<Batch>| -> Vec<i64> {
-        batches
-            .iter()
-            .flat_map(|b| {
-                b.records
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<arrow_array::Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect()
-    };
+    let ids = |batches: Vec<Batch>| common::first_column_i64(&batches);
     // Resuming after the first batch re-reads :02 but skips only row 2.
     assert_eq!(
         ids(model::collect(ex.extract(Some(cp1)).await.unwrap())
@@ -699,9 +686,8 @@ async fn a_checkpoint_saved_before_keys_were_read_from_the_catalog_still_resumes
     // a group of rows at one value, is read that way; rows at later values use the key.
     let pool = orders_with_primary_key().await;
     let t = "2020-01-01 00:00:02";
-    for id in 1..=5 {
-        insert(&pool, &[(id, "same", t)]).await;
-    }
+    let group: Vec<_> = (1..=5).map(|id| (id, "same", t)).collect();
+    insert(&pool, &group).await;
     insert(&pool, &[(6, "after", "2020-01-01 00:00:03")]).await;
     // A query source has no primary key: its checkpoint lists all-column fingerprints,
     // as every key-less checkpoint did.

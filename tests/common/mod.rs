@@ -321,3 +321,8 @@ pub fn first_column_i64(batches: &[tributary::Batch]) -> Vec<i64> {
         })
         .collect()
 }
+
+/// The text of the object at `key`.
+pub async fn read_text(sink: &tributary::stores::ObjectSink, key: &str) -> String {
+    String::from_utf8(sink.read(key).await.unwrap().to_vec()).expect("UTF-8 text")
+}
