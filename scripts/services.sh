@@ -107,7 +107,13 @@ CONF
 }
 
 # ------------------------------------------------------------------ MariaDB
-my_alive() { [[ -f $RUN/mariadb.pid ]] && kill -0 "$(cat "$RUN/mariadb.pid")" 2>/dev/null; }
+# A server that has just exited can linger as a zombie until init reaps it; kill -0 would
+# still call it alive, and a restart would wait on a server that never comes back.
+my_alive() {
+  local pid
+  [[ -f $RUN/mariadb.pid ]] && pid=$(cat "$RUN/mariadb.pid") || return 1
+  [[ $(ps -o stat= -p "$pid" 2>/dev/null) != Z* ]] && kill -0 "$pid" 2>/dev/null
+}
 my_root() { mariadb --socket="$RUN/mariadb.sock" -uroot "$@"; }
 start_mariadb() {
   need_pkg mariadbd mariadb-server

@@ -120,7 +120,16 @@ async fn a_server_restart_is_retried_without_loss(url: &str, conn: &mut MySqlCon
     wait(100).await;
     // Stop the server and start it again.
     let _ = conn.execute("SHUTDOWN").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // mariadbd removes its pid file when its shutdown is complete: a new server started
+    // before that finds the datadir still locked (a fixed 2 s wait once was too short).
+    let home = std::env::var("TRIBUTARY_SERVICES_HOME")
+        .unwrap_or_else(|_| "/var/tmp/tributary-services".into());
+    let pid_file = std::path::Path::new(&home).join("run/mariadbd.pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while pid_file.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services.sh");
     let st = std::process::Command::new("bash")
         .args([script, "start-mariadb"])
