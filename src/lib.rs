@@ -106,8 +106,9 @@ pub use pipeline::{
     PipelineOptions, Progress, RunLog, RunReport, stop_on_signals,
 };
 pub use traits::{
-    Acker, BatchSink, BatchTarget, BatchValidator, BatchWriter, Extraction, Extractor, NoAck,
-    ObjectTarget, Plan, Receipt, Resume, Severity, Sink, SinkWriter, ValidationOutcome, Validator,
+    Acker, BatchSink, BatchTarget, BatchValidator, BatchWriter, Extraction, Extractor, Leftover,
+    NoAck, ObjectTarget, Plan, Receipt, Resume, Severity, Sink, SinkCapabilities, SinkWriter,
+    ValidationOutcome, Validator,
 };
 pub use util::{Secret, redact_url};
 

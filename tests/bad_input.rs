@@ -129,7 +129,7 @@ async fn run_into(
         .load("bad")
         .await
         .unwrap()
-        .map(|v| v.value.checkpoint);
+        .and_then(|v| v.value.checkpoint);
     (report, state, wh.run_history(None, 10).await.unwrap())
 }
 

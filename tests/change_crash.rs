@@ -155,7 +155,7 @@ async fn saved(sink: &ObjectSink) -> u64 {
         .unwrap()
     {
         Some(v) => match v.value.checkpoint {
-            Checkpoint::Lsn { lsn } => lsn,
+            Some(Checkpoint::Lsn { lsn }) => lsn,
             other => panic!("{other:?}"),
         },
         None => 0,

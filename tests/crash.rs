@@ -232,12 +232,10 @@ async fn a_local_state_store_refuses_a_second_save_of_one_version_and_stages_out
     let sink = ObjectSink::local(dir.path()).unwrap();
     let state = ObjectStateStore::new(sink.clone(), "_state");
     let s = tributary::stores::PipelineState {
-        checkpoint: Checkpoint::Lsn { lsn: 1 },
+        checkpoint: Some(Checkpoint::Lsn { lsn: 1 }),
         run_id: "r".into(),
-        next_part: 0,
         updated_at: chrono::Utc::now(),
-        schemas: Default::default(),
-        epochs: 0,
+        ..Default::default()
     };
     let v1 = state.save("p", None, &s).await.unwrap();
     let again = state.save("p", None, &s).await;
@@ -253,4 +251,92 @@ async fn a_local_state_store_refuses_a_second_save_of_one_version_and_stages_out
         .unwrap();
     assert_eq!(&sink.read("x/y.json").await.unwrap()[..], b"[]");
     assert!(sink.list_staged().await.unwrap().is_empty());
+}
+
+/// What a killed run left between committing an object and saving the checkpoint that
+/// covers it (the state's leftover: the object, and the manifest already listing it) is
+/// removed by the next run before it reads: the object goes, the manifest no longer
+/// lists it (nor its rows and bytes), and its rows land once, in the new run's object.
+#[tokio::test]
+async fn the_next_run_removes_what_a_killed_run_committed_past_its_checkpoint() {
+    let sink = ObjectSink::memory();
+    let state = ObjectStateStore::new(sink.clone(), "_state");
+    let numbers = |n: i64| {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let rb = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..n))])
+            .unwrap();
+        sources::MemoryExtractor::new(
+            "crash",
+            "numbers",
+            vec![Batch::new(rb).with_checkpoint(Checkpoint::Lsn { lsn: 1 })],
+        )
+    };
+    let run = |run_id: &str| {
+        Pipeline::builder("leftover")
+            .extractor(numbers(3))
+            .sink(sink.clone())
+            .state(state.clone())
+            .options(PipelineOptions::new().with_run_id(run_id))
+            .build()
+            .unwrap()
+    };
+    // The killed run's traces, as its intent described them: an object holding the
+    // rows, a manifest that lists it beside an earlier object, and the state's record.
+    let dead = "crash/numbers/dt=2026-01-01/dead-00001.csv";
+    let kept = "crash/numbers/dt=2026-01-01/dead-00000.csv";
+    let manifest = "crash/numbers/dt=2026-01-01/dead.manifest.json";
+    sink.put(dead, bytes::Bytes::from_static(b"0\n1\n2\n"))
+        .await
+        .unwrap();
+    sink.put(kept, bytes::Bytes::from_static(b"9\n"))
+        .await
+        .unwrap();
+    let listed = serde_json::json!({
+        "run_id": "dead", "outcome": "running", "rows": 4, "bytes": 8,
+        "objects": [
+            {"key": kept, "rows": 1, "bytes": 2, "sha256": "", "table": "numbers"},
+            {"key": dead, "rows": 3, "bytes": 6, "sha256": "", "table": "numbers"},
+        ],
+    });
+    sink.put(manifest, serde_json::to_vec(&listed).unwrap().into())
+        .await
+        .unwrap();
+    let left = stores::PipelineState {
+        run_id: "dead".into(),
+        next_part: 2,
+        leftover: Leftover::new(vec![dead.into()], Some(manifest.into())),
+        ..Default::default()
+    };
+    state.save("leftover", None, &left).await.unwrap();
+
+    let report = run("next").run().await.into_result().unwrap();
+    assert_eq!(report.rows, 3);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("removed 1 object(s) that run dead committed")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(matches!(sink.read(dead).await, Err(Error::NotFound { .. })));
+    let m: serde_json::Value = serde_json::from_slice(&sink.read(manifest).await.unwrap()).unwrap();
+    assert_eq!(m["objects"].as_array().unwrap().len(), 1);
+    assert_eq!(m["objects"][0]["key"], kept);
+    assert_eq!(
+        (m["rows"].as_u64(), m["bytes"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let saved = state.load("leftover").await.unwrap().unwrap().value;
+    assert!(saved.leftover.is_empty());
+    assert_eq!(saved.checkpoint, Some(Checkpoint::Lsn { lsn: 1 }));
+    // Every data object is listed by some manifest, and the rows are there once.
+    let mut data = vec![];
+    for k in sink.list("").await.unwrap() {
+        if k.ends_with(".csv") {
+            data.push(String::from_utf8(sink.read(&k).await.unwrap().to_vec()).unwrap());
+        }
+    }
+    data.sort();
+    assert_eq!(data, ["0\n1\n2\n", "9\n"]);
 }

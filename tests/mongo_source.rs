@@ -175,7 +175,7 @@ async fn incremental_by_object_id() {
         .unwrap()
         .unwrap();
     assert!(
-        matches!(&saved.value.checkpoint, Checkpoint::Watermark(w) if w.cursor == CursorValue::ObjectId(ids[4].to_hex())),
+        matches!(&saved.value.checkpoint, Some(Checkpoint::Watermark(w)) if w.cursor == CursorValue::ObjectId(ids[4].to_hex())),
         "{saved:?}"
     );
     let newer = ObjectId::new();

@@ -164,18 +164,18 @@ async fn a_lost_position_is_an_error_naming_it_or_a_new_snapshot_when_asked() {
     };
     let _ = run(config.clone()).run().await.into_result().unwrap();
     let saved = state.load("orders-cdc").await.unwrap().unwrap();
-    let Checkpoint::Binlog { server, gtid, .. } = saved.value.checkpoint.clone() else {
+    let Some(Checkpoint::Binlog { server, gtid, .. }) = saved.value.checkpoint.clone() else {
         panic!()
     };
 
     // A purged file.
     let mut gone = saved.value.clone();
-    gone.checkpoint = Checkpoint::Binlog {
+    gone.checkpoint = Some(Checkpoint::Binlog {
         file: "binlog.999999".into(),
         pos: 1234,
         gtid: gtid.clone(),
         server: server.clone(),
-    };
+    });
     state
         .save("orders-cdc", Some(saved.version), &gone)
         .await
@@ -191,12 +191,12 @@ async fn a_lost_position_is_an_error_naming_it_or_a_new_snapshot_when_asked() {
     // An unknown GTID, resuming by GTID.
     let saved = state.load("orders-cdc").await.unwrap().unwrap();
     let mut unknown = saved.value.clone();
-    unknown.checkpoint = Checkpoint::Binlog {
+    unknown.checkpoint = Some(Checkpoint::Binlog {
         file: "binlog.999999".into(),
         pos: 4,
         gtid: Some("0-1-999999999".into()),
         server: server.clone(),
-    };
+    });
     state
         .save("orders-cdc", Some(saved.version), &unknown)
         .await
@@ -212,12 +212,12 @@ async fn a_lost_position_is_an_error_naming_it_or_a_new_snapshot_when_asked() {
     // A checkpoint of another server.
     let saved = state.load("orders-cdc").await.unwrap().unwrap();
     let mut other = saved.value.clone();
-    other.checkpoint = Checkpoint::Binlog {
+    other.checkpoint = Some(Checkpoint::Binlog {
         file: "binlog.000001".into(),
         pos: 4,
         gtid,
         server: Some("mariadb:server_id=77".into()),
-    };
+    });
     state
         .save("orders-cdc", Some(saved.version), &other)
         .await

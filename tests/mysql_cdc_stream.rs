@@ -293,7 +293,7 @@ async fn an_idle_stream_still_moves_its_checkpoint_past_other_tables_work() {
     while std::time::Instant::now() < deadline && !reached {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if let Ok(Some(v)) = tributary::stores::StateStore::load(&state, "idle").await
-            && let Checkpoint::Binlog { file, pos, .. } = &v.value.checkpoint
+            && let Some(Checkpoint::Binlog { file, pos, .. }) = &v.value.checkpoint
         {
             reached = (file.as_str(), *pos) >= (target.0.as_str(), target.1);
         }

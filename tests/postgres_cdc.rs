@@ -370,7 +370,7 @@ async fn through_the_pipeline_the_slot_moves_only_to_saved_checkpoints() {
     // The slot's lag after the acknowledgement is in the report.
     assert!(r2.source_lag_bytes.is_some(), "{:?}", r2.source_lag_bytes);
     let saved = state.load("wal").await.unwrap().unwrap().value.checkpoint;
-    let Checkpoint::Lsn { lsn } = saved else {
+    let Some(Checkpoint::Lsn { lsn }) = saved else {
         panic!("{saved:?}")
     };
     // The run acknowledged its saved checkpoint: the slot is exactly there, so it holds no

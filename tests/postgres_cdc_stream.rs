@@ -9,7 +9,7 @@ use common::wal::{cleanup, confirmed, connect, drain, exec, last_checkpoint, nam
 use futures::StreamExt;
 use std::time::Duration;
 use tributary::sources::postgres_cdc::{PostgresCdcConfig, PostgresCdcExtractor, SnapshotMode};
-use tributary::stores::{ObjectSink, ObjectStateStore};
+use tributary::stores::{ObjectSink, ObjectStateStore, StateStore};
 use tributary::*;
 
 #[tokio::test]
@@ -217,9 +217,8 @@ async fn a_graceful_stop_commits_the_transaction_in_progress() {
 }
 
 async fn state_checkpoint(state: &ObjectStateStore) -> u64 {
-    use tributary::stores::StateStore;
     match state.load("stop").await.unwrap().unwrap().value.checkpoint {
-        Checkpoint::Lsn { lsn } => lsn,
+        Some(Checkpoint::Lsn { lsn }) => lsn,
         other => panic!("{other:?}"),
     }
 }
@@ -282,4 +281,107 @@ async fn slot_active(conn: &mut sqlx::PgConnection, slot: &str) -> bool {
         .await
         .unwrap()
         .unwrap_or(false)
+}
+
+/// Batch checks on a three-table change stream: each sees only its table's rows and no
+/// position-only batch (a check of one table's column used to fail on every other table's
+/// batch, and on the first batch that carried only a position).
+#[tokio::test]
+async fn validators_on_a_three_table_change_stream_see_only_their_tables_rows() {
+    use tributary::validate::{NotNull, Unique};
+    let Some((url, mut conn)) = connect().await else {
+        return;
+    };
+    let t = name("pgcdc_valid");
+    let (a, b, c, other) = (
+        format!("{t}_a"),
+        format!("{t}_b"),
+        format!("{t}_c"),
+        format!("{t}_other"),
+    );
+    exec(
+        &mut conn,
+        &format!(
+            "CREATE TABLE {a} (id int PRIMARY KEY, name text);\n\
+             CREATE TABLE {b} (id int PRIMARY KEY, code text);\n\
+             CREATE TABLE {c} (id int PRIMARY KEY, note text);\n\
+             CREATE TABLE {other} (id int PRIMARY KEY);\n\
+             INSERT INTO {a} VALUES (1, 'one'), (2, 'two');\n\
+             INSERT INTO {b} VALUES (1, 'x'), (2, NULL);\n\
+             INSERT INTO {c} VALUES (1, NULL), (2, 'n')"
+        ),
+    )
+    .await;
+    let sink = ObjectSink::memory();
+    let state = ObjectStateStore::new(sink.clone(), "_state");
+    let pipeline = |slot: &str, halt_on_c: bool| {
+        let mut p = Pipeline::builder("valid")
+            .extractor(reader(&url, slot, &[&a, &b, &c], |c| c))
+            .sink(sink.clone())
+            .state(state.clone())
+            // `name` is a column of table a only, and ids repeat across the tables.
+            .validator(NotNull::new(["name"]).with_tables([a.as_str()]))
+            .validator(Unique::new(["id"]).with_tables([format!("public.{b}")]))
+            .validator(NotNull::new(["id"]));
+        if halt_on_c {
+            p = p.validator(NotNull::new(["note"]).with_tables([c.as_str()]));
+        }
+        p.options(PipelineOptions::new().with_commit_interval(Duration::from_secs(60)))
+            .build()
+            .unwrap()
+    };
+    // The snapshot, then changes of all three tables and of one outside the stream (a
+    // transaction that moves the position with no row of ours).
+    let first = pipeline(&t, false).run().await.into_result().unwrap();
+    assert_eq!(first.rows, 6);
+    exec(
+        &mut conn,
+        &format!(
+            "INSERT INTO {other} VALUES (1);\n\
+             BEGIN;\n\
+             INSERT INTO {a} VALUES (3, 'three');\n\
+             INSERT INTO {b} VALUES (3, 'z');\n\
+             INSERT INTO {c} VALUES (3, NULL);\n\
+             COMMIT;\n\
+             INSERT INTO {other} VALUES (2)"
+        ),
+    )
+    .await;
+    let second = pipeline(&t, false).run().await.into_result().unwrap();
+    assert_eq!(second.rows, 3);
+    let names: Vec<(&str, bool)> = second
+        .validations
+        .iter()
+        .map(|v| (v.name.as_str(), v.passed))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("not_null(id)", true),
+            ("not_null(name)", true),
+            ("unique(id)", true)
+        ]
+    );
+    // A halting check scoped to table c stops a run that reads c's NULL notes, and says
+    // whose rows failed.
+    let slot2 = format!("{t}_2");
+    state.delete("valid").await.unwrap();
+    let err = pipeline(&slot2, true)
+        .run()
+        .await
+        .into_result()
+        .unwrap_err();
+    match &err {
+        Error::Validation { name, message } => {
+            assert_eq!(name, "not_null(note)");
+            assert_eq!(
+                message,
+                &format!("table public.{c}: column note has 2 NULL value(s)")
+            );
+        }
+        other => panic!("{other}"),
+    }
+    cleanup(&mut conn, &t).await;
+    cleanup(&mut conn, &slot2).await;
+    exec(&mut conn, &format!("DROP TABLE {a}, {b}, {c}, {other}")).await;
 }

@@ -9,12 +9,11 @@ use tributary::*;
 
 fn state(n: u64) -> PipelineState {
     PipelineState {
-        checkpoint: Checkpoint::Lsn { lsn: n },
+        checkpoint: Some(Checkpoint::Lsn { lsn: n }),
         run_id: "r".into(),
         next_part: 3,
         updated_at: chrono::Utc::now(),
-        schemas: Default::default(),
-        epochs: 0,
+        ..Default::default()
     }
 }
 
@@ -36,7 +35,7 @@ async fn exercise(wh: Warehouse) {
     let loaded = st.load(&pipeline).await.unwrap().unwrap();
     assert_eq!(
         (loaded.version, loaded.value.checkpoint),
-        (v2, Checkpoint::Lsn { lsn: 2 })
+        (v2, Some(Checkpoint::Lsn { lsn: 2 }))
     );
     assert_eq!(loaded.value.next_part, 3);
     // Delete: gone, and a new state starts again from version 1.

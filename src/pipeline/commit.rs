@@ -5,7 +5,7 @@ use super::part::OpenPart;
 use super::run::{Attempt, RunState, Slot};
 use super::{OnSchemaChange, Outcome, Pipeline, Progress, RunReport};
 use crate::stores::PipelineState;
-use crate::{BatchTarget, Checkpoint, Error, ObjectReport, Result};
+use crate::{BatchTarget, Checkpoint, Error, Leftover, ObjectReport, Result};
 use arrow_schema::SchemaRef;
 use chrono::{DateTime, Utc};
 use std::time::Instant;
@@ -29,11 +29,11 @@ impl Pipeline {
 
     /// Save the pending checkpoint if it moved, then acknowledge it to the source. Called
     /// only right after a commit with no other part open, so every batch up to it is in
-    /// a committed object. The order is what makes a crash at any step safe: objects
-    /// committed → a manifest listing all of them → checkpoint → acknowledgement. A kill
-    /// before the checkpoint only repeats rows on the next run; a kill after it leaves no
-    /// committed object that no manifest names; the source never forgets what is not
-    /// saved.
+    /// a committed object. The order (intent → objects → manifest → checkpoint →
+    /// acknowledgement, see the module docs) is what makes a crash at any step safe: a
+    /// kill before the checkpoint leaves an intent, and the next run removes the objects
+    /// it names before reading their rows again; a kill after it leaves every object in
+    /// a manifest; the source never forgets what is not saved.
     pub(super) async fn save_checkpoint(&self, run: &mut RunState, a: &mut Attempt) -> Result<()> {
         self.finish_inflight(run, a).await?;
         let Some(cp) = a.pending.clone() else {
@@ -57,7 +57,8 @@ impl Pipeline {
         }
         if let Some(state) = &self.state {
             let value = PipelineState {
-                checkpoint: cp.clone(),
+                checkpoint: Some(cp.clone()),
+                leftover: Leftover::default(),
                 run_id: run.run_id.clone(),
                 next_part: a.next_part,
                 // The epoch manifest written just below is this save's.
@@ -72,6 +73,8 @@ impl Pipeline {
             super::run::readable(&value)?;
             self.write_running_manifest(run, &cp).await?;
             a.version = Some(state.save(&self.name, a.version, &value).await?);
+            a.saved_state = Some(value);
+            a.leftover = Leftover::default();
             tracing::debug!(pipeline = %self.name, checkpoint = ?cp, "checkpoint saved");
             let time = source_time.or_else(|| watermark_time(&cp));
             let lag = time.map(|t| (Utc::now() - t).as_seconds_f64().max(0.0));
@@ -101,19 +104,158 @@ impl Pipeline {
     /// stream writes the next epoch manifest with the objects since the last one and
     /// forgets them, so neither the write nor the memory grows with the run's age.
     async fn write_running_manifest(&self, run: &mut RunState, cp: &Checkpoint) -> Result<()> {
-        let streaming = !self.extractor.bounded();
-        let mut snapshot = self.report(run.clone(), 1, Instant::now(), Ok(()));
-        snapshot.outcome = Outcome::Running;
+        let mut snapshot = self.step_report(run);
         snapshot.checkpoint_to = Some(cp.clone());
-        if streaming {
-            snapshot.epoch = Some(run.epochs + 1);
-        }
         self.write_manifest(&mut snapshot).await?;
-        if streaming {
+        if snapshot.epoch.is_some() {
             run.epochs += 1;
             run.objects.clear();
         }
         Ok(())
+    }
+
+    /// The manifest of the next checkpoint save, as far as it is known now: outcome
+    /// `running`, every object so far; for an unbounded stream, the next epoch's.
+    fn step_report(&self, run: &RunState) -> RunReport {
+        let mut report = self.report(run.clone(), 1, Instant::now(), Ok(()));
+        report.outcome = Outcome::Running;
+        if !self.extractor.bounded() {
+            report.epoch = Some(run.epochs + 1);
+        }
+        report
+    }
+
+    /// Before committing objects `ids`: save, beside the last saved checkpoint, that
+    /// they (and any committed since that checkpoint) may be committed without it, and
+    /// in which manifest they will be listed. A run that stops before the checkpoint
+    /// covering them is saved thus leaves a record of them, and the run that resumes
+    /// removes them ([`Pipeline::recover`]) instead of landing their rows a second time.
+    /// Nothing to do without a state store (every run starts over) or on a sink that
+    /// cannot remove what it committed.
+    pub(super) async fn intend(
+        &self,
+        run: &RunState,
+        a: &mut Attempt,
+        ids: impl IntoIterator<Item = String>,
+    ) -> Result<()> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        if !self.sink.capabilities().discard {
+            return Ok(());
+        }
+        let mut objects = a.leftover.objects.clone();
+        for id in ids {
+            if !objects.contains(&id) {
+                objects.push(id);
+            }
+        }
+        if objects.len() == a.leftover.objects.len() {
+            return Ok(());
+        }
+        let leftover = Leftover::new(objects, self.sink.manifest_key(&self.step_report(run))?);
+        let value = PipelineState {
+            run_id: run.run_id.clone(),
+            next_part: a.next_part,
+            epochs: run.epochs,
+            updated_at: Utc::now(),
+            leftover: leftover.clone(),
+            ..a.saved_state.clone().unwrap_or_default()
+        };
+        // Only once saved: a commit whose intent was not saved does not happen.
+        a.version = Some(state.save(&self.name, a.version, &value).await?);
+        a.leftover = leftover;
+        Ok(())
+    }
+
+    /// At the start of an attempt: remove what a stopped run committed past its last
+    /// saved checkpoint (listed in the loaded state, see [`Pipeline::intend`]), then
+    /// save the state without it. The rows of those objects are read again from the
+    /// checkpoint.
+    pub(super) async fn recover(&self, run: &mut RunState, a: &mut Attempt) -> Result<()> {
+        let (Some(state), Some(saved)) = (&self.state, &a.saved_state) else {
+            return Ok(());
+        };
+        if saved.leftover.is_empty() {
+            return Ok(());
+        }
+        let left = &saved.leftover;
+        let note = if self.sink.capabilities().discard {
+            self.sink.discard(left).await?;
+            format!(
+                "removed {} object(s) that run {} committed after its last saved checkpoint;                  their rows are read again",
+                left.objects.len(),
+                saved.run_id
+            )
+        } else {
+            format!(
+                "{} object(s) that run {} committed after its last saved checkpoint stay:                  this sink cannot remove them, and their rows are read again",
+                left.objects.len(),
+                saved.run_id
+            )
+        };
+        tracing::warn!(pipeline = %self.name, objects = ?left.objects, "{note}");
+        run.warnings.push(note);
+        let value = PipelineState {
+            leftover: Leftover::default(),
+            updated_at: Utc::now(),
+            ..saved.clone()
+        };
+        a.version = Some(state.save(&self.name, a.version, &value).await?);
+        a.saved_state = Some(value);
+        Ok(())
+    }
+
+    /// After a failed or cancelled attempt: remove the objects it committed past its
+    /// last saved checkpoint and take them out of the run's report, so that its final
+    /// manifest lists only what a checkpoint covers. Best effort: what is not removed
+    /// now stays recorded in the state for the next run.
+    pub(super) async fn undo_leftover(&self, run: &mut RunState, a: &mut Attempt) {
+        let Some(state) = &self.state else {
+            return;
+        };
+        if a.leftover.is_empty() {
+            return;
+        }
+        let left = std::mem::take(&mut a.leftover);
+        if let Err(e) = self.sink.discard(&left).await {
+            tracing::warn!(pipeline = %self.name, error = %e, "objects past the checkpoint not removed; the next run removes them");
+            return;
+        }
+        for key in &left.objects {
+            if let Some(obj) = run.objects.remove(key) {
+                run.rows_committed -= obj.rows;
+                run.bytes_committed -= obj.bytes;
+                run.objects_committed -= 1;
+            }
+        }
+        let Some(saved) = a.saved_state.clone() else {
+            // Nothing was saved before the intent: a failed first run leaves no state,
+            // unless another runner has saved since (its state is not ours to delete).
+            let ours =
+                matches!(state.load(&self.name).await, Ok(Some(v)) if Some(v.version) == a.version);
+            if ours {
+                match state.delete(&self.name).await {
+                    Ok(()) => a.version = None,
+                    Err(e) => {
+                        tracing::warn!(pipeline = %self.name, error = %e, "state not cleared")
+                    }
+                }
+            }
+            return;
+        };
+        let value = PipelineState {
+            leftover: Leftover::default(),
+            updated_at: Utc::now(),
+            ..saved
+        };
+        match state.save(&self.name, a.version, &value).await {
+            Ok(v) => {
+                a.version = Some(v);
+                a.saved_state = Some(value);
+            }
+            Err(e) => tracing::warn!(pipeline = %self.name, error = %e, "state not cleared"),
+        }
     }
 
     /// Open the next part of `slot` (a table, a source partition). The `k`-th part of
@@ -186,6 +328,7 @@ impl Pipeline {
         } else {
             (a.pending.clone(), a.pending_time)
         };
+        self.intend(run, a, [part.writer.id().to_string()]).await?;
         let writer = part.writer;
         let span =
             tracing::info_span!("tributary.object", pipeline = %self.name, key = %writer.id());

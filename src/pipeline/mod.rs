@@ -18,18 +18,30 @@
 //!   source is idle, so CDC streams land data without ending.
 //!
 //! ## The commit sequence
-//! Each part: the object is committed (on a local folder fsynced and renamed into place;
-//! this runs in the background while the next part is written), then the run's manifest
-//! is rewritten listing every object so far (outcome `running`; an unbounded stream
-//! writes an epoch manifest of the objects since the last one instead), then the
-//! checkpoint is saved, then acknowledged to the source. A kill between any two steps
-//! loses nothing: before the checkpoint, the next run re-reads the part's rows
-//! (duplicates only of that one part, and of the first rows of the batch it was closed
-//! in: a part closed mid-batch carries the checkpoint of the batch before);
-//! after it, the manifest already names the part. Objects no manifest lists belong to an
-//! attempt that stopped before its manifest, and loaders that follow manifests skip them.
-//! The final manifest (outcome `succeeded`, `failed` or `cancelled`) is written at the end
-//! of the run.
+//! Each step (a part closed, or every open part on the commit interval):
+//! 1. **intent**: the state store saves, beside the last checkpoint, the keys of the
+//!    objects about to be committed and the manifest that will list them
+//!    ([`PipelineState::leftover`](crate::stores::PipelineState::leftover));
+//! 2. the objects are committed (on a local folder fsynced and renamed into place; this
+//!    runs in the background while the next part is written);
+//! 3. the run's manifest is rewritten listing every object so far (outcome `running`;
+//!    an unbounded stream writes an epoch manifest of the objects since the last one);
+//! 4. the checkpoint is saved, and the intent with it cleared;
+//! 5. the checkpoint is acknowledged to the source.
+//!
+//! A kill between any two steps loses nothing and leaves no object that a reader would
+//! count twice. Before step 4, the next run first removes what the intent lists
+//! ([`BatchSink::discard`]: the manifest entries, then the objects) and reads those rows
+//! again from the saved checkpoint; after it, the manifest already lists them. So after
+//! any crash and the next run, every data object is listed in exactly one manifest, and
+//! a reader of the folder (Athena, Spark, `pyarrow.dataset`, Redshift `COPY` from a
+//! prefix) sees what a reader of the manifests sees. A run that fails or is cancelled
+//! removes its own objects past the checkpoint at once. Duplicates remain only where the
+//! source re-sends rows after the checkpoint (a part closed mid-batch carries the
+//! checkpoint of the batch before), and on a sink that cannot remove what it committed
+//! (a topic, whose [`SinkCapabilities`](crate::SinkCapabilities) say so). The final
+//! manifest (outcome `succeeded`, `failed` or `cancelled`) is written at the end of the
+//! run.
 
 mod commit;
 mod part;
@@ -463,7 +475,7 @@ impl Pipeline {
             .options
             .start_from
             .clone()
-            .or_else(|| loaded.as_ref().map(|v| v.value.checkpoint.clone()));
+            .or_else(|| loaded.as_ref().and_then(|v| v.value.checkpoint.clone()));
         let plan = self
             .extractor
             .plan(&crate::Resume::from_checkpoint(from.clone()))

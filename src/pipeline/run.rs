@@ -31,6 +31,11 @@ pub(super) struct Attempt {
     pub(super) committed_schemas: BTreeMap<String, SchemaRef>,
     /// The part being committed in the background, if any.
     pub(super) inflight: Option<super::commit::Inflight>,
+    /// The state as last saved (or loaded): what an intent before a commit starts from.
+    pub(super) saved_state: Option<PipelineState>,
+    /// Objects whose commit began since the last checkpoint save, as saved in the state
+    /// before their commit (see [`Pipeline::intend`]).
+    pub(super) leftover: crate::Leftover,
 }
 
 /// Where a batch goes: its table (`None`: the extractor's stream) and source partition.
@@ -191,8 +196,12 @@ impl Pipeline {
         }
     }
 
-    fn validate(&self, run: &mut RunState, batch: &Batch) -> Result<()> {
+    /// Run the batch checks that apply to `table` on a batch of its rows.
+    fn validate(&self, run: &mut RunState, table: &str, batch: &Batch) -> Result<()> {
         for v in &self.validators {
+            if !crate::traits::applies_to(v.tables(), table) {
+                continue;
+            }
             let started = Utc::now();
             let t = Instant::now();
             let problem = v.check(&batch.records)?;
@@ -216,7 +225,11 @@ impl Pipeline {
                     duration: Duration::ZERO,
                 });
             entry.duration += t.elapsed();
-            if let Some(problem) = problem {
+            if let Some(mut problem) = problem {
+                // On a many-table stream, say whose rows failed.
+                if batch.table.is_some() {
+                    problem = format!("table {table}: {problem}");
+                }
                 // Every failure counted; the first and the last message kept.
                 if entry.passed {
                     entry.passed = false;
@@ -254,7 +267,7 @@ impl Pipeline {
         }
         let mut a = Attempt {
             version: loaded.as_ref().map(|v| v.version),
-            saved: loaded.as_ref().map(|v| v.value.checkpoint.clone()),
+            saved: loaded.as_ref().and_then(|v| v.value.checkpoint.clone()),
             pending: None,
             pending_time: None,
             // Continue a run's numbering if its own checkpoint is what we resume from.
@@ -268,7 +281,11 @@ impl Pipeline {
             seen_schemas: BTreeMap::new(),
             committed_schemas: BTreeMap::new(),
             inflight: None,
+            saved_state: loaded.as_ref().map(|v| v.value.clone()),
+            leftover: crate::Leftover::default(),
         };
+        // What a stopped run committed past its checkpoint goes before anything is read.
+        self.recover(run, &mut a).await?;
         let saved_schemas: BTreeMap<String, SchemaRef> = loaded
             .as_ref()
             .map(|v| {
@@ -340,7 +357,10 @@ impl Pipeline {
         let _abort_producer = AbortOnDrop(producer);
 
         let mut parts = Parts::new();
-        let result = self.consume(run, &mut a, &mut rx, &mut parts).await;
+        let mut result = self.consume(run, &mut a, &mut rx, &mut parts).await;
+        if result.is_ok() {
+            result = self.commit_all(&mut parts, run, &mut a).await;
+        }
         if let Err(e) = result {
             let cancelled = matches!(e, Error::Cancelled);
             self.settle_inflight(run, &mut a, !cancelled).await;
@@ -350,9 +370,10 @@ impl Pipeline {
                     tracing::warn!(pipeline = %self.name, %key, error = %abort_err, "abort failed");
                 }
             }
+            self.undo_leftover(run, &mut a).await;
             return Err(e);
         }
-        self.commit_all(&mut parts, run, &mut a).await
+        Ok(())
     }
 
     /// Commit every open part, then save the checkpoint (also when there was no part:
@@ -363,6 +384,9 @@ impl Pipeline {
         run: &mut RunState,
         a: &mut Attempt,
     ) -> Result<()> {
+        // One intent for every part of this step, not one state save per part.
+        let ids: Vec<String> = parts.values().map(|p| p.writer.id().to_string()).collect();
+        self.intend(run, a, ids).await?;
         while let Some((_, p)) = parts.pop_first() {
             let others = !parts.is_empty();
             self.commit_part(p, run, a, others).await?;
@@ -407,10 +431,10 @@ impl Pipeline {
                     {
                         a.pending_time = a.pending_time.max(Some(t));
                     }
-                    self.validate(run, &batch)?;
                     if batch.num_rows() > 0 {
-                        let schema = batch.records.schema();
                         let table = batch.table.as_deref().unwrap_or(self.extractor.stream());
+                        self.validate(run, table, &batch)?;
+                        let schema = batch.records.schema();
                         self.track_schema(run, a, table, &schema)?;
                         // A schema change (a new column in a REST source, a DDL in CDC)
                         // starts a new part: every object has one schema and one header.

@@ -2,7 +2,9 @@
 //! tests and for code that consumes rows rather than files.
 
 use crate::model::SchemaSummary;
-use crate::{BatchSink, BatchTarget, BatchWriter, ObjectReport, Result};
+use crate::{
+    BatchSink, BatchTarget, BatchWriter, Leftover, ObjectReport, Result, SinkCapabilities,
+};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
@@ -62,6 +64,20 @@ impl MemoryBatchSink {
 impl BatchSink for MemoryBatchSink {
     fn describe(&self) -> String {
         "memory (rows)".into()
+    }
+
+    fn capabilities(&self) -> SinkCapabilities {
+        SinkCapabilities::new()
+            .with_atomic_visibility(true)
+            .with_discard(true)
+    }
+
+    async fn discard(&self, leftover: &Leftover) -> Result<()> {
+        let mut c = self.committed.lock().expect("not poisoned");
+        for id in &leftover.objects {
+            c.remove(id);
+        }
+        Ok(())
     }
 
     async fn begin(&self, target: &BatchTarget) -> Result<Box<dyn BatchWriter>> {

@@ -348,6 +348,14 @@ impl Sink for ObjectSink {
             .map_err(|e| self.err(e))
     }
 
+    async fn read(&self, key: &str) -> Result<Bytes> {
+        ObjectSink::read(self, key).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        ObjectSink::delete(self, key).await
+    }
+
     async fn open(&self, target: &ObjectTarget) -> Result<Box<dyn SinkWriter>> {
         let path = self.path(&target.key)?;
         if let Some(uploads) = &self.uploads {

@@ -7,8 +7,8 @@ use super::{KeyTemplate, KeyVars};
 use crate::format::{Compression, Csv, Encoder, Format};
 use crate::model::{EncodedChunk, SchemaSummary};
 use crate::{
-    BatchSink, BatchTarget, BatchWriter, Error, ObjectReport, ObjectTarget, Result, RunReport,
-    Sink, SinkWriter,
+    BatchSink, BatchTarget, BatchWriter, Error, Leftover, ObjectReport, ObjectTarget, Result,
+    RunReport, Sink, SinkCapabilities, SinkWriter,
 };
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
@@ -199,9 +199,16 @@ impl BatchSink for ObjectBatchSink {
         )?))
     }
 
-    async fn write_manifest(&self, report: &mut RunReport) -> Result<()> {
+    fn capabilities(&self) -> SinkCapabilities {
+        SinkCapabilities::new()
+            .with_atomic_visibility(true)
+            .with_manifests(self.manifest_template.is_some())
+            .with_discard(true)
+    }
+
+    fn manifest_key(&self, report: &RunReport) -> Result<Option<String>> {
         let Some(t) = &self.manifest_template else {
-            return Ok(());
+            return Ok(None);
         };
         let vars = KeyVars {
             prefix: &self.prefix,
@@ -222,6 +229,13 @@ impl BatchSink for ObjectBatchSink {
                 None => format!("{key}.epoch-{n:06}.json"),
             };
         }
+        Ok(Some(key))
+    }
+
+    async fn write_manifest(&self, report: &mut RunReport) -> Result<()> {
+        let Some(key) = self.manifest_key(report)? else {
+            return Ok(());
+        };
         report.manifest = Some(key.clone());
         if self.redshift_manifest {
             // First, so that our manifest, which a loader may wait for, comes last.
@@ -237,16 +251,82 @@ impl BatchSink for ObjectBatchSink {
                     })
                 })
                 .collect();
-            let rkey = match key.strip_suffix(".manifest.json") {
-                Some(stem) => format!("{stem}.redshift-manifest.json"),
-                None => format!("{key}.redshift-manifest.json"),
-            };
+            let rkey = redshift_key(&key);
             let body = serde_json::to_vec_pretty(&serde_json::json!({ "entries": entries }))
                 .expect("json serializes");
             self.put(&rkey, body).await?;
         }
         let body = serde_json::to_vec_pretty(&*report).expect("report serializes");
         self.put(&key, body).await
+    }
+
+    /// The manifest first (rewritten without the leftover objects, Redshift's beside
+    /// it too), so that no manifest ever lists a missing object; then the objects.
+    async fn discard(&self, leftover: &Leftover) -> Result<()> {
+        if let Some(key) = &leftover.manifest {
+            let gone = |k: &str| leftover.objects.iter().any(|o| o == k);
+            if self.redshift_manifest {
+                let base = self.sink.describe();
+                let base = base.trim_end_matches('/');
+                self.rewrite_json(&redshift_key(key), "entries", |e| {
+                    e["url"]
+                        .as_str()
+                        .and_then(|u| u.strip_prefix(base))
+                        .is_some_and(|k| gone(k.trim_start_matches('/')))
+                })
+                .await?;
+            }
+            self.rewrite_json(key, "objects", |o| o["key"].as_str().is_some_and(gone))
+                .await?;
+        }
+        for key in &leftover.objects {
+            self.sink.delete(key).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Where Redshift's manifest goes beside ours.
+fn redshift_key(key: &str) -> String {
+    match key.strip_suffix(".manifest.json") {
+        Some(stem) => format!("{stem}.redshift-manifest.json"),
+        None => format!("{key}.redshift-manifest.json"),
+    }
+}
+
+impl ObjectBatchSink {
+    /// Rewrite the JSON document at `key` without the entries of its array `field` that
+    /// `drop` picks (and, for a manifest, its row and byte totals less theirs). Nothing
+    /// to do if it is absent or lists none of them.
+    async fn rewrite_json(
+        &self,
+        key: &str,
+        field: &str,
+        drop: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<()> {
+        let body = match self.sink.read(key).await {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut doc: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| Error::type_error("manifest", format!("{key} is not valid JSON: {e}")))?;
+        let Some(entries) = doc.get_mut(field).and_then(|v| v.as_array_mut()) else {
+            return Ok(());
+        };
+        let (dropped, kept): (Vec<_>, Vec<_>) = entries.drain(..).partition(|e| drop(e));
+        *entries = kept;
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        for total in ["rows", "bytes"] {
+            let less: u64 = dropped.iter().filter_map(|e| e[total].as_u64()).sum();
+            if let Some(n) = doc[total].as_u64() {
+                doc[total] = n.saturating_sub(less).into();
+            }
+        }
+        let body = serde_json::to_vec_pretty(&doc).expect("json serializes");
+        self.put(key, body).await
     }
 }
 

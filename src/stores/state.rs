@@ -1,18 +1,27 @@
 //! State stores: where a pipeline keeps its checkpoint between runs.
 
 use super::ObjectSink;
-use crate::{Checkpoint, Error, Result, Sink};
+use crate::{Checkpoint, Error, Leftover, Result, Sink};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-/// What a pipeline saves after each commit.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// What a pipeline saves after each commit, and before each commit what that commit
+/// may leave behind.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PipelineState {
-    /// The position up to which data is committed.
-    pub checkpoint: Checkpoint,
+    /// The position up to which data is committed (`None`: none yet, the first run's
+    /// first objects are being committed).
+    pub checkpoint: Option<Checkpoint>,
+    /// Objects whose commit began after `checkpoint` was saved, and the manifest that may
+    /// list them. Their rows are read again from `checkpoint`, so the next run removes
+    /// them first ([`BatchSink::discard`](crate::BatchSink::discard)): a reader of the
+    /// store sees each row once per saved checkpoint. Empty once the checkpoint covering
+    /// them is saved.
+    #[serde(default, skip_serializing_if = "Leftover::is_empty")]
+    pub leftover: Leftover,
     /// The run that saved it.
     pub run_id: String,
     /// The next part number of that run, so a retry of the same run never reuses a key.
@@ -96,9 +105,8 @@ crate::traits::forward_impls!(StateStore {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use tributary::{Checkpoint, Error, stores::{ObjectSink, ObjectStateStore, PipelineState, StateStore}};
 /// let state = ObjectStateStore::new(ObjectSink::memory(), "_state");
-/// let s = PipelineState { checkpoint: Checkpoint::Lsn { lsn: 42 }, run_id: "r1".into(),
-///                         next_part: 1, epochs: 0, updated_at: chrono::Utc::now(),
-///                         schemas: Default::default() };
+/// let s = PipelineState { checkpoint: Some(Checkpoint::Lsn { lsn: 42 }), run_id: "r1".into(),
+///                         next_part: 1, updated_at: chrono::Utc::now(), ..Default::default() };
 /// let v1 = state.save("orders", None, &s).await?;
 /// assert!(matches!(state.save("orders", None, &s).await, Err(Error::Conflict { .. })));
 /// let v2 = state.save("orders", Some(v1), &s).await?;

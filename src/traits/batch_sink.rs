@@ -85,6 +85,73 @@ impl BatchTarget {
     }
 }
 
+/// What a [`BatchSink`] can promise, declared rather than implied: the pipeline builds
+/// its commit protocol on these, and the conformance suite checks what is declared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SinkCapabilities {
+    /// Nothing a writer wrote is visible before [`BatchWriter::commit`] returns `Ok`; an
+    /// abort, a dropped writer or a crash leaves nothing (object stores: yes; a topic:
+    /// no, a sent message cannot be taken back).
+    pub atomic_visibility: bool,
+    /// The sink records each run in a manifest ([`BatchSink::write_manifest`]).
+    pub manifests: bool,
+    /// The sink can remove committed units again ([`BatchSink::discard`]): what a run
+    /// committed after its last saved checkpoint is removed by the run that resumes
+    /// from that checkpoint, so a reader sees each row once per saved checkpoint.
+    pub discard: bool,
+}
+
+impl SinkCapabilities {
+    /// No capability.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// See [`SinkCapabilities::atomic_visibility`].
+    pub fn with_atomic_visibility(mut self, yes: bool) -> Self {
+        self.atomic_visibility = yes;
+        self
+    }
+
+    /// See [`SinkCapabilities::manifests`].
+    pub fn with_manifests(mut self, yes: bool) -> Self {
+        self.manifests = yes;
+        self
+    }
+
+    /// See [`SinkCapabilities::discard`].
+    pub fn with_discard(mut self, yes: bool) -> Self {
+        self.discard = yes;
+        self
+    }
+}
+
+/// What a run left behind when it stopped between committing units and saving the
+/// checkpoint that covers them ([`BatchSink::discard`]): the units' ids, and the manifest
+/// that may already list them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Leftover {
+    /// The ids ([`ObjectReport::key`]) of units whose commit may have happened.
+    pub objects: Vec<String>,
+    /// The manifest written for them, if the sink keeps manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+}
+
+impl Leftover {
+    /// Units `objects`, listed in `manifest` if that was written.
+    pub fn new(objects: Vec<String>, manifest: Option<String>) -> Self {
+        Leftover { objects, manifest }
+    }
+
+    /// Nothing left over.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+}
+
 /// Where batches land. The same visibility rule as [`Sink`](crate::Sink): nothing a
 /// writer wrote may be visible before [`BatchWriter::commit`] returns `Ok`; an abort, a
 /// dropped writer or a crash leaves nothing. [`testing::batch_sink_suite`] checks it for
@@ -102,6 +169,11 @@ pub trait BatchSink: Debug + Send + Sync + 'static {
         None
     }
 
+    /// What the sink promises. Default: nothing.
+    fn capabilities(&self) -> SinkCapabilities {
+        SinkCapabilities::default()
+    }
+
     /// Check that the sink is reachable, writing nothing. Default: nothing to check.
     async fn check(&self) -> Result<()> {
         Ok(())
@@ -115,6 +187,23 @@ pub trait BatchSink: Debug + Send + Sync + 'static {
     /// `report.manifest` to where it went. Default: no manifest.
     async fn write_manifest(&self, _report: &mut RunReport) -> Result<()> {
         Ok(())
+    }
+
+    /// Where [`write_manifest`](Self::write_manifest) would write `report`, writing
+    /// nothing. Default: `None` (no manifest).
+    fn manifest_key(&self, _report: &RunReport) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Remove what a stopped run committed past its last saved checkpoint: first the
+    /// units from `leftover.manifest` if it lists them, then the units themselves (one
+    /// already gone is no error). Only called on a sink whose
+    /// [`capabilities`](Self::capabilities) declare `discard`. Default: refused.
+    async fn discard(&self, _leftover: &Leftover) -> Result<()> {
+        Err(Error::config(
+            "sink",
+            format!("{} cannot remove committed units", self.describe()),
+        ))
     }
 }
 
@@ -152,10 +241,13 @@ pub trait BatchWriter: Send {
 super::forward::forward_impls!(BatchSink {
     fn describe(&self) -> String;
     fn format(&self) -> Option<&dyn Format>;
+    fn capabilities(&self) -> SinkCapabilities;
+    fn manifest_key(&self, report: &RunReport) -> Result<Option<String>>;
 } {
     async fn check(&self) -> Result<()> => ();
     async fn begin(&self, target: &BatchTarget) -> Result<Box<dyn BatchWriter>> => (target);
     async fn write_manifest(&self, report: &mut RunReport) -> Result<()> => (report);
+    async fn discard(&self, leftover: &Leftover) -> Result<()> => (leftover);
 });
 
 /// The schema check every writer makes: the batch's schema is the target's.

@@ -10,8 +10,11 @@ mod validator;
 
 pub use ack::{Acker, Extraction, NoAck, Resume};
 pub(crate) use batch_sink::same_schema;
-pub use batch_sink::{BatchSink, BatchTarget, BatchWriter, ObjectReport};
+pub use batch_sink::{
+    BatchSink, BatchTarget, BatchWriter, Leftover, ObjectReport, SinkCapabilities,
+};
 pub use extractor::{Extractor, Plan};
 pub(crate) use forward::forward_impls;
 pub use sink::{ObjectTarget, Receipt, Sink, SinkWriter};
+pub(crate) use validator::applies_to;
 pub use validator::{BatchValidator, Severity, ValidationOutcome, Validator};

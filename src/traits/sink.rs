@@ -71,6 +71,13 @@ pub trait Sink: Debug + Send + Sync + 'static {
 
     /// Start writing one object.
     async fn open(&self, target: &ObjectTarget) -> Result<Box<dyn SinkWriter>>;
+
+    /// Read a committed object whole.
+    async fn read(&self, key: &str) -> Result<Bytes>;
+
+    /// Delete a committed object; one already gone is no error. The pipeline removes
+    /// with it what a stopped run committed past its last saved checkpoint.
+    async fn delete(&self, key: &str) -> Result<()>;
 }
 
 /// One object being written. See [`Sink`] for the visibility rules.
@@ -91,4 +98,6 @@ super::forward::forward_impls!(Sink {
 } {
     async fn check(&self) -> Result<()> => ();
     async fn open(&self, target: &ObjectTarget) -> Result<Box<dyn SinkWriter>> => (target);
+    async fn read(&self, key: &str) -> Result<Bytes> => (key);
+    async fn delete(&self, key: &str) -> Result<()> => (key);
 });

@@ -148,7 +148,10 @@ super::forward::forward_impls!(Validator {
     async fn validate(&self) -> Result<ValidationOutcome> => ();
 });
 
-/// A check on rows in flight, run by the pipeline on every batch before it is written.
+/// A check on rows in flight, run by the pipeline on every batch of rows before it is
+/// written. Batches that carry no row (a change stream's position-only batches) are not
+/// checked, and a check scoped to some tables ([`BatchValidator::tables`]) sees only
+/// theirs.
 ///
 /// A failing `halt` check stops the run before the failing batch reaches the sink.
 /// Checks see batches in order and may keep state across them (behind a lock).
@@ -173,11 +176,34 @@ pub trait BatchValidator: Debug + Send + Sync + 'static {
     /// Check one batch: `Ok(None)` when it passes, `Ok(Some(problem))` when it fails,
     /// `Err` when the check cannot run (e.g. a named column does not exist).
     fn check(&self, batch: &RecordBatch) -> Result<Option<String>>;
+
+    /// The tables whose batches this check applies to; `None` (the default) for every
+    /// table. A change stream carries many tables, each with its own columns: a check of
+    /// one table's column would fail on every other table's rows. A name without a dot
+    /// (`orders`) also matches a qualified table (`public.orders`); one with a dot
+    /// matches only itself.
+    fn tables(&self) -> Option<&[String]> {
+        None
+    }
 }
 
 super::forward::forward_impls!(BatchValidator {
     fn name(&self) -> &str;
     fn severity(&self) -> Severity;
     fn check(&self, batch: &RecordBatch) -> Result<Option<String>>;
+    fn tables(&self) -> Option<&[String]>;
 } {
 });
+
+/// Whether a check scoped to `tables` applies to rows of `table` (see
+/// [`BatchValidator::tables`]).
+pub(crate) fn applies_to(tables: Option<&[String]>, table: &str) -> bool {
+    let Some(tables) = tables else { return true };
+    tables.iter().any(|t| {
+        t == table
+            || (!t.contains('.')
+                && table
+                    .rsplit_once('.')
+                    .is_some_and(|(_, name)| name == t.as_str()))
+    })
+}

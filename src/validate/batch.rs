@@ -31,6 +31,7 @@ pub struct NotNull {
     name: String,
     columns: Vec<String>,
     severity: Severity,
+    tables: Option<Vec<String>>,
 }
 
 impl NotNull {
@@ -41,12 +42,20 @@ impl NotNull {
             name: format!("not_null({})", columns.join(",")),
             columns,
             severity: Severity::Halt,
+            tables: None,
         }
     }
 
     /// Change the severity.
     pub fn with_severity(mut self, severity: Severity) -> Self {
         self.severity = severity;
+        self
+    }
+
+    /// Check only the rows of these tables (of a change stream or a many-table
+    /// extraction); see [`BatchValidator::tables`].
+    pub fn with_tables<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tables: I) -> Self {
+        self.tables = Some(tables.into_iter().map(Into::into).collect());
         self
     }
 }
@@ -57,6 +66,9 @@ impl BatchValidator for NotNull {
     }
     fn severity(&self) -> Severity {
         self.severity
+    }
+    fn tables(&self) -> Option<&[String]> {
+        self.tables.as_deref()
     }
     fn check(&self, batch: &RecordBatch) -> Result<Option<String>> {
         for c in &self.columns {
@@ -77,6 +89,7 @@ pub struct Unique {
     name: String,
     columns: Vec<String>,
     severity: Severity,
+    tables: Option<Vec<String>>,
     seen: Mutex<HashSet<u64>>,
 }
 
@@ -88,6 +101,7 @@ impl Unique {
             name: format!("unique({})", columns.join(",")),
             columns,
             severity: Severity::Halt,
+            tables: None,
             seen: Mutex::new(HashSet::new()),
         }
     }
@@ -95,6 +109,13 @@ impl Unique {
     /// Change the severity.
     pub fn with_severity(mut self, severity: Severity) -> Self {
         self.severity = severity;
+        self
+    }
+
+    /// Check only the rows of these tables (of a change stream or a many-table
+    /// extraction); see [`BatchValidator::tables`].
+    pub fn with_tables<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tables: I) -> Self {
+        self.tables = Some(tables.into_iter().map(Into::into).collect());
         self
     }
 }
@@ -105,6 +126,9 @@ impl BatchValidator for Unique {
     }
     fn severity(&self) -> Severity {
         self.severity
+    }
+    fn tables(&self) -> Option<&[String]> {
+        self.tables.as_deref()
     }
     fn check(&self, batch: &RecordBatch) -> Result<Option<String>> {
         let cols = self

@@ -141,6 +141,12 @@ impl BatchSink for KafkaSink {
         )
     }
 
+    /// Nothing: a sent message cannot be taken back, so the sink is at-least-once and
+    /// a reader may see a message of a step whose checkpoint was never saved.
+    fn capabilities(&self) -> crate::SinkCapabilities {
+        crate::SinkCapabilities::new()
+    }
+
     async fn check(&self) -> Result<()> {
         let p = self.producer.clone();
         let timeout = self.config.client.timeout();
