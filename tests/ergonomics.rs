@@ -72,6 +72,40 @@ async fn every_trait_works_through_arc_and_box() {
     assert!(r.succeeded());
 }
 
+/// Object-layout options mean nothing to a batch sink, which lays out its own output:
+/// `build` names the ones set instead of ignoring them.
+#[test]
+fn object_layout_options_with_a_batch_sink_are_refused_by_name() {
+    let build = |options: PipelineOptions, format: bool| {
+        let mut b = Pipeline::builder("rows")
+            .extractor(MemoryExtractor::new("m", "s", vec![]))
+            .batch_sink(tributary::stores::MemoryBatchSink::new())
+            .options(options);
+        if format {
+            b = b.format(tributary::format::JsonLines::default());
+        }
+        b.build()
+    };
+    let err = build(
+        PipelineOptions::new()
+            .with_prefix("landing")
+            .with_compression(tributary::format::Compression::Gzip)
+            .with_part_max_rows(10),
+        true,
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "pipeline: invalid configuration: with_prefix, with_compression, \
+         PipelineBuilder::format lay out objects written through .sink(...); a \
+         .batch_sink(...) lays out its own output, so set them on the sink itself (e.g. \
+         ObjectBatchSink::with_prefix)"
+    );
+    // Run knobs are the pipeline's, whatever the sink.
+    build(PipelineOptions::new().with_part_max_rows(10), false).unwrap();
+}
+
 #[test]
 fn an_own_connectors_errors_need_no_variant() {
     let e: Error = ArrowError::SchemaError("column n is missing".into()).into();

@@ -120,6 +120,26 @@ impl Default for PipelineOptions {
 }
 
 impl PipelineOptions {
+    /// The object-layout knobs set to other than their defaults (and `format` if the
+    /// builder was given one): they apply to a `.sink(...)`, never to a batch sink.
+    fn object_layout_changes(&self, format_set: bool) -> Vec<&'static str> {
+        let d = PipelineOptions::default();
+        [
+            ("with_prefix", self.prefix != d.prefix),
+            ("with_key_template", self.key_template != d.key_template),
+            (
+                "with_manifest_template",
+                self.manifest_template != d.manifest_template,
+            ),
+            ("with_compression", self.compression != d.compression),
+            ("with_redshift_manifest", self.redshift_manifest),
+            ("PipelineBuilder::format", format_set),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+
     /// Defaults: default key template, no prefix, parts of at most 256 MiB, no row limit,
     /// no commit interval, no compression, no retries.
     pub fn new() -> Self {
@@ -226,6 +246,8 @@ pub struct PipelineBuilder {
     sink: Option<Arc<dyn Sink>>,
     batch_sink: Option<Arc<dyn BatchSink>>,
     format: Arc<dyn Format>,
+    /// Whether [`PipelineBuilder::format`] was called (it means nothing to a batch sink).
+    format_set: bool,
     state: Option<Arc<dyn StateStore>>,
     run_log: Option<Arc<dyn RunLog>>,
     validators: Vec<Arc<dyn BatchValidator>>,
@@ -250,7 +272,8 @@ impl PipelineBuilder {
 
     /// Where rows land, for a sink that takes Arrow batches itself (a warehouse loader,
     /// a topic), instead of [`sink`](Self::sink). The format, compression, prefix and
-    /// key and manifest templates of the options are then the sink's own business.
+    /// key and manifest templates are then the sink's own business:
+    /// [`build`](Self::build) refuses options that set them.
     pub fn batch_sink(mut self, s: impl BatchSink) -> Self {
         self.batch_sink = Some(Arc::new(s));
         self
@@ -259,6 +282,7 @@ impl PipelineBuilder {
     /// The file format of a [`sink`](Self::sink) (default: [`Csv`] in the book's dialect).
     pub fn format(mut self, f: impl Format) -> Self {
         self.format = Arc::new(f);
+        self.format_set = true;
         self
     }
 
@@ -320,7 +344,21 @@ impl PipelineBuilder {
             (None, None) => {
                 return Err(Error::config("pipeline", "no sink: call .sink(...)"));
             }
-            (None, Some(b)) => b,
+            (None, Some(b)) => {
+                let ignored = self.options.object_layout_changes(self.format_set);
+                if !ignored.is_empty() {
+                    return Err(Error::config(
+                        "pipeline",
+                        format!(
+                            "{} lay out objects written through .sink(...); a \
+                             .batch_sink(...) lays out its own output, so set them on the \
+                             sink itself (e.g. ObjectBatchSink::with_prefix)",
+                            ignored.join(", ")
+                        ),
+                    ));
+                }
+                b
+            }
             (Some(s), None) => Arc::new(
                 ObjectBatchSink::from_parts(s, self.format)
                     .with_compression(self.options.compression)?
@@ -421,6 +459,7 @@ impl Pipeline {
             sink: None,
             batch_sink: None,
             format: Arc::new(Csv::default()),
+            format_set: false,
             state: None,
             run_log: None,
             validators: Vec::new(),
