@@ -43,10 +43,12 @@
 //! manifest (outcome `succeeded`, `failed` or `cancelled`) is written at the end of the
 //! run.
 
-mod commit;
+mod committer;
+mod ledger;
 mod part;
 mod report;
 mod run;
+mod run_loop;
 mod signals;
 
 pub use crate::traits::ObjectReport;
