@@ -134,9 +134,18 @@ async fn follow_commits_what_it_has_on_sigterm_and_exits_zero() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines = csv_lines(dir.path());
-    assert_eq!(lines.len(), 10, "{lines:?}");
-    assert!(lines.iter().all(|l| l.starts_with("insert|")));
+    // Each row once, streamed, or read by the snapshot when the example started late
+    // (the other tests of this binary load the server: seen once in a full run).
+    let mut ids: Vec<i64> = csv_lines(dir.path())
+        .iter()
+        .map(|l| {
+            let (op, rest) = l.split_once('|').unwrap();
+            assert!(op == "insert" || op == "snapshot", "{l}");
+            rest.split('|').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (0..10).collect::<Vec<_>>());
 }
 
 #[tokio::test]

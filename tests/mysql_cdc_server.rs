@@ -80,6 +80,7 @@ async fn a_server_restart_is_retried_without_loss(url: &str, conn: &mut MySqlCon
     let t = common::unique("cdcr").replace('-', "_");
     exec(conn, &format!("CREATE TABLE {t} (id INT PRIMARY KEY)")).await;
     let sink = ObjectSink::memory();
+    let state = ObjectStateStore::new(sink.clone(), "_state");
     let p = Pipeline::builder("restart")
         .extractor(
             MySqlCdcExtractor::connect_lazy(
@@ -91,7 +92,7 @@ async fn a_server_restart_is_retried_without_loss(url: &str, conn: &mut MySqlCon
             .unwrap(),
         )
         .sink(sink.clone())
-        .state(ObjectStateStore::new(sink.clone(), "_state"))
+        .state(state.clone())
         .options(
             PipelineOptions::new()
                 .with_commit_interval(Duration::from_millis(200))
@@ -144,6 +145,19 @@ async fn a_server_restart_is_retried_without_loss(url: &str, conn: &mut MySqlCon
     )
     .await;
     wait(200).await;
+    // Cancelled once a saved checkpoint covers every object (a cancelled run removes
+    // what it committed past its checkpoint: rows of the snapshot still in progress).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        use tributary::stores::StateStore;
+        if let Ok(Some(v)) = state.load("restart").await
+            && v.value.checkpoint.is_some()
+            && v.value.leftover.is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     token.cancel();
     let report = run.await.unwrap();
     assert!(

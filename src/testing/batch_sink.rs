@@ -2,7 +2,7 @@
 
 use crate::model::SchemaSummary;
 use crate::stores::{MemoryBatchSink, ObjectSink};
-use crate::{BatchSink, BatchTarget, Error, Result};
+use crate::{BatchSink, BatchTarget, Error, Leftover, Result};
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
@@ -67,7 +67,11 @@ fn target(run: &str, table: &str, part: u32) -> BatchTarget {
 /// - an abort, or a dropped writer, leaves nothing visible;
 /// - an empty unit commits with 0 rows;
 /// - a batch of another schema than the target's is an [`Error::Type`];
-/// - writers of two tables can be open at once, and parts of one table have distinct ids.
+/// - writers of two tables can be open at once, and parts of one table have distinct ids;
+/// - what the sink's [`capabilities`](BatchSink::capabilities) declare: with
+///   `atomic_visibility` the invisibility checks above (without it they are skipped: a
+///   topic shows a message once sent); with `discard`, a discarded unit is no longer
+///   visible, its neighbours are, and discarding it again is no error.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -82,6 +86,7 @@ pub async fn batch_sink_suite<S: BatchSink + ?Sized, P: BatchProbe + ?Sized>(
     run: &str,
 ) {
     let name = sink.describe();
+    let caps = sink.capabilities();
     // Visible only on commit, whole.
     let t = target(&format!("{run}-commit"), "t1", 0);
     let mut w = sink.begin(&t).await.expect("begin");
@@ -91,7 +96,7 @@ pub async fn batch_sink_suite<S: BatchSink + ?Sized, P: BatchProbe + ?Sized>(
     }
     assert_eq!(w.rows(), 30, "{name}: rows() counts what was written");
     assert!(
-        !probe.visible(&id).await.expect("probe"),
+        !caps.atomic_visibility || !probe.visible(&id).await.expect("probe"),
         "{name}: {id} visible before commit"
     );
     let report = w.commit().await.expect("commit");
@@ -112,7 +117,7 @@ pub async fn batch_sink_suite<S: BatchSink + ?Sized, P: BatchProbe + ?Sized>(
     w.write(&batch(0, 5)).await.expect("write");
     w.abort().await.expect("abort");
     assert!(
-        !probe.visible(&id).await.expect("probe"),
+        !caps.atomic_visibility || !probe.visible(&id).await.expect("probe"),
         "{name}: {id} visible after abort"
     );
     let mut w = sink
@@ -123,7 +128,7 @@ pub async fn batch_sink_suite<S: BatchSink + ?Sized, P: BatchProbe + ?Sized>(
     w.write(&batch(0, 5)).await.expect("write");
     drop(w);
     assert!(
-        !probe.visible(&id).await.expect("probe"),
+        !caps.atomic_visibility || !probe.visible(&id).await.expect("probe"),
         "{name}: {id} visible after drop"
     );
 
@@ -176,5 +181,25 @@ pub async fn batch_sink_suite<S: BatchSink + ?Sized, P: BatchProbe + ?Sized>(
             probe.visible(k).await.expect("probe"),
             "{name}: {k} not visible"
         );
+    }
+
+    // Committed units removed again, as a resuming run removes a stopped run's.
+    if caps.discard {
+        let left = Leftover::new(vec![ra.key.clone(), rc.key.clone()], None);
+        sink.discard(&left).await.expect("discard");
+        for k in [&ra.key, &rc.key] {
+            assert!(
+                !probe.visible(k).await.expect("probe"),
+                "{name}: {k} visible after discard"
+            );
+        }
+        assert!(
+            probe.visible(&rb.key).await.expect("probe"),
+            "{name}: {} gone with its neighbours",
+            rb.key
+        );
+        sink.discard(&left)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: discarding what is gone again: {e}"));
     }
 }

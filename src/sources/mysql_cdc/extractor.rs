@@ -429,9 +429,10 @@ impl Extractor for MySqlCdcExtractor {
                         let Some(from) = snapshot(&ctx, &tables, &tx).await? else {
                             return Ok(());
                         };
-                        if !then_stream {
-                            let cp = from.checkpoint(ctx.facts.identity());
-                            let _ = tx.send(Ok(Batch::position(cp))).await;
+                        // The snapshot is whole: its position is a resume point at once,
+                        // before any event, so an idle stream saves it on the interval.
+                        let cp = from.checkpoint(ctx.facts.identity());
+                        if tx.send(Ok(Batch::position(cp))).await.is_err() || !then_stream {
                             return Ok(());
                         }
                         from
