@@ -23,6 +23,9 @@ struct Inflight {
     checkpoint: Option<Checkpoint>,
     /// The source time of the newest change up to `checkpoint` (for the lag metric).
     source_time: Option<DateTime<Utc>>,
+    /// Told when the commit is done, so an idle loop records it (and saves and
+    /// acknowledges its checkpoint) at once rather than at its next item.
+    done: Arc<tokio::sync::Notify>,
 }
 
 pub(super) struct Committer<'a> {
@@ -193,14 +196,21 @@ impl<'a> Committer<'a> {
         let writer = part.writer;
         let span =
             tracing::info_span!("tributary.object", pipeline = %self.p.name, key = %writer.id());
+        let done = Arc::new(tokio::sync::Notify::new());
+        let tell = done.clone();
         self.inflight = Some(Inflight {
             handle: tokio::spawn(tracing::Instrument::instrument(
-                async move { writer.commit().await },
+                async move {
+                    let r = writer.commit().await;
+                    tell.notify_one();
+                    r
+                },
                 span,
             )),
             schema: part.schema,
             checkpoint,
             source_time,
+            done,
         });
         Ok(())
     }
@@ -228,7 +238,11 @@ impl<'a> Committer<'a> {
         if objects.len() == self.leftover.objects.len() {
             return Ok(());
         }
-        let manifest = self.p.sink.manifest_key(&self.ledger.step_report(self.p))?;
+        // The key depends on the run, not on its objects: leave them out of the copy.
+        let objects_so_far = std::mem::take(&mut self.ledger.objects);
+        let head = self.ledger.step_report(self.p);
+        self.ledger.objects = objects_so_far;
+        let manifest = self.p.sink.manifest_key(&head)?;
         let leftover = Leftover::new(objects, manifest);
         let value = PipelineState {
             run_id: self.ledger.run_id.clone(),
@@ -364,9 +378,14 @@ impl<'a> Committer<'a> {
         Ok(())
     }
 
+    /// What tells that the background commit is done, while there is one.
+    pub(super) fn commit_done(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.inflight.as_ref().map(|f| f.done.clone())
+    }
+
     /// Wait for the background commit, if any: record its object, then save the
     /// checkpoint it carries.
-    async fn finish_inflight(&mut self) -> Result<()> {
+    pub(super) async fn finish_inflight(&mut self) -> Result<()> {
         let Some(f) = self.inflight.take() else {
             return Ok(());
         };

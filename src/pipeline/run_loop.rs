@@ -132,12 +132,21 @@ impl<'a> RunLoop<'a> {
     async fn consume(&mut self, rx: &mut Receiver<Result<Item>>) -> Result<()> {
         loop {
             let wait = self.deadline;
+            let done = self.committer.commit_done();
             let item = tokio::select! {
                 biased;
                 _ = self.p.cancel.cancelled() => return Err(Error::Cancelled),
                 _ = async { if let Some(at) = wait { tokio::time::sleep_until(at).await } }, if wait.is_some() => {
                     self.commit_all().await?;
                     self.deadline = None;
+                    continue;
+                }
+                // A commit that ends while the source is idle is recorded, and its
+                // checkpoint saved and acknowledged, now rather than at the next item.
+                _ = async { if let Some(d) = &done { d.notified().await } }, if done.is_some() => {
+                    self.committer.finish_inflight().await?;
+                    self.settle_deadline();
+                    self.committer.ledger.notify(self.p);
                     continue;
                 }
                 item = rx.recv() => item,
@@ -152,15 +161,19 @@ impl<'a> RunLoop<'a> {
                 self.rotate(&slot).await?;
             }
             self.committer.poll().await?;
-            if self.parts.is_empty() {
-                // Nothing open: a commit still running, or a position that moved without
-                // rows, is saved on the interval (an idle stream has no next batch).
-                self.deadline = match self.committer.unsaved() {
-                    true => self.deadline.or_else(|| self.next_deadline()),
-                    false => None,
-                };
-            }
+            self.settle_deadline();
             self.committer.ledger.notify(self.p);
+        }
+    }
+
+    /// With no part open, a position that moved without rows is saved on the interval
+    /// (an idle stream has no next batch); with nothing to save, no deadline.
+    fn settle_deadline(&mut self) {
+        if self.parts.is_empty() {
+            self.deadline = match self.committer.unsaved() {
+                true => self.deadline.or_else(|| self.next_deadline()),
+                false => None,
+            };
         }
     }
 
