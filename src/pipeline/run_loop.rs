@@ -171,7 +171,7 @@ impl<'a> RunLoop<'a> {
     fn settle_deadline(&mut self) {
         if self.parts.is_empty() {
             self.deadline = match self.committer.unsaved() {
-                true => self.deadline.or_else(|| self.next_deadline()),
+                true => self.deadline.or_else(|| next_deadline(&self.p.options)),
                 false => None,
             };
         }
@@ -180,20 +180,20 @@ impl<'a> RunLoop<'a> {
     /// A batch: checked, its schema compared with its table's, its rows written; its
     /// checkpoint applies after its last row. Returns the slot its rows went to.
     async fn on_batch(&mut self, batch: Batch) -> Result<Slot> {
+        let p = self.p;
         let slot: Slot = (batch.table.clone(), batch.partition);
-        let table = batch.table.as_deref().unwrap_or(self.p.extractor.stream());
+        let table = batch.table.as_deref().unwrap_or(p.extractor.stream());
         let rows = batch.num_rows();
         self.committer.ledger.rows_extracted += rows as u64;
-        self.p.meter.extracted(table, rows as u64);
+        p.meter.extracted(table, rows as u64);
         if batch.checkpoint.is_some() {
             self.committer
                 .reached(None, newest_commit_ts(&batch.records));
         }
         if rows > 0 {
-            let table = table.to_string();
-            self.validate(&table, &batch)?;
+            self.validate(table, &batch)?;
             let schema = batch.records.schema();
-            self.track_schema(&table, &schema)?;
+            self.track_schema(table, &schema)?;
             // A schema change (a new column in a REST source, a DDL in CDC) starts a new
             // part: every object has one schema and one header.
             if self
@@ -290,17 +290,12 @@ impl<'a> RunLoop<'a> {
 
     /// The slot's open part, opened (and the interval started) if there is none.
     async fn part(&mut self, slot: &Slot, schema: Option<&SchemaRef>) -> Result<&mut OpenPart> {
+        let p = self.p;
         match self.parts.entry(slot.clone()) {
             Entry::Occupied(e) => Ok(e.into_mut()),
             Entry::Vacant(e) => {
                 let part = self.committer.open(slot, schema).await?;
-                if self.deadline.is_none() {
-                    self.deadline = self
-                        .p
-                        .options
-                        .commit_interval
-                        .map(|i| tokio::time::Instant::now() + i);
-                }
+                self.deadline = self.deadline.or_else(|| next_deadline(&p.options));
                 Ok(e.insert(part))
             }
         }
@@ -339,13 +334,6 @@ impl<'a> RunLoop<'a> {
             self.committer.commit(part, others_open).await?;
         }
         self.committer.save_checkpoint().await
-    }
-
-    fn next_deadline(&self) -> Option<tokio::time::Instant> {
-        self.p
-            .options
-            .commit_interval
-            .map(|i| tokio::time::Instant::now() + i)
     }
 
     /// Run the batch checks that apply to `table` on a batch of its rows.
@@ -439,6 +427,13 @@ impl<'a> RunLoop<'a> {
         self.seen_schemas.insert(table.to_string(), schema.clone());
         Ok(())
     }
+}
+
+/// When a commit interval started now ends, if the pipeline has one.
+fn next_deadline(options: &PipelineOptions) -> Option<tokio::time::Instant> {
+    options
+        .commit_interval
+        .map(|i| tokio::time::Instant::now() + i)
 }
 
 /// How many of `n` more rows to write into the part, and whether it is full after

@@ -239,13 +239,12 @@ impl BatchSink for ObjectBatchSink {
         report.manifest = Some(key.clone());
         if self.redshift_manifest {
             // First, so that our manifest, which a loader may wait for, comes last.
-            let base = self.sink.describe();
             let entries: Vec<serde_json::Value> = report
                 .objects
                 .iter()
                 .map(|o| {
                     serde_json::json!({
-                        "url": format!("{}/{}", base.trim_end_matches('/'), o.key),
+                        "url": self.redshift_url(&o.key),
                         "mandatory": true,
                         "meta": {"content_length": o.bytes},
                     })
@@ -266,13 +265,15 @@ impl BatchSink for ObjectBatchSink {
         if let Some(key) = &leftover.manifest {
             let gone = |k: &str| leftover.objects.iter().any(|o| o == k);
             if self.redshift_manifest {
-                let base = self.sink.describe();
-                let base = base.trim_end_matches('/');
+                let urls: Vec<String> = leftover
+                    .objects
+                    .iter()
+                    .map(|k| self.redshift_url(k))
+                    .collect();
                 self.rewrite_json(&redshift_key(key), "entries", |e| {
                     e["url"]
                         .as_str()
-                        .and_then(|u| u.strip_prefix(base))
-                        .is_some_and(|k| gone(k.trim_start_matches('/')))
+                        .is_some_and(|u| urls.iter().any(|x| x == u))
                 })
                 .await?;
             }
@@ -295,6 +296,11 @@ fn redshift_key(key: &str) -> String {
 }
 
 impl ObjectBatchSink {
+    /// An object's URL in Redshift's manifest: the store's location, then its key.
+    fn redshift_url(&self, key: &str) -> String {
+        format!("{}/{}", self.sink.describe().trim_end_matches('/'), key)
+    }
+
     /// Rewrite the JSON document at `key` without the entries of its array `field` that
     /// `drop` picks (and, for a manifest, its row and byte totals less theirs). Nothing
     /// to do if it is absent or lists none of them.
