@@ -184,9 +184,10 @@ async fn latency() {
             .with_snapshot(SnapshotMode::Never),
     )
     .unwrap();
-    let stop = cdc.stop_token();
+    let stop = tributary::CancellationToken::new();
     let p = Pipeline::builder("latency")
         .extractor(cdc)
+        .stop(stop.clone())
         .sink(sink.clone())
         .options(PipelineOptions::new().with_commit_interval(Duration::from_secs(1)))
         .build()

@@ -15,6 +15,7 @@ mod common;
 use common::{peak_rss_kib, timed, walk};
 use sqlx::{Connection, Executor, PgConnection};
 use std::time::{Duration, Instant};
+use tributary::ExtractorExt;
 use tributary::sources::postgres_cdc::{PostgresCdcConfig, PostgresCdcExtractor, SnapshotMode};
 use tributary::stores::ObjectSink;
 use tributary::{Pipeline, PipelineOptions};
@@ -107,7 +108,6 @@ async fn tributary_case(table: &str, snapshot: bool) {
     let cdc = PostgresCdcExtractor::connect_lazy(&url(), config).unwrap();
     if let Ok(how) = std::env::var("TRIBUTARY_BENCH_WAL_DRAIN") {
         use futures::StreamExt;
-        use tributary::Extractor;
         let t = Instant::now();
         let mut s = if how == "typed" {
             tributary::sources::postgres::PostgresExtractor::connect_lazy(
@@ -248,9 +248,10 @@ async fn latency() {
             .with_snapshot(SnapshotMode::Never),
     )
     .unwrap();
-    let stop = cdc.stop_token();
+    let stop = tributary::CancellationToken::new();
     let p = Pipeline::builder("latency")
         .extractor(cdc)
+        .stop(stop.clone())
         .sink(sink.clone())
         .options(PipelineOptions::new().with_commit_interval(Duration::from_secs(1)))
         .build()

@@ -53,9 +53,6 @@ async fn run(conf: &str, table: &str, follow: bool) -> tributary::Result<()> {
     let mut options = config.pipeline_options()?;
     if follow {
         options = options.with_commit_interval(config.cdc_commit_interval()?);
-        // A signal ends the stream after the current transaction: everything read is
-        // committed and the run succeeds.
-        tributary::stop_on_signals(extractor.stop_token());
     }
     let pipeline = config
         .pipeline_builder(&format!("postgres_wal_{table}"))
@@ -63,6 +60,11 @@ async fn run(conf: &str, table: &str, follow: bool) -> tributary::Result<()> {
         .options(options)
         .extractor(extractor)
         .build()?;
+    if follow {
+        // A signal ends the stream after the current transaction: everything read is
+        // committed and the run succeeds.
+        pipeline.stop_on_signals();
+    }
     let report = pipeline.run().await.into_result()?;
     for o in &report.objects {
         println!("{}\t{} rows\t{} bytes", o.key, o.rows, o.bytes);

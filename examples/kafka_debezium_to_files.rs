@@ -52,7 +52,6 @@ async fn run(conf: &str, follow: bool) -> tributary::Result<()> {
     let mut options = config.pipeline_options()?;
     if follow {
         options = options.with_commit_interval(config.cdc_commit_interval()?);
-        tributary::stop_on_signals(extractor.stop_token());
     }
     let pipeline = config
         .pipeline_builder(&name)
@@ -60,6 +59,11 @@ async fn run(conf: &str, follow: bool) -> tributary::Result<()> {
         .options(options)
         .extractor(extractor)
         .build()?;
+    if follow {
+        // A signal ends the stream after the current transaction: everything read is
+        // committed and the run succeeds.
+        pipeline.stop_on_signals();
+    }
     let report = pipeline.run().await.into_result()?;
     for o in &report.objects {
         println!("{}\t{} rows\t{} bytes", o.key, o.rows, o.bytes);

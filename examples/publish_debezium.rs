@@ -16,13 +16,13 @@
 //! `--follow` it keeps publishing until SIGINT or SIGTERM, then commits and exits 0.
 
 use std::process::ExitCode;
+use tributary::Pipeline;
 use tributary::config::PipelineConfig;
 use tributary::model::ChangeOptions;
 use tributary::sources::mysql_cdc::MySqlCdcExtractor;
 use tributary::sources::postgres_cdc::PostgresCdcExtractor;
 use tributary::stores::ObjectStateStore;
 use tributary::stores::kafka::KafkaSink;
-use tributary::{Extractor, Pipeline};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -50,13 +50,6 @@ fn metadata() -> ChangeOptions {
     ChangeOptions::new().with_all_metadata()
 }
 
-fn with_stop<E: Extractor>(e: E, stop: tributary::CancellationToken, follow: bool) -> E {
-    if follow {
-        tributary::stop_on_signals(stop);
-    }
-    e
-}
-
 async fn run(conf: &str, table: &str, follow: bool) -> tributary::Result<()> {
     let config = PipelineConfig::from_file(conf)?;
     let sink = KafkaSink::new(config.kafka_publisher()?)?;
@@ -75,8 +68,7 @@ async fn run(conf: &str, table: &str, follow: bool) -> tributary::Result<()> {
             cdc = cdc.until_current_end();
         }
         let e = PostgresCdcExtractor::connect_lazy(&url, cdc)?;
-        let stop = e.stop_token();
-        builder.extractor(with_stop(e, stop, follow)).build()?
+        builder.extractor(e).build()?
     } else if config.get("mysql_config", "hostname").is_some() {
         let url = config.mysql()?.url("mysql", 3306);
         let mut cdc = config.mysql_cdc(table)?.with_change_options(metadata());
@@ -84,14 +76,16 @@ async fn run(conf: &str, table: &str, follow: bool) -> tributary::Result<()> {
             cdc = cdc.until_current_end();
         }
         let e = MySqlCdcExtractor::connect_lazy(&url, cdc)?;
-        let stop = e.stop_token();
-        builder.extractor(with_stop(e, stop, follow)).build()?
+        builder.extractor(e).build()?
     } else {
         return Err(tributary::Error::config(
             conf.to_string(),
             "neither [postgres_config] host nor [mysql_config] hostname is set: which database to publish?",
         ));
     };
+    if follow {
+        pipeline.stop_on_signals();
+    }
     let report = pipeline.run().await.into_result()?;
     for o in &report.objects {
         println!("{}\t{} messages", o.key, o.rows);

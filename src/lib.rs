@@ -103,12 +103,12 @@ pub use error::{BoxError, Error, Result};
 pub use model::{Batch, BatchStream, Checkpoint, CursorValue, Watermark};
 pub use pipeline::{
     DryRun, Manifest, ObjectReport, OnSchemaChange, Outcome, Pipeline, PipelineBuilder,
-    PipelineOptions, Progress, RunLog, RunReport, stop_on_signals,
+    PipelineOptions, Progress, RunLog, RunReport,
 };
 pub use traits::{
-    Acker, BatchSink, BatchTarget, BatchValidator, BatchWriter, Extraction, Extractor, Leftover,
-    NoAck, ObjectTarget, Plan, Receipt, Resume, Severity, Sink, SinkCapabilities, SinkWriter,
-    ValidationOutcome, Validator,
+    Acker, BatchSink, BatchTarget, BatchValidator, BatchWriter, ExtractContext, Extraction,
+    Extractor, ExtractorCapabilities, ExtractorExt, Leftover, NoAck, ObjectTarget, Plan, Receipt,
+    Severity, Sink, SinkCapabilities, SinkWriter, ValidationOutcome, Validator,
 };
 pub use util::{Secret, redact_url};
 

@@ -378,10 +378,7 @@ impl Extractor for FlakyOnce {
     fn stream(&self) -> &str {
         "shop"
     }
-    async fn extract(&self, _: Option<Checkpoint>) -> Result<BatchStream> {
-        unreachable!("the pipeline calls open")
-    }
-    async fn open(&self, from: Resume) -> Result<Extraction> {
+    async fn open(&self, from: ExtractContext) -> Result<Extraction> {
         use futures::StreamExt;
         let mut e = self.inner.open(from).await?;
         let first = !std::mem::replace(&mut *self.failed.lock().unwrap(), true);
@@ -724,4 +721,100 @@ async fn a_retry_of_the_same_run_continues_its_epoch_manifests() {
         "one epoch manifest per save, none overwritten"
     );
     assert_eq!(report.epochs, total as u64);
+}
+
+#[tokio::test]
+async fn a_stop_request_ends_a_stream_at_a_consistent_point_commits_it_all_and_succeeds() {
+    let (n, k) = (400, 2);
+    let sink = ObjectSink::memory();
+    let state = Checking::new(&sink, n, k);
+    let source = MemoryChangeStream::new("mem", "shop", changes::log(n, k))
+        .with_delay(Duration::from_millis(2));
+    let pipeline = Pipeline::builder("cdc")
+        .extractor(source.clone())
+        .sink(sink.clone())
+        .state(state.clone())
+        // Longer than the test: what lands, lands because of the stop.
+        .options(PipelineOptions::new().with_commit_interval(Duration::from_secs(600)))
+        .build()
+        .unwrap();
+    let stop = pipeline.stop_token();
+    let run = tokio::spawn(async move { pipeline.run().await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("a stopped stream ends")
+        .unwrap();
+    assert_eq!(
+        report.outcome,
+        Outcome::Succeeded,
+        "{:?}",
+        report.error_message
+    );
+    let at = lsn(report.checkpoint_to.as_ref().expect("a checkpoint"));
+    assert!(at > 0 && at < n, "stopped at {at} of {n}");
+    // Exactly the changes up to the stop, each once; saved, then acknowledged.
+    assert_eq!(ids_landed(&sink).await, ids_expected(n, k, at));
+    assert_eq!(state.saves().last(), Some(&Checkpoint::Lsn { lsn: at }));
+    assert_eq!(source.acks().last(), Some(&Checkpoint::Lsn { lsn: at }));
+
+    // The next run resumes after the stop and lands the rest, nothing twice.
+    let rest = Pipeline::builder("cdc")
+        .extractor(source.clone().bounded())
+        .sink(sink.clone())
+        .state(state.clone())
+        .build()
+        .unwrap();
+    let report = rest.run().await.into_result().unwrap();
+    assert_eq!(report.checkpoint_from, Some(Checkpoint::Lsn { lsn: at }));
+    assert_eq!(ids_landed(&sink).await, ids_expected(n, k, n));
+}
+
+#[tokio::test]
+async fn a_stop_request_cancels_a_source_that_cannot_stop_at_a_consistent_point() {
+    let rows = common::changes::log(10, 1)
+        .into_iter()
+        .filter_map(|e| e.rows)
+        .map(Batch::new)
+        .collect();
+    let source = tributary::sources::MemoryExtractor::new("mem", "table", rows);
+    assert!(!source.capabilities().graceful_stop);
+    let sink = ObjectSink::memory();
+    let pipeline = Pipeline::builder("full")
+        .extractor(source)
+        .sink(sink.clone())
+        .state(ObjectStateStore::new(sink.clone(), "_state"))
+        .build()
+        .unwrap();
+    pipeline.stop_token().cancel();
+    let report = pipeline.run().await;
+    assert_eq!(report.outcome, Outcome::Cancelled);
+    assert!(matches!(report.into_result(), Err(Error::Cancelled)));
+    // Only the manifest that records the cancelled run; no data.
+    let keys = sink.list("mem/").await.unwrap();
+    assert!(
+        keys.iter().all(|k| k.ends_with(".manifest.json")),
+        "{keys:?}"
+    );
+    assert_eq!(landed(&sink).await.len(), 0);
+    assert!(pipeline.checkpoint().await.unwrap().is_none());
+}
+
+/// Every (table, id, position) landed, sorted.
+async fn ids_landed(sink: &ObjectSink) -> Vec<(String, i64, u64)> {
+    let mut got: Vec<_> = landed(sink)
+        .await
+        .into_iter()
+        .map(|(_, l)| (l.table, l.id, l.position))
+        .collect();
+    got.sort();
+    got
+}
+
+/// Every (table, id, position) of the log up to `upto`, sorted.
+fn ids_expected(n: u64, k: i64, upto: u64) -> Vec<(String, i64, u64)> {
+    let mut want = changes::expected(n, k, upto);
+    want.sort();
+    want
 }

@@ -27,24 +27,29 @@ impl Extractor for CrashAfter {
     fn stream(&self) -> &str {
         "numbers"
     }
-    async fn extract(&self, _from: Option<Checkpoint>) -> Result<BatchStream> {
-        let (n, crash) = (self.batches, self.crash_at);
-        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
-        Ok(futures::stream::iter(0..n)
-            .then(move |i| {
-                let schema = schema.clone();
-                async move {
-                    if Some(i) == crash {
-                        // Let the pipeline push the earlier batches to the store first.
-                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                        std::process::abort();
+    async fn open(&self, cx: ExtractContext) -> Result<Extraction> {
+        let _from = cx.checkpoint;
+        let batches: Result<BatchStream> = async {
+            let (n, crash) = (self.batches, self.crash_at);
+            let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+            Ok(futures::stream::iter(0..n)
+                .then(move |i| {
+                    let schema = schema.clone();
+                    async move {
+                        if Some(i) == crash {
+                            // Let the pipeline push the earlier batches to the store first.
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                            std::process::abort();
+                        }
+                        let ids = Int64Array::from_iter_values(i * 100_000..(i + 1) * 100_000);
+                        let rb = RecordBatch::try_new(schema, vec![Arc::new(ids)]).unwrap();
+                        Ok(Batch::new(rb).with_checkpoint(Checkpoint::Lsn { lsn: i as u64 + 1 }))
                     }
-                    let ids = Int64Array::from_iter_values(i * 100_000..(i + 1) * 100_000);
-                    let rb = RecordBatch::try_new(schema, vec![Arc::new(ids)]).unwrap();
-                    Ok(Batch::new(rb).with_checkpoint(Checkpoint::Lsn { lsn: i as u64 + 1 }))
-                }
-            })
-            .boxed())
+                })
+                .boxed())
+        }
+        .await;
+        Ok(Extraction::new(batches?))
     }
 }
 

@@ -24,13 +24,18 @@ impl Extractor for Own {
     fn stream(&self) -> &str {
         "numbers"
     }
-    async fn extract(&self, _: Option<Checkpoint>) -> Result<BatchStream> {
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-        let rb = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))])?;
-        Ok(tributary::futures::stream::iter(vec![Ok(
-            Batch::new(rb).with_checkpoint(Checkpoint::Lsn { lsn: 1 })
-        )])
-        .boxed())
+    async fn open(&self, cx: ExtractContext) -> Result<Extraction> {
+        let _ = cx.checkpoint;
+        let batches: Result<BatchStream> = async {
+            let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+            let rb = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))])?;
+            Ok(tributary::futures::stream::iter(vec![Ok(
+                Batch::new(rb).with_checkpoint(Checkpoint::Lsn { lsn: 1 })
+            )])
+            .boxed())
+        }
+        .await;
+        Ok(Extraction::new(batches?))
     }
 }
 

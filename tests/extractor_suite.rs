@@ -108,15 +108,15 @@ async fn sqlite_incremental_keyed_key_less_and_full() {
 
 #[tokio::test]
 async fn a_checkpoint_of_another_kind_is_a_config_error_for_every_in_process_extractor() {
-    use tributary::{Error, Extractor, Resume};
+    use tributary::{Error, ExtractContext, Extractor};
     let pool = sqlite(&[(1, 1, "2020-01-01 00:00:00")]).await;
     let sql = SqliteExtractor::new(pool, SqlSource::table("ev").incremental(Cursor::new("at")));
-    let lsn = Resume::from_checkpoint(Some(Checkpoint::Lsn { lsn: 7 }));
+    let lsn = ExtractContext::from_checkpoint(Some(Checkpoint::Lsn { lsn: 7 }));
     let err = sql.open(lsn).await.unwrap_err();
     assert!(matches!(err, Error::Config { .. }), "{err}");
-    let wm = Resume::from_checkpoint(Some(Checkpoint::Watermark(tributary::Watermark::new(
-        tributary::CursorValue::Int(1),
-    ))));
+    let wm = ExtractContext::from_checkpoint(Some(Checkpoint::Watermark(
+        tributary::Watermark::new(tributary::CursorValue::Int(1)),
+    )));
     let err = MemoryChangeStream::new("mem", "s", vec![])
         .open(wm)
         .await

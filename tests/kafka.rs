@@ -4,6 +4,7 @@
 mod common;
 
 use common::wal;
+use tributary::ExtractorExt;
 use tributary::format::{Csv, Format};
 use tributary::kafka::KafkaClientConfig;
 use tributary::sources::kafka::{KafkaConfig, KafkaExtractor};
@@ -353,9 +354,10 @@ async fn a_rebalance_mid_run_loses_nothing() {
             .with_batching(50, Duration::from_millis(50)),
         )
         .unwrap();
-        let stop = e.stop_token();
+        let stop = tributary::CancellationToken::new();
         let p = Pipeline::builder(format!("land-{id}"))
             .extractor(e)
+            .stop(stop.clone())
             .sink(landing.clone())
             .state(ObjectStateStore::new(landing.clone(), "_state"))
             .options(PipelineOptions::new().with_commit_interval(Duration::from_millis(100)))

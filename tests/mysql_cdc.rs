@@ -286,7 +286,7 @@ async fn a_dry_run_says_what_it_would_snapshot_or_stream_from() {
     )
     .unwrap();
     let plan = cdc
-        .plan(&Resume::from_checkpoint(None))
+        .plan(&ExtractContext::from_checkpoint(None))
         .await
         .unwrap()
         .unwrap();
@@ -305,7 +305,7 @@ async fn a_dry_run_says_what_it_would_snapshot_or_stream_from() {
         server: None,
     };
     let plan = cdc
-        .plan(&Resume::from_checkpoint(Some(cp)))
+        .plan(&ExtractContext::from_checkpoint(Some(cp)))
         .await
         .unwrap()
         .unwrap();

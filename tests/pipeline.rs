@@ -56,39 +56,44 @@ impl Extractor for Numbers {
     fn stream(&self) -> &str {
         "numbers"
     }
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let start = match from {
-            Some(Checkpoint::Lsn { lsn }) => lsn,
-            None => 0,
-            Some(other) => panic!("unexpected checkpoint {other:?}"),
-        };
-        let me = self.clone();
-        let s = futures::stream::unfold(start, move |n| {
-            let me = me.clone();
-            async move {
-                if let Some(every) = me.endless_every {
-                    tokio::time::sleep(every).await;
-                } else if n >= me.batches {
-                    return None;
+    async fn open(&self, cx: ExtractContext) -> Result<Extraction> {
+        let from = cx.checkpoint;
+        let batches: Result<BatchStream> = async {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let start = match from {
+                Some(Checkpoint::Lsn { lsn }) => lsn,
+                None => 0,
+                Some(other) => panic!("unexpected checkpoint {other:?}"),
+            };
+            let me = self.clone();
+            let s = futures::stream::unfold(start, move |n| {
+                let me = me.clone();
+                async move {
+                    if let Some(every) = me.endless_every {
+                        tokio::time::sleep(every).await;
+                    } else if n >= me.batches {
+                        return None;
+                    }
+                    if me.fail_after == Some(n) {
+                        let e = Error::Connection {
+                            component: "test".into(),
+                            message: "server went away".into(),
+                            source: None,
+                        };
+                        return Some((Err(e), u64::MAX));
+                    }
+                    if n == u64::MAX {
+                        return None;
+                    }
+                    let b = Batch::new(rows(n as i64 * me.per..(n as i64 + 1) * me.per))
+                        .with_checkpoint(lsn(n + 1));
+                    Some((Ok(b), n + 1))
                 }
-                if me.fail_after == Some(n) {
-                    let e = Error::Connection {
-                        component: "test".into(),
-                        message: "server went away".into(),
-                        source: None,
-                    };
-                    return Some((Err(e), u64::MAX));
-                }
-                if n == u64::MAX {
-                    return None;
-                }
-                let b = Batch::new(rows(n as i64 * me.per..(n as i64 + 1) * me.per))
-                    .with_checkpoint(lsn(n + 1));
-                Some((Ok(b), n + 1))
-            }
-        });
-        Ok(s.boxed())
+            });
+            Ok(s.boxed())
+        }
+        .await;
+        Ok(Extraction::new(batches?))
     }
 }
 
@@ -254,12 +259,17 @@ async fn built_in_retries_continue_the_same_run() {
         fn stream(&self) -> &str {
             "numbers"
         }
-        async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
-            let mut inner = self.0.clone();
-            if self.1.fetch_add(1, Ordering::SeqCst) == 0 {
-                inner.fail_after = Some(2);
+        async fn open(&self, cx: ExtractContext) -> Result<Extraction> {
+            let from = cx.checkpoint;
+            let batches: Result<BatchStream> = async {
+                let mut inner = self.0.clone();
+                if self.1.fetch_add(1, Ordering::SeqCst) == 0 {
+                    inner.fail_after = Some(2);
+                }
+                inner.extract(from).await
             }
-            inner.extract(from).await
+            .await;
+            Ok(Extraction::new(batches?))
         }
     }
     let p = pipeline(
@@ -506,17 +516,22 @@ async fn a_concurrent_runner_cannot_advance_the_same_checkpoint() {
         fn stream(&self) -> &str {
             "numbers"
         }
-        async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
-            let other = PipelineState {
-                checkpoint: Some(lsn(100)),
-                run_id: "other".into(),
-                updated_at: chrono::Utc::now(),
-                ..Default::default()
-            };
-            ObjectStateStore::new(self.1.clone(), "_state")
-                .save("numbers", None, &other)
-                .await?;
-            self.0.extract(from).await
+        async fn open(&self, cx: ExtractContext) -> Result<Extraction> {
+            let from = cx.checkpoint;
+            let batches: Result<BatchStream> = async {
+                let other = PipelineState {
+                    checkpoint: Some(lsn(100)),
+                    run_id: "other".into(),
+                    updated_at: chrono::Utc::now(),
+                    ..Default::default()
+                };
+                ObjectStateStore::new(self.1.clone(), "_state")
+                    .save("numbers", None, &other)
+                    .await?;
+                self.0.extract(from).await
+            }
+            .await;
+            Ok(Extraction::new(batches?))
         }
     }
     let r = pipeline(&sink, Slow(e, sink.clone()), PipelineOptions::new())
@@ -932,8 +947,10 @@ async fn a_pipeline_can_be_checked_inspected_and_reset() {
                 source: None,
             })
         }
-        async fn extract(&self, _: Option<Checkpoint>) -> Result<BatchStream> {
-            panic!("check must not extract")
+        async fn open(&self, cx: ExtractContext) -> Result<Extraction> {
+            let _ = cx.checkpoint;
+            let batches: Result<BatchStream> = async { panic!("check must not extract") }.await;
+            Ok(Extraction::new(batches?))
         }
     }
     let before = sink.list("").await.unwrap().len();

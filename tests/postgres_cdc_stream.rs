@@ -102,10 +102,11 @@ async fn heartbeats_move_the_slot_while_the_selected_tables_are_idle() {
             .with_status_interval(Duration::from_millis(100)),
     )
     .unwrap();
-    let stop = cdc.stop_token();
+    let stop = tributary::CancellationToken::new();
     let sink = ObjectSink::memory();
     let p = Pipeline::builder("idle")
         .extractor(cdc)
+        .stop(stop.clone())
         .sink(sink.clone())
         .state(ObjectStateStore::new(sink.clone(), "_state"))
         .options(PipelineOptions::new().with_commit_interval(Duration::from_millis(200)))
@@ -165,13 +166,14 @@ async fn a_graceful_stop_commits_the_transaction_in_progress() {
             .with_batch_rows(1000),
     )
     .unwrap();
-    let stop = cdc.stop_token();
+    let stop = tributary::CancellationToken::new();
     let sink = ObjectSink::memory();
     let state = ObjectStateStore::new(sink.clone(), "_state");
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let seen2 = seen.clone();
     let p = Pipeline::builder("stop")
         .extractor(cdc)
+        .stop(stop.clone())
         .sink(sink.clone())
         .state(state.clone())
         .on_progress(move |p| {

@@ -83,12 +83,17 @@ async fn exercise(wh: Warehouse) {
         fn stream(&self) -> &str {
             "s"
         }
-        async fn extract(&self, _: Option<Checkpoint>) -> Result<BatchStream> {
-            Err(Error::NotFound {
-                component: "t".into(),
-                message: "table s does not exist".into(),
-                source: None,
-            })
+        async fn open(&self, cx: ExtractContext) -> Result<Extraction> {
+            let _ = cx.checkpoint;
+            let batches: Result<BatchStream> = async {
+                Err(Error::NotFound {
+                    component: "t".into(),
+                    message: "table s does not exist".into(),
+                    source: None,
+                })
+            }
+            .await;
+            Ok(Extraction::new(batches?))
         }
     }
     let failed = Pipeline::builder(pipeline.clone())

@@ -102,7 +102,7 @@ pub async fn collect(stream: BatchStream) -> Result<Vec<Batch>> {
 }
 
 /// Bytes of the output format that a source encoded itself (see
-/// [`Extractor::extract_encoded`](crate::Extractor::extract_encoded)). Every chunk ends
+/// [`Extractor::open_encoded`](crate::Extractor::open_encoded)). Every chunk ends
 /// at a row boundary, so the pipeline may start a new object after any chunk.
 #[derive(Clone, Debug)]
 pub struct EncodedChunk {

@@ -326,7 +326,7 @@ impl<'a> Committer<'a> {
                 run_id: self.ledger.run_id.clone(),
                 next_part: self.next_part,
                 // The epoch manifest written just below is this save's.
-                epochs: self.ledger.epochs + u64::from(!self.p.extractor.bounded()),
+                epochs: self.ledger.epochs + u64::from(!self.p.extractor.capabilities().bounded),
                 updated_at: Utc::now(),
                 schemas: self
                     .committed_schemas

@@ -103,7 +103,7 @@ impl Ledger {
     pub(super) fn step_report(&self, p: &Pipeline) -> RunReport {
         let mut report = self.clone().report(p, 1, Instant::now(), Ok(()));
         report.outcome = Outcome::Running;
-        if !p.extractor.bounded() {
+        if !p.extractor.capabilities().bounded {
             report.epoch = Some(self.epochs + 1);
         }
         report

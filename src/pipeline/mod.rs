@@ -56,7 +56,9 @@ pub use report::{Manifest, Outcome, Progress, RunLog, RunReport};
 
 use crate::format::{Compression, Csv, Format};
 use crate::stores::{KeyTemplate, ObjectBatchSink, StateStore};
-use crate::{BatchSink, BatchValidator, Checkpoint, Error, Extractor, Result, Sink};
+use crate::{
+    BatchSink, BatchValidator, Checkpoint, Error, ExtractContext, Extractor, Result, Sink,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -256,6 +258,7 @@ pub struct PipelineBuilder {
     options: PipelineOptions,
     progress: Option<ProgressFn>,
     cancel: CancellationToken,
+    stop: CancellationToken,
 }
 
 impl PipelineBuilder {
@@ -325,6 +328,13 @@ impl PipelineBuilder {
         self
     }
 
+    /// A token that ends the run gracefully ([`Pipeline::stop_token`]); by default the
+    /// pipeline makes its own.
+    pub fn stop(mut self, token: CancellationToken) -> Self {
+        self.stop = token;
+        self
+    }
+
     /// Check the composition; does no I/O.
     pub fn build(self) -> Result<Pipeline> {
         if self.name.is_empty() || self.name.contains(['/', '#']) {
@@ -370,7 +380,7 @@ impl PipelineBuilder {
                     .with_redshift_manifest(self.options.redshift_manifest),
             ),
         };
-        if !extractor.bounded() && self.options.commit_interval.is_none() {
+        if !extractor.capabilities().bounded && self.options.commit_interval.is_none() {
             return Err(Error::config(
                 "pipeline",
                 format!(
@@ -393,6 +403,7 @@ impl PipelineBuilder {
             options: self.options,
             progress: self.progress,
             cancel: self.cancel,
+            stop: self.stop,
         })
     }
 }
@@ -448,6 +459,8 @@ pub struct Pipeline {
     options: PipelineOptions,
     progress: Option<ProgressFn>,
     cancel: CancellationToken,
+    /// Ends the run gracefully: handed to the extractor ([`ExtractContext::stop`]).
+    stop: CancellationToken,
     /// Labels of this pipeline's metrics.
     meter: crate::metrics::Meter,
 }
@@ -468,6 +481,7 @@ impl Pipeline {
             options: PipelineOptions::default(),
             progress: None,
             cancel: CancellationToken::new(),
+            stop: CancellationToken::new(),
         }
     }
 
@@ -517,10 +531,13 @@ impl Pipeline {
             .start_from
             .clone()
             .or_else(|| loaded.as_ref().and_then(|v| v.value.checkpoint.clone()));
-        let plan = self
-            .extractor
-            .plan(&crate::Resume::from_checkpoint(from.clone()))
-            .await?;
+        let plan = if self.extractor.capabilities().plans {
+            self.extractor
+                .plan(&ExtractContext::from_checkpoint(from.clone()))
+                .await?
+        } else {
+            None
+        };
         Ok(DryRun { from, plan })
     }
 
@@ -547,11 +564,50 @@ impl Pipeline {
         self.cancel.clone()
     }
 
-    /// Cancel this pipeline's run on Ctrl-C (SIGINT) or SIGTERM, as a scheduler or
-    /// `kill` sends them, instead of dying with no record: the open part is aborted,
-    /// the run is recorded as `cancelled` in its manifest and run history, and
-    /// [`RunReport::into_result`] is [`Error::Cancelled`]. Call it inside a Tokio runtime,
-    /// before [`Pipeline::run`]; the listener ends with the token.
+    /// The token that ends this pipeline's runs gracefully, the one way every stream
+    /// stops: it is handed to the extractor ([`ExtractContext::stop`]). A stream that
+    /// declares [`ExtractorCapabilities::graceful_stop`](crate::ExtractorCapabilities::graceful_stop) (binlog and WAL CDC, Kafka)
+    /// finishes the transaction it is in and ends; the pipeline commits everything read,
+    /// saves the checkpoint and the run succeeds. For any other source a stop cancels the
+    /// run (as [`cancellation_token`](Self::cancellation_token) does): a table read
+    /// halfway is not a consistent point to stop at.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use tributary::{Pipeline, PipelineOptions, sources::MemoryChangeStream, stores::ObjectSink};
+    /// let p = Pipeline::builder("follow")
+    ///     .extractor(MemoryChangeStream::new("m", "changes", vec![]))
+    ///     .sink(ObjectSink::memory())
+    ///     .options(PipelineOptions::new().with_commit_interval(std::time::Duration::from_millis(50)))
+    ///     .build()?;
+    /// p.stop_token().cancel(); // e.g. from a signal handler: see stop_on_signals
+    /// let report = p.run().await.into_result()?; // ends at once, and succeeds
+    /// assert_eq!(report.rows, 0);
+    /// # Ok::<(), tributary::Error>(()) }).unwrap();
+    /// ```
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Stop this pipeline's runs gracefully on Ctrl-C (SIGINT) or SIGTERM, as a
+    /// scheduler or `kill` sends them: see [`stop_token`](Self::stop_token). Call it
+    /// inside a Tokio runtime, before [`Pipeline::run`]; the listener ends with the token.
+    ///
+    /// ```no_run
+    /// # async fn f(pipeline: tributary::Pipeline) -> tributary::Result<()> {
+    /// pipeline.stop_on_signals();
+    /// let report = pipeline.run().await.into_result()?; // Ok after a signal, for CDC
+    /// # Ok(()) }
+    /// ```
+    pub fn stop_on_signals(&self) {
+        on_signal(self.stop.clone(), &self.name, "stopping the run gracefully");
+    }
+
+    /// Cancel this pipeline's run on Ctrl-C (SIGINT) or SIGTERM instead of dying with
+    /// no record: the open part is aborted, the run is recorded as `cancelled` in its
+    /// manifest and run history, and [`RunReport::into_result`] is [`Error::Cancelled`].
+    /// Call it inside a Tokio runtime, before [`Pipeline::run`]. To commit what was read
+    /// instead, use [`stop_on_signals`](Self::stop_on_signals).
     ///
     /// ```no_run
     /// # async fn f(pipeline: tributary::Pipeline) -> tributary::Result<()> {
@@ -560,17 +616,21 @@ impl Pipeline {
     /// # Ok(()) }
     /// ```
     pub fn cancel_on_signals(&self) {
-        let token = self.cancel.clone();
-        let name = self.name.clone();
-        tokio::spawn(async move {
-            let which = tokio::select! {
-                s = signals::shutdown() => s,
-                _ = token.cancelled() => return,
-            };
-            tracing::warn!(pipeline = %name, signal = which, "signal received; cancelling the run");
-            token.cancel();
-        });
+        on_signal(self.cancel.clone(), &self.name, "cancelling the run");
     }
+}
+
+/// Cancel `token` on the first SIGINT or SIGTERM; the listener ends with the token.
+fn on_signal(token: CancellationToken, pipeline: &str, what: &'static str) {
+    let name = pipeline.to_string();
+    tokio::spawn(async move {
+        let which = tokio::select! {
+            s = signals::shutdown() => s,
+            _ = token.cancelled() => return,
+        };
+        tracing::warn!(pipeline = %name, signal = which, "signal received; {what}");
+        token.cancel();
+    });
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -582,31 +642,4 @@ impl std::fmt::Debug for Pipeline {
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
-}
-
-/// On SIGINT (Ctrl-C) or SIGTERM, cancel `token`: give it an extractor's stop token
-/// (`PostgresCdcExtractor::stop_token`, `MySqlCdcExtractor::stop_token`,
-/// `KafkaExtractor::stop_token`) so that a following run ends gracefully, commits what it
-/// read and succeeds, where [`Pipeline::cancel_on_signals`] abandons the uncommitted rows.
-/// Needs a Tokio runtime.
-///
-/// ```no_run
-/// # async fn f() {
-/// let stop = tributary::CancellationToken::new(); // e.g. extractor.stop_token()
-/// tributary::stop_on_signals(stop.clone());
-/// stop.cancelled().await; // after Ctrl-C or SIGTERM
-/// # }
-/// ```
-pub fn stop_on_signals(token: CancellationToken) {
-    tokio::spawn(async move {
-        let which = tokio::select! {
-            s = signals::shutdown() => s,
-            _ = token.cancelled() => return,
-        };
-        tracing::info!(
-            signal = which,
-            "signal received; stopping the stream gracefully"
-        );
-        token.cancel();
-    });
 }

@@ -37,7 +37,8 @@ impl Pipeline {
                 Err(e)
                     if e.is_retryable()
                         && attempts <= self.options.retries
-                        && !self.cancel.is_cancelled() =>
+                        && !self.cancel.is_cancelled()
+                        && !self.stop.is_cancelled() =>
                 {
                     let wait = self.options.retry_backoff * 2u32.saturating_pow(attempts - 1);
                     tracing::warn!(pipeline = %self.name, run_id = %run.run_id, attempt = attempts, error = %e,
@@ -45,6 +46,7 @@ impl Pipeline {
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = self.cancel.cancelled() => break Err(Error::Cancelled),
+                        _ = self.stop.cancelled() => break Err(Error::Cancelled),
                     }
                 }
                 other => break other,

@@ -10,7 +10,7 @@ use super::ledger::Ledger;
 use super::part::{OpenPart, Slot};
 use super::{OnSchemaChange, Pipeline, PipelineOptions};
 use crate::model::EncodedChunk;
-use crate::{Batch, Error, Result, Resume, Severity, ValidationOutcome};
+use crate::{Batch, Error, ExtractContext, Result, Severity, ValidationOutcome};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use chrono::{DateTime, Utc};
@@ -80,15 +80,18 @@ impl<'a> RunLoop<'a> {
             Some(_) => BTreeMap::new(),
             None => self.committer.saved_schemas().clone(),
         };
-        let resume = Resume::from_checkpoint(from.clone()).with_schemas(schemas);
+        let cx = ExtractContext::from_checkpoint(from.clone())
+            .with_schemas(schemas)
+            .with_stop(p.stop.clone());
+        let caps = p.extractor.capabilities();
         let ledger = &mut *self.committer.ledger;
         if ledger.from.is_none() && ledger.objects.is_empty() {
             ledger.from = from.clone();
         }
         // An estimate for progress, asked once per run and only if someone watches.
-        if p.progress.is_some() && !ledger.estimated {
+        if p.progress.is_some() && caps.plans && !ledger.estimated {
             ledger.estimated = true;
-            match p.extractor.plan(&resume).await {
+            match p.extractor.plan(&cx).await {
                 Ok(plan) => ledger.rows_estimated = plan.and_then(|p| p.estimated_rows),
                 Err(e) => {
                     tracing::debug!(pipeline = %p.name, error = %e, "no row estimate for progress")
@@ -98,8 +101,8 @@ impl<'a> RunLoop<'a> {
         // The source may encode the format itself (PostgreSQL's COPY for CSV), when no
         // batch check needs the rows.
         let encoded = match p.sink.format() {
-            Some(format) if p.validators.is_empty() && p.options.encoded_path => {
-                p.extractor.extract_encoded(from, format).await?
+            Some(format) if caps.encodes && p.validators.is_empty() && p.options.encoded_path => {
+                p.extractor.open_encoded(cx.clone(), format).await?
             }
             _ => None,
         };
@@ -110,7 +113,7 @@ impl<'a> RunLoop<'a> {
                 chunks.map(|c| c.map(Item::Encoded)).boxed()
             }
             None => {
-                let extraction = p.extractor.open(resume).await?;
+                let extraction = p.extractor.open(cx).await?;
                 self.committer.acknowledge_to(extraction.acker);
                 extraction.batches.map(|b| b.map(Item::Batch)).boxed()
             }
@@ -130,12 +133,16 @@ impl<'a> RunLoop<'a> {
 
     /// Take items until the extraction ends, committing on the interval.
     async fn consume(&mut self, rx: &mut Receiver<Result<Item>>) -> Result<()> {
+        // A stop request ends a stream that can stop at a consistent point by itself;
+        // any other run it cancels (a table read halfway is no such point).
+        let stop_cancels = !self.p.extractor.capabilities().graceful_stop;
         loop {
             let wait = self.deadline;
             let done = self.committer.commit_done();
             let item = tokio::select! {
                 biased;
                 _ = self.p.cancel.cancelled() => return Err(Error::Cancelled),
+                _ = self.p.stop.cancelled(), if stop_cancels => return Err(Error::Cancelled),
                 _ = async { if let Some(at) = wait { tokio::time::sleep_until(at).await } }, if wait.is_some() => {
                     self.commit_all().await?;
                     self.deadline = None;

@@ -1,7 +1,10 @@
 //! In-memory sources for tests, examples and the conformance suites: [`MemoryExtractor`]
 //! replays batches; [`MemoryChangeStream`] is a many-table change log that acknowledges.
 
-use crate::{Acker, Batch, BatchStream, Checkpoint, Error, Extraction, Extractor, Result, Resume};
+use crate::{
+    Acker, Batch, BatchStream, Checkpoint, Error, ExtractContext, Extraction, Extractor,
+    ExtractorCapabilities, Result,
+};
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -38,8 +41,8 @@ impl Extractor for MemoryExtractor {
         &self.stream
     }
 
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
-        let skip = match &from {
+    async fn open(&self, cx: ExtractContext) -> Result<Extraction> {
+        let skip = match &cx.checkpoint {
             Some(cp) => self
                 .batches
                 .iter()
@@ -48,7 +51,7 @@ impl Extractor for MemoryExtractor {
             None => 0,
         };
         let batches: Vec<Result<Batch>> = self.batches[skip..].iter().cloned().map(Ok).collect();
-        Ok(futures::stream::iter(batches).boxed())
+        Ok(Extraction::new(futures::stream::iter(batches).boxed()))
     }
 }
 
@@ -183,15 +186,15 @@ impl Extractor for MemoryChangeStream {
         &self.stream
     }
 
-    fn bounded(&self) -> bool {
-        self.bounded
+    /// Acknowledges, and ends gracefully between events when asked to stop.
+    fn capabilities(&self) -> ExtractorCapabilities {
+        ExtractorCapabilities::bounded()
+            .with_bounded(self.bounded)
+            .with_acknowledges(true)
+            .with_graceful_stop(true)
     }
 
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
-        Ok(self.open(Resume::from_checkpoint(from)).await?.batches)
-    }
-
-    async fn open(&self, from: Resume) -> Result<Extraction> {
+    async fn open(&self, from: ExtractContext) -> Result<Extraction> {
         let after = match &from.checkpoint {
             None => None,
             Some(Checkpoint::Lsn { lsn }) => Some(*lsn),
@@ -238,10 +241,16 @@ impl Extractor for MemoryChangeStream {
             }
             Ok(b)
         });
+        // Every event is whole with its position, so any point between two is a
+        // consistent place to stop.
+        let stop = from.stop.clone().cancelled_owned();
         let batches: BatchStream = if self.bounded {
-            batches.boxed()
+            batches.take_until(stop).boxed()
         } else {
-            batches.chain(futures::stream::pending()).boxed()
+            batches
+                .chain(futures::stream::pending())
+                .take_until(stop)
+                .boxed()
         };
         Ok(Extraction::with_acker(
             batches,

@@ -33,7 +33,7 @@ pub struct PipelineState {
     /// When it was saved.
     pub updated_at: DateTime<Utc>,
     /// The schema of every table committed up to `checkpoint`, as landed: handed back to
-    /// the extractor on resume ([`Resume::schemas`](crate::Resume)) and compared with the
+    /// the extractor on resume ([`ExtractContext::schemas`](crate::ExtractContext::schemas)) and compared with the
     /// next run's rows to find schema changes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub schemas: BTreeMap<String, arrow_schema::Schema>,

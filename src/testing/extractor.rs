@@ -2,7 +2,7 @@
 //! yields exactly the rest, and accepts its acknowledgements in order.
 
 use crate::model::row_fingerprints;
-use crate::{Batch, Checkpoint, Extractor, Resume};
+use crate::{Batch, Checkpoint, ExtractContext, Extractor};
 use arrow_schema::SchemaRef;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -47,7 +47,7 @@ fn multiset(rows: &[Row]) -> HashMap<&Row, usize> {
 
 async fn extract_all<E: Extractor + ?Sized>(
     e: &E,
-    from: Resume,
+    from: ExtractContext,
     what: &str,
 ) -> (Vec<Batch>, Box<dyn crate::Acker>) {
     let ex = tokio::time::timeout(Duration::from_secs(120), e.open(from))
@@ -74,7 +74,11 @@ async fn extract_all<E: Extractor + ?Sized>(
 ///   the pipeline hands them over), it yields exactly the rows after that batch: none
 ///   lost, none repeated; up to `max_resumes` checkpoints, spread evenly, the last one
 ///   included;
-/// - its [`Acker`](crate::Acker) accepts every checkpoint, in the order emitted.
+/// - its [`Acker`](crate::Acker) accepts every checkpoint, in the order emitted;
+/// - what its [`capabilities`](crate::Extractor::capabilities) declare holds: a source
+///   that `plans` returns a plan, one that does not returns `Ok(None)`; a source with a
+///   `graceful_stop`, opened already asked to stop, ends by itself, having handed on
+///   only whole rows of the full extraction and a checkpoint after the last of them.
 ///
 /// The source must not change while the suite runs.
 ///
@@ -99,12 +103,12 @@ pub async fn extractor_suite<E: Extractor + ?Sized>(
 ) -> ExtractorSuiteReport {
     let name = format!("{}/{}", extractor.source(), extractor.stream());
     assert!(
-        extractor.bounded(),
+        extractor.capabilities().bounded,
         "{name}: the suite needs a bounded extractor"
     );
-    let (batches, mut acker) = extract_all(extractor, Resume::default(), &name).await;
+    let (batches, mut acker) = extract_all(extractor, ExtractContext::new(), &name).await;
     let all = rows_of(&batches);
-    let (again, _) = extract_all(extractor, Resume::default(), &name).await;
+    let (again, _) = extract_all(extractor, ExtractContext::new(), &name).await;
     assert_eq!(
         multiset(&rows_of(&again)),
         multiset(&all),
@@ -146,7 +150,7 @@ pub async fn extractor_suite<E: Extractor + ?Sized>(
     for &i in &picks {
         let (cp, before, schemas) = &marks[i];
         let what = format!("{name} resumed from {cp:?}");
-        let from = Resume::from_checkpoint(Some(cp.clone())).with_schemas(schemas.clone());
+        let from = ExtractContext::from_checkpoint(Some(cp.clone())).with_schemas(schemas.clone());
         let (rest, _) = extract_all(extractor, from, &what).await;
         let got = rows_of(&rest);
         let want = &all[*before..];
@@ -163,10 +167,47 @@ pub async fn extractor_suite<E: Extractor + ?Sized>(
             panic!("{name}: acknowledging {cp:?} failed: {err}");
         }
     }
+    declared(extractor, &name, &all).await;
     ExtractorSuiteReport {
         batches: batches.len(),
         rows: all.len(),
         checkpoints: marks.len(),
         resumes: picks.len(),
+    }
+}
+
+/// The checks on what an extractor's capabilities declare.
+async fn declared<E: Extractor + ?Sized>(extractor: &E, name: &str, all: &[Row]) {
+    let caps = extractor.capabilities();
+    let plan = extractor
+        .plan(&ExtractContext::new())
+        .await
+        .unwrap_or_else(|err| panic!("{name}: plan failed: {err}"));
+    assert_eq!(
+        plan.is_some(),
+        caps.plans,
+        "{name}: declares plans = {} but plan returned {plan:?}",
+        caps.plans
+    );
+    if caps.graceful_stop {
+        let stop = tokio_util::sync::CancellationToken::new();
+        stop.cancel();
+        let what = format!("{name} opened asked to stop");
+        let (stopped, _) =
+            extract_all(extractor, ExtractContext::new().with_stop(stop), &what).await;
+        let got = rows_of(&stopped);
+        let want = multiset(all);
+        for (row, n) in multiset(&got) {
+            assert!(
+                want.get(row).is_some_and(|w| *w >= n),
+                "{what}: a row the full extraction does not have (or has fewer times)"
+            );
+        }
+        if let Some(last) = stopped.iter().rposition(|b| b.num_rows() > 0) {
+            assert!(
+                stopped[last..].iter().any(|b| b.checkpoint.is_some()),
+                "{what}: rows after the last checkpoint it handed on"
+            );
+        }
     }
 }

@@ -2,40 +2,7 @@
 //! [`Acker`] through which the pipeline tells the source what is durable.
 
 use crate::{BatchStream, Checkpoint, Result};
-use arrow_schema::SchemaRef;
 use async_trait::async_trait;
-use std::collections::BTreeMap;
-
-/// Where an extraction starts: the saved checkpoint, and the schema of every table of
-/// the stream as it was when that checkpoint was saved.
-///
-/// A log reader needs the schemas: rows written before a DDL that is still ahead in
-/// the log must be decoded with the columns they were written with, not today's.
-#[derive(Clone, Debug, Default, PartialEq)]
-#[non_exhaustive]
-pub struct Resume {
-    /// The saved checkpoint (`None`: from the beginning).
-    pub checkpoint: Option<Checkpoint>,
-    /// Table → the schema of the rows of that table last committed before `checkpoint`
-    /// (as the pipeline landed them, change columns included).
-    pub schemas: BTreeMap<String, SchemaRef>,
-}
-
-impl Resume {
-    /// Start from `checkpoint` with no known schemas.
-    pub fn from_checkpoint(checkpoint: Option<Checkpoint>) -> Self {
-        Resume {
-            checkpoint,
-            schemas: BTreeMap::new(),
-        }
-    }
-
-    /// Add the schemas saved with the checkpoint.
-    pub fn with_schemas(mut self, schemas: BTreeMap<String, SchemaRef>) -> Self {
-        self.schemas = schemas;
-        self
-    }
-}
 
 /// Told by the pipeline when a checkpoint is durable: every row up to it is in a
 /// committed object and the state store has saved it. A PostgreSQL slot, a Kafka

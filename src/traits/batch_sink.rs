@@ -164,7 +164,7 @@ pub trait BatchSink: Debug + Send + Sync + 'static {
     fn describe(&self) -> String;
 
     /// The format objects are written in, if the sink writes bytes of one: the pipeline
-    /// lets a source encode it itself ([`Extractor::extract_encoded`](crate::Extractor::extract_encoded)).
+    /// lets a source encode it itself ([`Extractor::open_encoded`](crate::Extractor::open_encoded)).
     fn format(&self) -> Option<&dyn Format> {
         None
     }

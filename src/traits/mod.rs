@@ -8,12 +8,12 @@ mod forward;
 mod sink;
 mod validator;
 
-pub use ack::{Acker, Extraction, NoAck, Resume};
+pub use ack::{Acker, Extraction, NoAck};
 pub(crate) use batch_sink::same_schema;
 pub use batch_sink::{
     BatchSink, BatchTarget, BatchWriter, Leftover, ObjectReport, SinkCapabilities,
 };
-pub use extractor::{Extractor, Plan};
+pub use extractor::{ExtractContext, Extractor, ExtractorCapabilities, ExtractorExt, Plan};
 pub(crate) use forward::forward_impls;
 pub use sink::{ObjectTarget, Receipt, Sink, SinkWriter};
 pub(crate) use validator::applies_to;

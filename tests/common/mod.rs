@@ -148,9 +148,8 @@ pub fn unique(prefix: &str) -> String {
 
 /// Everything `e` reads from the start, as one batch.
 pub async fn extract_all(e: &dyn tributary::Extractor) -> arrow_array::RecordBatch {
-    let batches = tributary::model::collect(e.extract(None).await.unwrap())
-        .await
-        .unwrap();
+    use tributary::ExtractorExt;
+    let batches = e.collect(None).await.unwrap();
     arrow_select::concat::concat_batches(
         &batches[0].records.schema(),
         batches.iter().map(|b| &b.records),

@@ -4,8 +4,9 @@
 
 use futures::StreamExt;
 use sqlx::{Connection, Executor, PgConnection};
+use tributary::ExtractorExt;
 use tributary::sources::postgres_cdc::{PostgresCdcConfig, PostgresCdcExtractor};
-use tributary::{Batch, Checkpoint, Extractor, Result};
+use tributary::{Batch, Checkpoint, Result};
 
 /// A fresh lower-case name with `prefix` (tables, slots, publications).
 pub fn name(prefix: &str) -> String {

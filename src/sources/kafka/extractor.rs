@@ -6,7 +6,9 @@ use super::envelope::{self, Event, Message as Decoded};
 use super::rows::Tables;
 use crate::kafka::client::error as kerr;
 use crate::model::{ChangeMeta, Op};
-use crate::{Acker, Batch, BatchStream, Checkpoint, Error, Extraction, Extractor, Result, Resume};
+use crate::{
+    Acker, Batch, BatchStream, Checkpoint, Error, ExtractContext, Extraction, Extractor, Result,
+};
 use async_trait::async_trait;
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -135,7 +137,6 @@ type Cons = StreamConsumer<Ctx>;
 pub struct KafkaExtractor {
     config: KafkaConfig,
     stream: String,
-    stop: tokio_util::sync::CancellationToken,
 }
 
 impl KafkaExtractor {
@@ -151,19 +152,7 @@ impl KafkaExtractor {
             return Err(Error::config("kafka", "the consumer group id is empty"));
         }
         let stream = config.group_id.clone();
-        Ok(KafkaExtractor {
-            config,
-            stream,
-            stop: tokio_util::sync::CancellationToken::new(),
-        })
-    }
-
-    /// A token that ends the stream gracefully: what was read is handed on with its
-    /// checkpoint and the stream ends, so the pipeline commits it and succeeds (what a
-    /// following run does on SIGTERM). Cancelling the pipeline instead abandons the rows
-    /// not yet committed.
-    pub fn stop_token(&self) -> tokio_util::sync::CancellationToken {
-        self.stop.clone()
+        Ok(KafkaExtractor { config, stream })
     }
 
     fn consumer(&self, shared: Arc<Mutex<Shared>>) -> Result<Cons> {
@@ -228,8 +217,11 @@ impl Extractor for KafkaExtractor {
     fn stream(&self) -> &str {
         &self.stream
     }
-    fn bounded(&self) -> bool {
-        self.config.stop_at_end
+    fn capabilities(&self) -> crate::ExtractorCapabilities {
+        crate::ExtractorCapabilities::bounded()
+            .with_bounded(self.config.stop_at_end)
+            .with_acknowledges(true)
+            .with_graceful_stop(true)
     }
 
     async fn check(&self) -> Result<()> {
@@ -265,11 +257,7 @@ impl Extractor for KafkaExtractor {
         .map_err(|e| Error::connector("kafka", e, true))?
     }
 
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
-        Ok(self.open(Resume::from_checkpoint(from)).await?.batches)
-    }
-
-    async fn open(&self, from: Resume) -> Result<Extraction> {
+    async fn open(&self, from: ExtractContext) -> Result<Extraction> {
         let mut shared = Shared::default();
         match &from.checkpoint {
             None => {}
@@ -313,7 +301,7 @@ impl Extractor for KafkaExtractor {
             offsets: BTreeMap::new(),
             ends: HashMap::new(),
             dirty: false,
-            stop: self.stop.clone(),
+            stop: from.stop.clone(),
         };
         tokio::spawn(reader.run(tx));
         let batches = tokio_stream_from(rx);

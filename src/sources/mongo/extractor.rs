@@ -461,7 +461,14 @@ impl Extractor for MongoExtractor {
         self.check_collection().await
     }
 
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
+    async fn open(&self, cx: crate::ExtractContext) -> Result<crate::Extraction> {
+        Ok(crate::Extraction::new(self.batches(cx.checkpoint).await?))
+    }
+}
+
+impl MongoExtractor {
+    /// The batches after `from` (what [`Extractor::open`] hands on).
+    async fn batches(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
         let from = match from {
             None => None,
             Some(Checkpoint::Watermark(w)) if self.source.cursor.is_some() => Some(w),

@@ -296,13 +296,24 @@ impl Extractor for MySqlExtractor {
         self.prepare(&mut conn, None).await.map(|_| ())
     }
 
-    async fn plan(&self, from: &crate::Resume) -> Result<Option<crate::Plan>> {
-        super::plan::plan(self, from.checkpoint.as_ref())
+    async fn plan(&self, cx: &crate::ExtractContext) -> Result<Option<crate::Plan>> {
+        super::plan::plan(self, cx.checkpoint.as_ref())
             .await
             .map(Some)
     }
 
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
+    fn capabilities(&self) -> crate::ExtractorCapabilities {
+        crate::ExtractorCapabilities::bounded().with_plans(true)
+    }
+
+    async fn open(&self, cx: crate::ExtractContext) -> Result<crate::Extraction> {
+        Ok(crate::Extraction::new(self.batches(cx.checkpoint).await?))
+    }
+}
+
+impl MySqlExtractor {
+    /// The batches after `from` (what [`Extractor::open`] hands on).
+    async fn batches(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
         if let (Some((column, n)), None) = (&self.source.partition, &self.source.cursor) {
             if from.is_some() {
                 return Err(Error::config(

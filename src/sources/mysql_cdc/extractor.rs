@@ -5,7 +5,7 @@ use super::stream::{Gtids, Plan, Position, stream};
 use crate::model::TableFilter;
 use crate::sources::mysql::MySqlExtractor;
 use crate::sources::sql::SqlSource;
-use crate::{Batch, BatchStream, Checkpoint, Error, Extraction, Extractor, Result, Resume};
+use crate::{Batch, Checkpoint, Error, ExtractContext, Extraction, Extractor, Result};
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -43,7 +43,6 @@ pub struct MySqlCdcExtractor {
     opts: mysql_async::Opts,
     sql: MySqlExtractor,
     config: MySqlCdcConfig,
-    stop: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for MySqlCdcExtractor {
@@ -94,31 +93,7 @@ impl MySqlCdcExtractor {
             .into();
         let sql = MySqlExtractor::connect_lazy(url, SqlSource::table("_"))?
             .with_timeouts(config.timeouts);
-        Ok(MySqlCdcExtractor {
-            opts,
-            sql,
-            config,
-            stop: tokio_util::sync::CancellationToken::new(),
-        })
-    }
-
-    /// A token that ends the stream gracefully: cancelled, the reader finishes the
-    /// transaction it is in, hands on everything up to its end with its checkpoint, and
-    /// ends the stream, so that the pipeline commits it all and the run succeeds (unlike
-    /// the pipeline's own cancellation, which abandons open parts). A snapshot in
-    /// progress completes first. Clones of the extractor share it.
-    ///
-    /// ```no_run
-    /// # async fn f(pipeline: tributary::Pipeline, cdc: tributary::sources::mysql_cdc::MySqlCdcExtractor) {
-    /// let stop = cdc.stop_token();
-    /// tokio::spawn(async move {
-    ///     let _ = tokio::signal::ctrl_c().await;
-    ///     stop.cancel(); // Ctrl-C: commit what was read, then exit
-    /// });
-    /// # }
-    /// ```
-    pub fn stop_token(&self) -> tokio_util::sync::CancellationToken {
-        self.stop.clone()
+        Ok(MySqlCdcExtractor { opts, sql, config })
     }
 
     /// Its settings.
@@ -169,7 +144,7 @@ impl MySqlCdcExtractor {
                 filter,
                 json,
                 server_id,
-                stop: self.stop.clone(),
+                stop: tokio_util::sync::CancellationToken::new(),
             },
             conn,
         ))
@@ -290,8 +265,14 @@ impl Extractor for MySqlCdcExtractor {
         &self.config.stream
     }
 
-    fn bounded(&self) -> bool {
-        self.config.until_current || self.config.snapshot == SnapshotMode::InitialOnly
+    fn capabilities(&self) -> crate::ExtractorCapabilities {
+        crate::ExtractorCapabilities::bounded()
+            .with_bounded(
+                self.config.until_current || self.config.snapshot == SnapshotMode::InitialOnly,
+            )
+            .with_acknowledges(true)
+            .with_plans(true)
+            .with_graceful_stop(true)
     }
 
     /// The server is set up for row-based capture and the user may read the binlog;
@@ -309,13 +290,9 @@ impl Extractor for MySqlCdcExtractor {
         prerequisites(missing)
     }
 
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
-        Ok(self.open(Resume::from_checkpoint(from)).await?.batches)
-    }
-
     /// What a run would do: the snapshot of which tables (with the server's row
     /// estimate) or the binlog position it would stream from, and until where.
-    async fn plan(&self, from: &Resume) -> Result<Option<crate::Plan>> {
+    async fn plan(&self, from: &ExtractContext) -> Result<Option<crate::Plan>> {
         let (ctx, mut conn) = self.context().await?;
         let until = if self.config.until_current {
             let (f, p) = server::current_end(&mut conn, &ctx.facts).await?;
@@ -354,8 +331,9 @@ impl Extractor for MySqlCdcExtractor {
         Ok(Some(crate::Plan::new(what, Vec::new(), estimate)))
     }
 
-    async fn open(&self, from: Resume) -> Result<Extraction> {
-        let (ctx, mut conn) = self.context().await?;
+    async fn open(&self, from: ExtractContext) -> Result<Extraction> {
+        let (mut ctx, mut conn) = self.context().await?;
+        ctx.stop = from.stop.clone();
         prerequisites(ctx.facts.missing())?;
         let begin = match (&from.checkpoint, self.config.snapshot) {
             (None, SnapshotMode::Never) => {

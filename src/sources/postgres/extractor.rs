@@ -389,21 +389,34 @@ impl Extractor for PostgresExtractor {
         self.prepare(&mut conn, None).await.map(|_| ())
     }
 
-    async fn plan(&self, from: &crate::Resume) -> Result<Option<crate::Plan>> {
-        super::plan::plan(self, from.checkpoint.as_ref())
+    async fn plan(&self, cx: &crate::ExtractContext) -> Result<Option<crate::Plan>> {
+        super::plan::plan(self, cx.checkpoint.as_ref())
             .await
             .map(Some)
     }
 
-    async fn extract_encoded(
+    async fn open_encoded(
         &self,
-        from: Option<Checkpoint>,
+        cx: crate::ExtractContext,
         format: &dyn crate::format::Format,
     ) -> Result<Option<crate::model::EncodedStream>> {
-        super::copy::extract_copy(self, from.as_ref(), format).await
+        super::copy::extract_copy(self, cx.checkpoint.as_ref(), format).await
     }
 
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
+    fn capabilities(&self) -> crate::ExtractorCapabilities {
+        crate::ExtractorCapabilities::bounded()
+            .with_plans(true)
+            .with_encodes(true)
+    }
+
+    async fn open(&self, cx: crate::ExtractContext) -> Result<crate::Extraction> {
+        Ok(crate::Extraction::new(self.batches(cx.checkpoint).await?))
+    }
+}
+
+impl PostgresExtractor {
+    /// The batches after `from` (what [`Extractor::open`] hands on).
+    async fn batches(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
         if let (Some((column, n)), None) = (&self.source.partition, &self.source.cursor) {
             if from.is_some() {
                 return Err(Error::config(

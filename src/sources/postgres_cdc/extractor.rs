@@ -5,7 +5,7 @@ use super::snapshot::snapshot;
 use super::stream::{UNTIL_PREFIX, stream};
 use crate::sources::postgres::PostgresExtractor;
 use crate::sources::sql::SqlSource;
-use crate::{Batch, BatchStream, Checkpoint, Error, Extraction, Extractor, Result, Resume, Secret};
+use crate::{Batch, Checkpoint, Error, ExtractContext, Extraction, Extractor, Result, Secret};
 use async_trait::async_trait;
 use pgwire_replication::{Lsn, PgWireError, ReplicationClient, ReplicationConfig};
 use sqlx::postgres::PgConnection;
@@ -54,7 +54,6 @@ pub struct PostgresCdcExtractor {
     sql: PostgresExtractor,
     conn: Conn,
     config: PostgresCdcConfig,
-    stop: tokio_util::sync::CancellationToken,
 }
 
 /// Where the replication session connects.
@@ -260,20 +259,7 @@ impl PostgresCdcExtractor {
         };
         let sql = PostgresExtractor::connect_lazy(url, SqlSource::table("_"))?
             .with_timeouts(config.timeouts);
-        Ok(PostgresCdcExtractor {
-            sql,
-            conn,
-            config,
-            stop: tokio_util::sync::CancellationToken::new(),
-        })
-    }
-
-    /// A token that ends the stream gracefully: cancelled, the reader finishes the
-    /// transaction it is in, hands on everything up to its end with its checkpoint, and
-    /// ends the stream, so that the pipeline commits it all and the run succeeds. A
-    /// snapshot in progress completes first. Clones of the extractor share it.
-    pub fn stop_token(&self) -> tokio_util::sync::CancellationToken {
-        self.stop.clone()
+        Ok(PostgresCdcExtractor { sql, conn, config })
     }
 
     /// Its settings.
@@ -470,8 +456,14 @@ impl Extractor for PostgresCdcExtractor {
         &self.config.stream
     }
 
-    fn bounded(&self) -> bool {
-        self.config.until_current || self.config.snapshot == SnapshotMode::InitialOnly
+    fn capabilities(&self) -> crate::ExtractorCapabilities {
+        crate::ExtractorCapabilities::bounded()
+            .with_bounded(
+                self.config.until_current || self.config.snapshot == SnapshotMode::InitialOnly,
+            )
+            .with_acknowledges(true)
+            .with_plans(true)
+            .with_graceful_stop(true)
     }
 
     /// The server is set up for logical replication, the user may use it, and every
@@ -508,13 +500,9 @@ impl Extractor for PostgresCdcExtractor {
         prerequisites(missing)
     }
 
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
-        Ok(self.open(Resume::from_checkpoint(from)).await?.batches)
-    }
-
     /// What a run would do: the snapshot of which tables (with the server's row
     /// estimate), or the LSN it would stream from, and until where.
-    async fn plan(&self, from: &Resume) -> Result<Option<crate::Plan>> {
+    async fn plan(&self, from: &ExtractContext) -> Result<Option<crate::Plan>> {
         let (facts, mut conn) = self.facts().await?;
         let (tables, _) = self.tables(&mut conn).await?;
         let slot = server::slot(&mut conn, &self.config.slot).await?;
@@ -575,7 +563,7 @@ impl Extractor for PostgresCdcExtractor {
         Ok(Some(crate::Plan::new(what, Vec::new(), estimate)))
     }
 
-    async fn open(&self, from: Resume) -> Result<Extraction> {
+    async fn open(&self, from: ExtractContext) -> Result<Extraction> {
         let (facts, mut conn) = self.facts().await?;
         let slot = self.free_slot(&mut conn).await?;
         prerequisites(facts.missing(slot.is_none()))?;
@@ -635,7 +623,7 @@ impl Extractor for PostgresCdcExtractor {
             conn: self.conn.clone(),
             config: self.config.clone(),
             tables,
-            stop: self.stop.clone(),
+            stop: from.stop.clone(),
         });
         let shared = Arc::new(AckShared::default());
         let acker = SlotAcker {

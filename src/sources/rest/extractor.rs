@@ -178,11 +178,22 @@ impl Extractor for RestExtractor {
         self.fetch(&self.source.url, &[]).await.map(|_| ())
     }
 
-    async fn plan(&self, from: &crate::Resume) -> Result<Option<crate::Plan>> {
-        super::plan::plan(self, from.checkpoint.as_ref()).await
+    async fn plan(&self, cx: &crate::ExtractContext) -> Result<Option<crate::Plan>> {
+        super::plan::plan(self, cx.checkpoint.as_ref()).await
     }
 
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
+    fn capabilities(&self) -> crate::ExtractorCapabilities {
+        crate::ExtractorCapabilities::bounded().with_plans(self.source().total.is_some())
+    }
+
+    async fn open(&self, cx: crate::ExtractContext) -> Result<crate::Extraction> {
+        Ok(crate::Extraction::new(self.batches(cx.checkpoint).await?))
+    }
+}
+
+impl RestExtractor {
+    /// The batches after `from` (what [`Extractor::open`] hands on).
+    async fn batches(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
         let since = self.since(from.as_ref())?;
         let me = self.clone();
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Batch>>(2);

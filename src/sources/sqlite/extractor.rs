@@ -100,8 +100,8 @@ impl Extractor for SqliteExtractor {
         Ok(())
     }
 
-    async fn plan(&self, from: &crate::Resume) -> Result<Option<crate::Plan>> {
-        let watermark = resume_from("sqlite", &self.source, from.checkpoint.as_ref())?;
+    async fn plan(&self, cx: &crate::ExtractContext) -> Result<Option<crate::Plan>> {
+        let watermark = resume_from("sqlite", &self.source, cx.checkpoint.as_ref())?;
         let source = self.keyed_source().await?;
         let upper = lag_bound(&source)
             .map(|t| CursorValue::Text(t.format("%Y-%m-%d %H:%M:%S").to_string()));
@@ -120,7 +120,18 @@ impl Extractor for SqliteExtractor {
         )))
     }
 
-    async fn extract(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
+    fn capabilities(&self) -> crate::ExtractorCapabilities {
+        crate::ExtractorCapabilities::bounded().with_plans(true)
+    }
+
+    async fn open(&self, cx: crate::ExtractContext) -> Result<crate::Extraction> {
+        Ok(crate::Extraction::new(self.batches(cx.checkpoint).await?))
+    }
+}
+
+impl SqliteExtractor {
+    /// The batches after `from` (what [`Extractor::open`] hands on).
+    async fn batches(&self, from: Option<Checkpoint>) -> Result<BatchStream> {
         let watermark = resume_from("sqlite", &self.source, from.as_ref())?;
         let source = self.keyed_source().await?;
         let upper = lag_bound(&source)
