@@ -818,3 +818,161 @@ fn ids_expected(n: u64, k: i64, upto: u64) -> Vec<(String, i64, u64)> {
     want.sort();
     want
 }
+
+/// Every (table, id, position) a row sink holds visible, sorted (an id is its
+/// position × 1000 + its index).
+fn ids_held(rows: &tributary::stores::MemoryBatchSink) -> Vec<(String, i64, u64)> {
+    use tributary::arrow_array::Int64Array;
+    let mut got = Vec::new();
+    for t in changes::TABLES {
+        for b in rows.table(t) {
+            let ids = b
+                .column_by_name("id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone();
+            got.extend(
+                ids.values()
+                    .iter()
+                    .map(|id| (t.to_string(), *id, (*id / 1000) as u64)),
+            );
+        }
+    }
+    got.sort();
+    got
+}
+
+#[tokio::test]
+async fn a_transactional_sink_commits_the_checkpoint_with_the_rows_so_a_failed_run_repeats_nothing()
+{
+    use tributary::stores::MemoryBatchSink;
+    let (n, k) = (300, 2);
+    let rows = MemoryBatchSink::transactional();
+    let inner = MemoryChangeStream::new("mem", "shop", changes::log(n, k))
+        .bounded()
+        .with_delay(Duration::from_micros(500));
+    let failed = Arc::new(Mutex::new(false));
+    // No state store: the sink is the only place the position is kept.
+    let pipeline = |fails_after: usize| {
+        Pipeline::builder("cdc")
+            .extractor(FlakyOnce {
+                inner: inner.clone(),
+                after: fails_after,
+                failed: failed.clone(),
+            })
+            .batch_sink(rows.clone())
+            .options(
+                PipelineOptions::new()
+                    .with_part_max_rows(10)
+                    .with_commit_interval(Duration::from_millis(5))
+                    .with_exactly_once(true),
+            )
+            .build()
+            .unwrap()
+    };
+    let first = pipeline(200).run().await;
+    assert_eq!(first.outcome, Outcome::Failed);
+    let stored = rows
+        .load_state("cdc")
+        .await
+        .unwrap()
+        .expect("a state stored with the rows");
+    let at = lsn(stored.checkpoint.as_ref().unwrap());
+    assert!(at > 0 && at < n, "stored {at}");
+    // What is visible is exactly what the stored position covers: nothing past it,
+    // though parts past it were committed (staged) before the failure.
+    assert_eq!(ids_held(&rows), ids_expected(n, k, at));
+    assert_eq!(first.checkpoint_to, Some(Checkpoint::Lsn { lsn: at }));
+
+    // The next run resumes from the sink's position: every row once.
+    let second = pipeline(usize::MAX).run().await.into_result().unwrap();
+    assert_eq!(second.checkpoint_from, Some(Checkpoint::Lsn { lsn: at }));
+    assert_eq!(ids_held(&rows), ids_expected(n, k, n));
+    let stored = rows.load_state("cdc").await.unwrap().unwrap();
+    assert_eq!(stored.checkpoint, Some(Checkpoint::Lsn { lsn: n }));
+    // And the pipeline reads its checkpoint from the sink, and forgets it there.
+    let p = pipeline(usize::MAX);
+    assert_eq!(
+        p.checkpoint().await.unwrap().and_then(|s| s.checkpoint),
+        Some(Checkpoint::Lsn { lsn: n })
+    );
+    p.reset().await.unwrap();
+    assert_eq!(rows.load_state("cdc").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn exactly_once_is_refused_at_build_where_the_sink_cannot_keep_it() {
+    use tributary::stores::{MemoryBatchSink, ObjectBatchSink};
+    let source = || MemoryChangeStream::new("mem", "shop", vec![]).bounded();
+    let options = PipelineOptions::new().with_exactly_once(true);
+    let refused = |b: PipelineBuilder| b.build().unwrap_err().to_string();
+
+    // Objects without a state store: every run lands everything again.
+    let err = refused(
+        Pipeline::builder("p")
+            .extractor(source())
+            .sink(ObjectSink::memory())
+            .options(options.clone()),
+    );
+    assert!(err.contains("no state store"), "{err}");
+    // A given start position lands again what was after it.
+    let sink = ObjectSink::memory();
+    let err = refused(
+        Pipeline::builder("p")
+            .extractor(source())
+            .sink(sink.clone())
+            .state(ObjectStateStore::new(sink.clone(), "_state"))
+            .options(options.clone().with_start_from(Checkpoint::Lsn { lsn: 1 })),
+    );
+    assert!(err.contains("with_start_from"), "{err}");
+    // A sink that shows rows before its commit.
+    let err = refused(
+        Pipeline::builder("p")
+            .extractor(source())
+            .batch_sink(Visible)
+            .state(ObjectStateStore::new(sink.clone(), "_state"))
+            .options(options.clone()),
+    );
+    assert!(
+        err.contains("shows what it writes before the commit"),
+        "{err}"
+    );
+
+    // What can keep it builds.
+    Pipeline::builder("p")
+        .extractor(source())
+        .sink(sink.clone())
+        .state(ObjectStateStore::new(sink.clone(), "_state"))
+        .options(options.clone())
+        .build()
+        .unwrap();
+    Pipeline::builder("p")
+        .extractor(source())
+        .batch_sink(ObjectBatchSink::csv(sink.clone()))
+        .state(ObjectStateStore::new(sink.clone(), "_state"))
+        .options(options.clone())
+        .build()
+        .unwrap();
+    Pipeline::builder("p")
+        .extractor(source())
+        .batch_sink(MemoryBatchSink::transactional())
+        .options(options)
+        .build()
+        .unwrap();
+}
+
+/// A sink that declares no capability (as a topic does).
+#[derive(Debug)]
+struct Visible;
+
+#[async_trait]
+impl BatchSink for Visible {
+    fn describe(&self) -> String {
+        "visible".into()
+    }
+    async fn begin(&self, _: &BatchTarget) -> Result<Box<dyn BatchWriter>> {
+        Err(Error::config("visible", "not for writing"))
+    }
+}

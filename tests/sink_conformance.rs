@@ -147,6 +147,10 @@ async fn batch_sinks_conform_on_memory_folder_and_rows() {
     .await;
     let rows = MemoryBatchSink::new();
     batch_sink_suite(&rows, &rows, "rows").await;
+    let txn = MemoryBatchSink::transactional();
+    batch_sink_suite(&txn, &txn, "rows-txn").await;
+    // Everything the suite staged and never published stays invisible.
+    assert!(txn.staged() > 0);
 }
 
 /// The batch sink conformance suite on one of the cloud servers.

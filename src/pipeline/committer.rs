@@ -53,6 +53,12 @@ pub(super) struct Committer<'a> {
     /// Objects whose commit began since the last checkpoint save, as the intent saved
     /// them (see [`Committer::intend`]).
     leftover: Leftover,
+    /// The sink stores the state with the data
+    /// ([`SinkCapabilities::transactional_checkpoint`](crate::SinkCapabilities)).
+    transactional: bool,
+    /// Units a transactional sink staged since its last state commit: visible, and in
+    /// the ledger, only once published with a state.
+    staged: Vec<ObjectReport>,
 }
 
 impl<'a> Committer<'a> {
@@ -63,28 +69,36 @@ impl<'a> Committer<'a> {
             Some(s) => s.load(&p.name).await?,
             None => None,
         };
+        let version = loaded.as_ref().map(|v| v.version);
+        let transactional = p.sink.capabilities().transactional_checkpoint;
+        // A sink that commits the state with the data holds the truth; a state store's
+        // copy is saved after that commit and may be one step behind.
+        let from_sink = match transactional {
+            true => p.sink.load_state(&p.name).await?,
+            false => None,
+        };
+        let state = from_sink.or(loaded.map(|v| v.value));
         // A retry of this run (same run id, another process) continues its numbering.
-        let own = loaded.as_ref().filter(|v| v.value.run_id == ledger.run_id);
+        let own = state.as_ref().filter(|v| v.run_id == ledger.run_id);
         if let Some(v) = own {
-            ledger.epochs = ledger.epochs.max(v.value.epochs);
+            ledger.epochs = ledger.epochs.max(v.epochs);
         }
-        let next_part = own.map_or(0, |v| v.value.next_part);
-        let committed_schemas = loaded
+        let next_part = own.map_or(0, |v| v.next_part);
+        let committed_schemas = state
             .as_ref()
             .map(|v| {
-                v.value
-                    .schemas
+                v.schemas
                     .iter()
                     .map(|(t, s)| (t.clone(), Arc::new(s.clone())))
                     .collect()
             })
             .unwrap_or_default();
-        let saved = loaded.as_ref().and_then(|v| v.value.checkpoint.clone());
+        let saved = state.as_ref().and_then(|v| v.checkpoint.clone());
         let mut c = Committer {
             p,
             ledger,
-            version: loaded.as_ref().map(|v| v.version),
-            saved_state: loaded.map(|v| v.value),
+            version,
+            saved_state: state,
             pending: p.options.start_from.clone().or_else(|| saved.clone()),
             saved,
             pending_time: None,
@@ -94,6 +108,8 @@ impl<'a> Committer<'a> {
             committed_schemas,
             inflight: None,
             leftover: Leftover::default(),
+            transactional,
+            staged: Vec::new(),
         };
         c.recover().await?;
         Ok(c)
@@ -127,7 +143,7 @@ impl<'a> Committer<'a> {
     /// Whether anything is still to be saved: a commit under way, or a position that
     /// moved without rows.
     pub(super) fn unsaved(&self) -> bool {
-        self.inflight.is_some() || self.pending != self.saved
+        self.inflight.is_some() || self.pending != self.saved || !self.staged.is_empty()
     }
 
     /// Open the next part of `slot` (a table, a source partition). The `k`-th part of
@@ -226,7 +242,9 @@ impl<'a> Committer<'a> {
         let Some(state) = &self.p.state else {
             return Ok(());
         };
-        if !self.p.sink.capabilities().discard {
+        // A transactional sink leaves nothing behind: what it staged past its state is
+        // never visible.
+        if self.transactional || !self.p.sink.capabilities().discard {
             return Ok(());
         }
         let mut objects = self.leftover.objects.clone();
@@ -302,6 +320,12 @@ impl<'a> Committer<'a> {
     pub(super) async fn save_checkpoint(&mut self) -> Result<()> {
         self.finish_inflight().await?;
         let Some(cp) = self.pending.clone() else {
+            // Rows with no position (a full extraction) appear at the end, all at once.
+            if !self.staged.is_empty() {
+                let value = self.state_at(None);
+                self.publish(&value).await?;
+                self.saved_state = Some(value);
+            }
             return Ok(());
         };
         let time = self.pending_time;
@@ -319,21 +343,15 @@ impl<'a> Committer<'a> {
         if self.saved.as_ref() == Some(&cp) {
             return Ok(());
         }
+        let value = self.state_at(Some(cp.clone()));
+        if self.transactional {
+            readable(&value)?;
+            self.publish(&value).await?;
+            if self.p.state.is_none() {
+                self.saved_state = Some(value.clone());
+            }
+        }
         if let Some(state) = &self.p.state {
-            let value = PipelineState {
-                checkpoint: Some(cp.clone()),
-                leftover: Leftover::default(),
-                run_id: self.ledger.run_id.clone(),
-                next_part: self.next_part,
-                // The epoch manifest written just below is this save's.
-                epochs: self.ledger.epochs + u64::from(!self.p.extractor.capabilities().bounded),
-                updated_at: Utc::now(),
-                schemas: self
-                    .committed_schemas
-                    .iter()
-                    .map(|(t, s)| (t.clone(), s.as_ref().clone()))
-                    .collect(),
-            };
             readable(&value)?;
             self.write_running_manifest(&cp).await?;
             self.version = Some(state.save(&self.p.name, self.version, &value).await?);
@@ -359,6 +377,39 @@ impl<'a> Committer<'a> {
                 self.p.meter.source_lag(lag);
                 tracing::debug!(pipeline = %self.p.name, lag_bytes = lag, "source log retained");
             }
+        }
+        Ok(())
+    }
+
+    /// The state to save at `cp`: this run's, with the schemas of everything committed.
+    fn state_at(&self, cp: Option<Checkpoint>) -> PipelineState {
+        PipelineState {
+            checkpoint: cp,
+            leftover: Leftover::default(),
+            run_id: self.ledger.run_id.clone(),
+            next_part: self.next_part,
+            // The epoch manifest written with the save is the save's.
+            epochs: self.ledger.epochs + u64::from(!self.p.extractor.capabilities().bounded),
+            updated_at: Utc::now(),
+            schemas: self
+                .committed_schemas
+                .iter()
+                .map(|(t, s)| (t.clone(), s.as_ref().clone()))
+                .collect(),
+        }
+    }
+
+    /// Make a transactional sink's staged units visible together with `value`, in the
+    /// sink's one commit; only then are they the run's objects.
+    async fn publish(&mut self, value: &PipelineState) -> Result<()> {
+        let units = std::mem::take(&mut self.staged);
+        self.p
+            .sink
+            .commit_state(&self.p.name, &units, value)
+            .await?;
+        tracing::debug!(pipeline = %self.p.name, checkpoint = ?value.checkpoint, units = units.len(), "data and state committed together");
+        for u in units {
+            self.published(u);
         }
         Ok(())
     }
@@ -441,6 +492,11 @@ impl<'a> Committer<'a> {
             }
         }
         self.undo_leftover().await;
+        if !self.staged.is_empty() {
+            // Never published: invisible, and read again from the stored state.
+            tracing::info!(pipeline = %self.p.name, units = self.staged.len(), "staged units past the stored state stay unpublished");
+            self.staged.clear();
+        }
     }
 
     async fn undo_leftover(&mut self) {
@@ -486,12 +542,21 @@ impl<'a> Committer<'a> {
         }
     }
 
+    /// A part's commit is done: its object is visible, or (transactional sink) staged
+    /// until its state is committed.
     fn record(&mut self, obj: ObjectReport, schema: Option<SchemaRef>) {
-        tracing::info!(pipeline = %self.p.name, key = %obj.key, rows = obj.rows, bytes = obj.bytes, "object committed");
-        self.p.meter.committed(&obj.table, obj.rows, obj.bytes);
         if let Some(s) = schema {
             self.committed_schemas.insert(obj.table.clone(), s);
         }
+        match self.transactional {
+            true => self.staged.push(obj),
+            false => self.published(obj),
+        }
+    }
+
+    fn published(&mut self, obj: ObjectReport) {
+        tracing::info!(pipeline = %self.p.name, key = %obj.key, rows = obj.rows, bytes = obj.bytes, "object committed");
+        self.p.meter.committed(&obj.table, obj.rows, obj.bytes);
         self.ledger.record(obj);
     }
 }

@@ -82,6 +82,7 @@ pub struct PipelineOptions {
     encoded_path: bool,
     on_schema_change: OnSchemaChange,
     redshift_manifest: bool,
+    exactly_once: bool,
 }
 
 /// What a schema change does: a table gains or loses a column or a column changes type
@@ -119,6 +120,7 @@ impl Default for PipelineOptions {
             encoded_path: true,
             on_schema_change: OnSchemaChange::NewObject,
             redshift_manifest: false,
+            exactly_once: false,
         }
     }
 }
@@ -223,6 +225,20 @@ impl PipelineOptions {
     /// [`ObjectBatchSink::with_redshift_manifest`]).
     pub fn with_redshift_manifest(mut self, yes: bool) -> Self {
         self.redshift_manifest = yes;
+        self
+    }
+
+    /// Require that every row is delivered exactly once, across crashes and reruns:
+    /// [`PipelineBuilder::build`] then refuses a composition that cannot promise it,
+    /// saying why. It can with a sink that stores the checkpoint in the same commit as
+    /// the data ([`SinkCapabilities::transactional_checkpoint`](crate::SinkCapabilities)),
+    /// or with a sink whose commits are atomic and that can remove what a stopped run
+    /// committed past its checkpoint (the object sinks), given a state store: a reader
+    /// of the manifests, or of the folder, then sees each row once. A topic cannot (a
+    /// sent message cannot be taken back), nor can any pipeline given
+    /// [`with_start_from`](Self::with_start_from). Default: off (at least once).
+    pub fn with_exactly_once(mut self, yes: bool) -> Self {
+        self.exactly_once = yes;
         self
     }
 
@@ -380,6 +396,14 @@ impl PipelineBuilder {
                     .with_redshift_manifest(self.options.redshift_manifest),
             ),
         };
+        if self.options.exactly_once
+            && let Some(why) = not_exactly_once(&*sink, self.state.is_some(), &self.options)
+        {
+            return Err(Error::config(
+                "pipeline",
+                format!("exactly-once delivery cannot be promised: {why}"),
+            ));
+        }
         if !extractor.capabilities().bounded && self.options.commit_interval.is_none() {
             return Err(Error::config(
                 "pipeline",
@@ -405,6 +429,40 @@ impl PipelineBuilder {
             cancel: self.cancel,
             stop: self.stop,
         })
+    }
+}
+
+/// Why `sink` (with or without a state store) cannot deliver every row exactly once.
+fn not_exactly_once(sink: &dyn BatchSink, state: bool, o: &PipelineOptions) -> Option<String> {
+    let caps = sink.capabilities();
+    let sink = sink.describe();
+    if o.start_from.is_some() {
+        Some(
+            "with_start_from reads again from a given position, so rows after it that \
+             landed before land again"
+                .into(),
+        )
+    } else if caps.transactional_checkpoint {
+        None
+    } else if !caps.atomic_visibility {
+        Some(format!(
+            "{sink} shows what it writes before the commit (a sent message cannot be taken \
+             back), so the rows of a failed step are seen and then sent again"
+        ))
+    } else if !caps.discard {
+        Some(format!(
+            "{sink} cannot remove what a stopped run committed past its checkpoint, so \
+             those rows would land twice"
+        ))
+    } else if !state {
+        Some(
+            "there is no state store, so every run starts from the beginning and lands \
+             every row again: give .state(...), or use a sink that stores the checkpoint \
+             with its data"
+                .into(),
+        )
+    } else {
+        None
     }
 }
 
@@ -511,9 +569,7 @@ impl Pipeline {
     pub async fn check(&self) -> Result<()> {
         self.extractor.check().await?;
         self.sink.check().await?;
-        if let Some(state) = &self.state {
-            state.load(&self.name).await?;
-        }
+        self.checkpoint().await?;
         Ok(())
     }
 
@@ -522,15 +578,12 @@ impl Pipeline {
     /// [`Plan`](crate::Plan) from there (for SQL sources the query, its bound values and
     /// an estimate of its rows), `None` when the source cannot say.
     pub async fn dry_run(&self) -> Result<DryRun> {
-        let loaded = match &self.state {
-            Some(s) => s.load(&self.name).await?,
-            None => None,
-        };
+        let loaded = self.checkpoint().await?;
         let from = self
             .options
             .start_from
             .clone()
-            .or_else(|| loaded.as_ref().and_then(|v| v.value.checkpoint.clone()));
+            .or_else(|| loaded.and_then(|v| v.checkpoint));
         let plan = if self.extractor.capabilities().plans {
             self.extractor
                 .plan(&ExtractContext::from_checkpoint(from.clone()))
@@ -541,18 +594,28 @@ impl Pipeline {
         Ok(DryRun { from, plan })
     }
 
-    /// The state the next run starts from (checkpoint, run, schemas), if any was saved.
+    /// The state the next run starts from (checkpoint, run, schemas), if any was saved:
+    /// the sink's own, for a sink that stores it with its data, else the state store's.
     pub async fn checkpoint(&self) -> Result<Option<crate::stores::PipelineState>> {
+        if self.sink.capabilities().transactional_checkpoint
+            && let Some(state) = self.sink.load_state(&self.name).await?
+        {
+            return Ok(Some(state));
+        }
         match &self.state {
             Some(s) => Ok(s.load(&self.name).await?.map(|v| v.value)),
             None => Ok(None),
         }
     }
 
-    /// Forget the saved state ([`StateStore::delete`]), so that the next run starts from
+    /// Forget the saved state ([`StateStore::delete`], and [`BatchSink::delete_state`] on a
+    /// sink that stores it with its data), so that the next run starts from
     /// the beginning (or from [`PipelineOptions::with_start_from`]). Objects already
     /// landed stay where they are. Not while a run of this pipeline is going.
     pub async fn reset(&self) -> Result<()> {
+        if self.sink.capabilities().transactional_checkpoint {
+            self.sink.delete_state(&self.name).await?;
+        }
         match &self.state {
             Some(s) => s.delete(&self.name).await,
             None => Ok(()),

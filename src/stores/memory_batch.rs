@@ -2,8 +2,9 @@
 //! tests and for code that consumes rows rather than files.
 
 use crate::model::SchemaSummary;
+use crate::stores::PipelineState;
 use crate::{
-    BatchSink, BatchTarget, BatchWriter, Leftover, ObjectReport, Result, SinkCapabilities,
+    BatchSink, BatchTarget, BatchWriter, Error, Leftover, ObjectReport, Result, SinkCapabilities,
 };
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -11,11 +12,28 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// Committed units by id (`{table}/{run_id}-{part:05}`): the table and its batches.
-type Committed = BTreeMap<String, (String, Vec<RecordBatch>)>;
+/// Units by id (`{table}/{run_id}-{part:05}`): the table and its batches.
+type Units = BTreeMap<String, (String, Vec<RecordBatch>)>;
+
+/// Everything the sink holds, under one lock so that a transactional commit of units and
+/// state is one step.
+#[derive(Debug, Default)]
+struct Held {
+    /// Visible units.
+    committed: Units,
+    /// Units staged by their writers' commit, not yet visible (transactional mode).
+    staged: Units,
+    /// Each pipeline's state, stored with its data (transactional mode).
+    states: BTreeMap<String, PipelineState>,
+}
 
 /// Rows kept in memory, visible (through [`MemoryBatchSink::committed`]) only once
 /// their writer commits. Clones share the same rows.
+///
+/// [`MemoryBatchSink::transactional`] makes it a sink with a transactional checkpoint:
+/// a writer's commit stages its rows, and the pipeline's
+/// [`commit_state`](BatchSink::commit_state) makes them visible together with its
+/// state, as a SQL or table-format sink does in one transaction.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -35,7 +53,8 @@ type Committed = BTreeMap<String, (String, Vec<RecordBatch>)>;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct MemoryBatchSink {
-    committed: Arc<Mutex<Committed>>,
+    held: Arc<Mutex<Held>>,
+    transactional: bool,
 }
 
 impl MemoryBatchSink {
@@ -44,19 +63,40 @@ impl MemoryBatchSink {
         Self::default()
     }
 
+    /// An empty sink that keeps each pipeline's state with its rows: a writer's commit
+    /// stages, [`commit_state`](BatchSink::commit_state) publishes the staged units and
+    /// the state at once.
+    pub fn transactional() -> Self {
+        MemoryBatchSink {
+            transactional: true,
+            ..Self::default()
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        // A panic while holding the lock cannot leave `Held` half-changed (every change
+        // is one map operation), so a poisoned lock is still consistent.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The batches of the committed unit `id`, if it is committed.
     pub fn committed(&self, id: &str) -> Option<Vec<RecordBatch>> {
-        let c = self.committed.lock().expect("not poisoned");
-        c.get(id).map(|(_, b)| b.clone())
+        self.held().committed.get(id).map(|(_, b)| b.clone())
     }
 
     /// Every committed batch of `table`, in commit-id order.
     pub fn table(&self, table: &str) -> Vec<RecordBatch> {
-        let c = self.committed.lock().expect("not poisoned");
-        c.values()
+        self.held()
+            .committed
+            .values()
             .filter(|(t, _)| t == table)
             .flat_map(|(_, b)| b.iter().cloned())
             .collect()
+    }
+
+    /// How many units are staged and not visible (transactional mode).
+    pub fn staged(&self) -> usize {
+        self.held().staged.len()
     }
 }
 
@@ -70,13 +110,51 @@ impl BatchSink for MemoryBatchSink {
         SinkCapabilities::new()
             .with_atomic_visibility(true)
             .with_discard(true)
+            .with_transactional_checkpoint(self.transactional)
     }
 
     async fn discard(&self, leftover: &Leftover) -> Result<()> {
-        let mut c = self.committed.lock().expect("not poisoned");
+        let mut h = self.held();
         for id in &leftover.objects {
-            c.remove(id);
+            h.committed.remove(id);
         }
+        Ok(())
+    }
+
+    async fn commit_state(
+        &self,
+        pipeline: &str,
+        units: &[ObjectReport],
+        state: &PipelineState,
+    ) -> Result<()> {
+        if !self.transactional {
+            return Err(Error::config(
+                "sink",
+                "this memory sink is not transactional (MemoryBatchSink::transactional)",
+            ));
+        }
+        let mut h = self.held();
+        if let Some(missing) = units.iter().find(|u| !h.staged.contains_key(&u.key)) {
+            return Err(Error::config(
+                "sink",
+                format!("unit {} is not staged: nothing to publish", missing.key),
+            ));
+        }
+        for u in units {
+            if let Some(unit) = h.staged.remove(&u.key) {
+                h.committed.insert(u.key.clone(), unit);
+            }
+        }
+        h.states.insert(pipeline.to_string(), state.clone());
+        Ok(())
+    }
+
+    async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>> {
+        Ok(self.held().states.get(pipeline).cloned())
+    }
+
+    async fn delete_state(&self, pipeline: &str) -> Result<()> {
+        self.held().states.remove(pipeline);
         Ok(())
     }
 
@@ -88,7 +166,7 @@ impl BatchSink for MemoryBatchSink {
             batches: Vec::new(),
             rows: 0,
             size: 0,
-            committed: self.committed.clone(),
+            sink: self.clone(),
         }))
     }
 }
@@ -100,7 +178,7 @@ struct MemoryBatchWriter {
     batches: Vec<RecordBatch>,
     rows: u64,
     size: u64,
-    committed: Arc<Mutex<Committed>>,
+    sink: MemoryBatchSink,
 }
 
 #[async_trait]
@@ -131,10 +209,13 @@ impl BatchWriter for MemoryBatchWriter {
             table: me.table.clone(),
             schema: me.schema.as_deref().map(SchemaSummary::of),
         };
-        me.committed
-            .lock()
-            .expect("not poisoned")
-            .insert(me.id, (me.table, me.batches));
+        let mut h = me.sink.held();
+        let to = if me.sink.transactional {
+            &mut h.staged
+        } else {
+            &mut h.committed
+        };
+        to.insert(me.id, (me.table, me.batches));
         Ok(report)
     }
     async fn abort(self: Box<Self>) -> Result<()> {

@@ -71,7 +71,11 @@ fn target(run: &str, table: &str, part: u32) -> BatchTarget {
 /// - what the sink's [`capabilities`](BatchSink::capabilities) declare: with
 ///   `atomic_visibility` the invisibility checks above (without it they are skipped: a
 ///   topic shows a message once sent); with `discard`, a discarded unit is no longer
-///   visible, its neighbours are, and discarding it again is no error.
+///   visible, its neighbours are, and discarding it again is no error; with
+///   `transactional_checkpoint`, a committed unit stays invisible (staged) until
+///   [`commit_state`](BatchSink::commit_state) publishes it with a state, which
+///   [`load_state`](BatchSink::load_state) then reads back, and
+///   [`delete_state`](BatchSink::delete_state) forgets.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -100,6 +104,7 @@ pub async fn batch_sink_suite<S: BatchSink + ?Sized, P: BatchProbe + ?Sized>(
         "{name}: {id} visible before commit"
     );
     let report = w.commit().await.expect("commit");
+    publish(sink, probe, std::slice::from_ref(&report), 1).await;
     assert_eq!(report.key, id, "{name}: the report names the writer's id");
     assert_eq!((report.rows, report.table.as_str()), (30, "t1"), "{name}");
     assert_eq!(report.schema, Some(SchemaSummary::of(&schema())), "{name}");
@@ -172,6 +177,7 @@ pub async fn batch_sink_suite<S: BatchSink + ?Sized, P: BatchProbe + ?Sized>(
         rb.key,
         rc.key
     );
+    publish(sink, probe, &[ra.clone(), rb.clone(), rc.clone()], 2).await;
     assert_eq!(
         (ra.rows, ra.table.as_str(), rb.rows, rb.table.as_str()),
         (2, "t1", 3, "t2")
@@ -201,5 +207,53 @@ pub async fn batch_sink_suite<S: BatchSink + ?Sized, P: BatchProbe + ?Sized>(
         sink.discard(&left)
             .await
             .unwrap_or_else(|e| panic!("{name}: discarding what is gone again: {e}"));
+    }
+}
+
+/// On a sink with a transactional checkpoint: the staged `units` are invisible until
+/// published with state number `n`, which then reads back. Elsewhere nothing to do.
+async fn publish<S: BatchSink + ?Sized, P: BatchProbe + ?Sized>(
+    sink: &S,
+    probe: &P,
+    units: &[crate::ObjectReport],
+    n: u64,
+) {
+    if !sink.capabilities().transactional_checkpoint {
+        return;
+    }
+    let name = sink.describe();
+    for u in units {
+        assert!(
+            !probe.visible(&u.key).await.expect("probe"),
+            "{name}: {} visible before its state was committed",
+            u.key
+        );
+    }
+    let state = crate::stores::PipelineState {
+        checkpoint: Some(crate::Checkpoint::Lsn { lsn: n }),
+        run_id: "suite".into(),
+        ..Default::default()
+    };
+    sink.commit_state("suite", units, &state)
+        .await
+        .expect("commit_state");
+    assert_eq!(
+        sink.load_state("suite").await.expect("load_state"),
+        Some(state),
+        "{name}: the state committed with the data does not read back"
+    );
+    sink.delete_state("suite").await.expect("delete_state");
+    assert_eq!(
+        sink.load_state("suite").await.expect("load_state"),
+        None,
+        "{name}: a deleted state still reads back"
+    );
+    // The data stays.
+    for u in units {
+        assert!(
+            probe.visible(&u.key).await.expect("probe"),
+            "{name}: {} not visible after its state was committed",
+            u.key
+        );
     }
 }

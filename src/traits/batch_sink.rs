@@ -5,6 +5,7 @@
 
 use crate::format::Format;
 use crate::model::{EncodedChunk, SchemaSummary};
+use crate::stores::PipelineState;
 use crate::{Error, Result, RunReport};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -100,6 +101,14 @@ pub struct SinkCapabilities {
     /// committed after its last saved checkpoint is removed by the run that resumes
     /// from that checkpoint, so a reader sees each row once per saved checkpoint.
     pub discard: bool,
+    /// The sink stores the pipeline's state (its checkpoint) in the same commit as the
+    /// data up to it ([`BatchSink::commit_state`]), so a crash can neither lose nor
+    /// repeat a row: exactly once, with no separate state store needed. For such a sink a
+    /// writer's [`commit`](BatchWriter::commit) only *stages* its unit (durable, not
+    /// visible); `commit_state` makes the staged units visible together with the state,
+    /// and [`BatchSink::load_state`] reads the state back. A staged unit never published
+    /// stays invisible.
+    pub transactional_checkpoint: bool,
 }
 
 impl SinkCapabilities {
@@ -123,6 +132,12 @@ impl SinkCapabilities {
     /// See [`SinkCapabilities::discard`].
     pub fn with_discard(mut self, yes: bool) -> Self {
         self.discard = yes;
+        self
+    }
+
+    /// See [`SinkCapabilities::transactional_checkpoint`].
+    pub fn with_transactional_checkpoint(mut self, yes: bool) -> Self {
+        self.transactional_checkpoint = yes;
         self
     }
 }
@@ -205,6 +220,38 @@ pub trait BatchSink: Debug + Send + Sync + 'static {
             format!("{} cannot remove committed units", self.describe()),
         ))
     }
+
+    /// Make the staged `units` (reports of writers whose `commit` staged them) visible
+    /// and store `state` as `pipeline`'s, in one transaction: after a crash either both
+    /// happened or neither did. `units` may be empty (the position moved without rows).
+    /// Only called on a sink whose capabilities declare `transactional_checkpoint`.
+    /// Default: refused.
+    async fn commit_state(
+        &self,
+        _pipeline: &str,
+        _units: &[ObjectReport],
+        _state: &PipelineState,
+    ) -> Result<()> {
+        Err(Error::config(
+            "sink",
+            format!(
+                "{} cannot commit a checkpoint with its data",
+                self.describe()
+            ),
+        ))
+    }
+
+    /// The state last stored by [`commit_state`](Self::commit_state) for `pipeline`.
+    /// Default: `None`.
+    async fn load_state(&self, _pipeline: &str) -> Result<Option<PipelineState>> {
+        Ok(None)
+    }
+
+    /// Forget `pipeline`'s stored state ([`Pipeline::reset`](crate::Pipeline::reset));
+    /// the data stays. Default: nothing stored, nothing to do.
+    async fn delete_state(&self, _pipeline: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One unit of output being written. See [`BatchSink`] for the visibility rule.
@@ -231,7 +278,9 @@ pub trait BatchWriter: Send {
         ))
     }
 
-    /// Make everything written visible, whole.
+    /// Make everything written visible, whole (on a sink with a
+    /// [`transactional_checkpoint`](SinkCapabilities::transactional_checkpoint): stage
+    /// it, whole, for [`BatchSink::commit_state`] to make visible).
     async fn commit(self: Box<Self>) -> Result<ObjectReport>;
 
     /// Discard everything written.
@@ -248,6 +297,9 @@ super::forward::forward_impls!(BatchSink {
     async fn begin(&self, target: &BatchTarget) -> Result<Box<dyn BatchWriter>> => (target);
     async fn write_manifest(&self, report: &mut RunReport) -> Result<()> => (report);
     async fn discard(&self, leftover: &Leftover) -> Result<()> => (leftover);
+    async fn commit_state(&self, pipeline: &str, units: &[ObjectReport], state: &PipelineState) -> Result<()> => (pipeline, units, state);
+    async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>> => (pipeline);
+    async fn delete_state(&self, pipeline: &str) -> Result<()> => (pipeline);
 });
 
 /// The schema check every writer makes: the batch's schema is the target's.
