@@ -5,7 +5,7 @@ use arrow_array::RecordBatch;
 use futures::stream::BoxStream;
 
 /// A stream of batches that owns its state (connections, cursors), as returned by
-/// [`Extractor::extract`](crate::Extractor::extract).
+/// [`Extractor::open`](crate::Extractor::open).
 pub type BatchStream = BoxStream<'static, Result<Batch>>;
 
 /// Rows extracted together, and the position reached once they are durably written.
