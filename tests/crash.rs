@@ -345,3 +345,53 @@ async fn the_next_run_removes_what_a_killed_run_committed_past_its_checkpoint() 
     data.sort();
     assert_eq!(data, ["0\n1\n2\n", "9\n"]);
 }
+
+#[tokio::test]
+async fn a_reset_removes_what_a_killed_run_committed_past_its_checkpoint() {
+    let sink = ObjectSink::memory();
+    let state = ObjectStateStore::new(sink.clone(), "_state");
+    let p = Pipeline::builder("reset")
+        .extractor(sources::MemoryExtractor::new("crash", "numbers", vec![]))
+        .sink(sink.clone())
+        .state(state.clone())
+        .build()
+        .unwrap();
+    let dead = "crash/numbers/dt=2026-01-01/dead-00001.csv";
+    let kept = "crash/numbers/dt=2026-01-01/dead-00000.csv";
+    let manifest = "crash/numbers/dt=2026-01-01/dead.manifest.json";
+    for key in [dead, kept] {
+        sink.put(key, bytes::Bytes::from_static(b"1\n"))
+            .await
+            .unwrap();
+    }
+    let listed = serde_json::json!({
+        "run_id": "dead", "outcome": "running", "rows": 2, "bytes": 4,
+        "objects": [
+            {"key": kept, "rows": 1, "bytes": 2, "sha256": "", "table": "numbers"},
+            {"key": dead, "rows": 1, "bytes": 2, "sha256": "", "table": "numbers"},
+        ],
+    });
+    sink.put(manifest, serde_json::to_vec(&listed).unwrap().into())
+        .await
+        .unwrap();
+    let left = stores::PipelineState {
+        checkpoint: Some(Checkpoint::Lsn { lsn: 1 }),
+        run_id: "dead".into(),
+        leftover: Leftover::new(vec![dead.into()], Some(manifest.into())),
+        ..Default::default()
+    };
+    state.save("reset", None, &left).await.unwrap();
+
+    p.reset().await.unwrap();
+    assert!(state.load("reset").await.unwrap().is_none());
+    assert!(matches!(sink.read(dead).await, Err(Error::NotFound { .. })));
+    assert_eq!(&sink.read(kept).await.unwrap()[..], b"1\n");
+    let m: serde_json::Value = serde_json::from_slice(&sink.read(manifest).await.unwrap()).unwrap();
+    let keys: Vec<&str> = m["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, [kept]);
+}

@@ -417,16 +417,25 @@ impl Pipeline {
 
     /// Forget the saved state ([`StateStore::delete`], and [`BatchSink::delete_state`] on a
     /// sink that stores it with its data), so that the next run starts from
-    /// the beginning (or from [`PipelineOptions::with_start_from`]). Objects already
-    /// landed stay where they are. Not while a run of this pipeline is going.
+    /// the beginning (or from [`PipelineOptions::with_start_from`]). Objects landed up to
+    /// the checkpoint stay where they are; those a stopped run committed past it are
+    /// removed, as the next run would have. Not while a run of this pipeline is going.
     pub async fn reset(&self) -> Result<()> {
         if self.sink.capabilities().transactional_checkpoint {
             self.sink.delete_state(&self.name).await?;
         }
-        match &self.state {
-            Some(s) => s.delete(&self.name).await,
-            None => Ok(()),
+        let Some(store) = &self.state else {
+            return Ok(());
+        };
+        // What a killed run committed past its checkpoint is removed first: forgotten
+        // with the state, it would stay at its final key, listed in a manifest, for good.
+        if let Some(saved) = store.load(&self.name).await?
+            && !saved.value.leftover.is_empty()
+            && self.sink.capabilities().discard
+        {
+            self.sink.discard(&saved.value.leftover).await?;
         }
+        store.delete(&self.name).await
     }
 
     /// The token that cancels this pipeline's runs.
