@@ -89,6 +89,9 @@ pub enum Error {
         component: Cow<'static, str>,
         /// The column, its type and what to do about it.
         message: String,
+        /// The underlying error (Arrow's, Parquet's), when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// A query or request failed on the server side.
     #[error("{component}: query failed: {message}")]
@@ -224,6 +227,7 @@ impl Error {
         Error::Type {
             component: component.into(),
             message: message.into(),
+            source: None,
         }
     }
 
@@ -333,7 +337,12 @@ fn local_io_kind(e: &object_store::Error) -> Option<std::io::ErrorKind> {
 /// Arrow's errors (a batch that does not match its schema, a failed cast) are
 /// [`Error::Type`].
 impl From<arrow_schema::ArrowError> for Error {
+    /// A [`Error::Type`] whose message is Arrow's and whose source is the error itself.
     fn from(e: arrow_schema::ArrowError) -> Self {
-        Error::type_error("arrow", e.to_string())
+        Error::Type {
+            component: "arrow".into(),
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        }
     }
 }

@@ -116,6 +116,12 @@ fn an_own_connectors_errors_need_no_variant() {
     let e: Error = ArrowError::SchemaError("column n is missing".into()).into();
     assert!(matches!(e, Error::Type { .. }));
     assert!(e.to_string().contains("column n is missing"));
+    // The cause is kept, as Arrow's own error.
+    let cause = std::error::Error::source(&e).expect("a source");
+    assert!(matches!(
+        cause.downcast_ref::<ArrowError>(),
+        Some(ArrowError::SchemaError(m)) if m == "column n is missing"
+    ));
     let io = std::io::Error::other("postgres://u:hunter2@db/x refused");
     let e = Error::connector("own", io, true);
     assert!(e.is_retryable());

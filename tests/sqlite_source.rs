@@ -748,3 +748,44 @@ async fn a_checkpoint_saved_before_keys_were_read_from_the_catalog_still_resumes
         "rows 5 and 6"
     );
 }
+
+#[tokio::test]
+async fn a_database_locked_by_another_writer_is_a_retryable_query_error() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    use sqlx::{Connection, Executor};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SqliteConnectOptions::new()
+        .filename(dir.path().join("locked.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Delete)
+        .busy_timeout(Duration::ZERO);
+    let mut writer = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+    writer
+        .execute("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    // The reader's connection is open (opening sets PRAGMAs, which need the lock too).
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    // Another process's write transaction: readers get SQLITE_BUSY at once.
+    writer.execute("BEGIN EXCLUSIVE").await.unwrap();
+    let err = SqliteExtractor::new(pool, SqlSource::table("t"))
+        .collect(None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Query {
+                retryable: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    writer.execute("ROLLBACK").await.unwrap();
+}

@@ -164,9 +164,15 @@ fn is_union(t: &DataType) -> bool {
 }
 
 fn parquet_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::type_error("parquet", format!("{what}: {e}"))
+}
+
+/// As [`parquet_err`], keeping the writer's error as the source.
+fn parquet_cause(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Type {
         component: "parquet".into(),
         message: format!("{what}: {e}"),
+        source: Some(Box::new(e)),
     }
 }
 
@@ -240,7 +246,7 @@ impl Format for Parquet {
             }
         }
         let writer = ArrowWriter::try_new(Vec::new(), written.clone(), Some(self.properties()?))
-            .map_err(|e| parquet_err("opening a Parquet writer", e))?;
+            .map_err(|e| parquet_cause("opening a Parquet writer", e))?;
         Ok(Box::new(ParquetEncoder {
             writer: Some(writer),
             written,
@@ -276,7 +282,7 @@ fn as_text(array: &ArrayRef, field: &Field, json: bool) -> Result<ArrayRef> {
         } else {
             col.write_text(row, &mut buf, &style)?;
         }
-        let s = std::str::from_utf8(&buf).map_err(|e| parquet_err(field.name(), e))?;
+        let s = std::str::from_utf8(&buf).map_err(|e| parquet_cause(field.name(), e))?;
         b.append_value(s);
     }
     Ok(Arc::new(b.finish()))
@@ -311,9 +317,9 @@ impl Encoder for ParquetEncoder {
             });
         }
         let rb = RecordBatch::try_new(self.written.clone(), columns)
-            .map_err(|e| parquet_err("a batch that does not match the file's schema", e))?;
+            .map_err(|e| parquet_cause("a batch that does not match the file's schema", e))?;
         let w = self.writer()?;
-        w.write(&rb).map_err(|e| parquet_err("writing", e))?;
+        w.write(&rb).map_err(|e| parquet_cause("writing", e))?;
         // Row groups already flushed are final bytes of the file: hand them on.
         out.append(w.inner_mut());
         Ok(())
@@ -324,7 +330,7 @@ impl Encoder for ParquetEncoder {
             .writer
             .take()
             .ok_or_else(|| parquet_err("finishing", "the Parquet file is already finished"))?;
-        w.finish().map_err(|e| parquet_err("finishing", e))?;
+        w.finish().map_err(|e| parquet_cause("finishing", e))?;
         out.append(w.inner_mut());
         Ok(())
     }

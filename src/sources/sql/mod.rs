@@ -426,9 +426,24 @@ pub(crate) fn sqlx_error(component: &'static str, e: sqlx::Error, what: &str) ->
                 code.as_str(),
                 "28P01" | "28000" | "42501" | "1045" | "1044" | "1142" | "1143" | "1227"
             );
-            let retryable = m.contains("database is locked")
-                || m.contains("busy")
-                || matches!(code.as_str(), "40001" | "40P01" | "1205" | "1213");
+            // Serialization failure and deadlock (SQLSTATE), MySQL's lock wait timeout
+            // and deadlock, and SQLite's BUSY and LOCKED result codes with their
+            // extended forms (SQLite's code() is the extended result code; MySQL's
+            // numbers start at 1000, SQLSTATEs have five characters, so none collide).
+            let retryable = matches!(
+                code.as_str(),
+                "40001"
+                    | "40P01"
+                    | "1205"
+                    | "1213"
+                    | "5"
+                    | "261"
+                    | "517"
+                    | "773"
+                    | "6"
+                    | "262"
+                    | "518"
+            );
             // Connection class (08xxx), operator intervention (57P0x: terminated, shutting
             // down), MySQL's "server has gone away" and "lost connection" (2006, 2013), KILL (1927).
             let dropped = code.starts_with("08")
