@@ -344,15 +344,16 @@ impl<'a> Committer<'a> {
             return Ok(());
         }
         let value = self.state_at(Some(cp.clone()));
-        if self.transactional {
+        if self.transactional || self.p.state.is_some() {
             readable(&value)?;
+        }
+        if self.transactional {
             self.publish(&value).await?;
             if self.p.state.is_none() {
                 self.saved_state = Some(value.clone());
             }
         }
         if let Some(state) = &self.p.state {
-            readable(&value)?;
             self.write_running_manifest(&cp).await?;
             self.version = Some(state.save(&self.p.name, self.version, &value).await?);
             self.saved_state = Some(value);

@@ -16,6 +16,20 @@ pub enum SnapshotMode {
     InitialOnly,
 }
 
+/// What every change reader can do: acknowledge, plan and stop between transactions;
+/// bounded when it stops at the log's current end (`until_current`) or takes only a
+/// snapshot.
+pub(crate) fn capabilities(
+    until_current: bool,
+    snapshot: SnapshotMode,
+) -> crate::ExtractorCapabilities {
+    crate::ExtractorCapabilities::bounded()
+        .with_bounded(until_current || snapshot == SnapshotMode::InitialOnly)
+        .with_acknowledges(true)
+        .with_plans(true)
+        .with_graceful_stop(true)
+}
+
 impl SnapshotMode {
     /// The mode a `pipeline.conf` word names: `initial`, `never`, `initial_only`.
     pub fn parse(word: &str) -> Option<Self> {

@@ -457,13 +457,7 @@ impl Extractor for PostgresCdcExtractor {
     }
 
     fn capabilities(&self) -> crate::ExtractorCapabilities {
-        crate::ExtractorCapabilities::bounded()
-            .with_bounded(
-                self.config.until_current || self.config.snapshot == SnapshotMode::InitialOnly,
-            )
-            .with_acknowledges(true)
-            .with_plans(true)
-            .with_graceful_stop(true)
+        crate::sources::cdc::capabilities(self.config.until_current, self.config.snapshot)
     }
 
     /// The server is set up for logical replication, the user may use it, and every
