@@ -2,7 +2,7 @@
 
 use super::PipelineConfig;
 use crate::Result;
-use crate::sources::cdc::{SnapshotMode, WhenPositionLost};
+use crate::sources::cdc::{CdcOptions, SnapshotMode, WhenPositionLost};
 #[cfg(feature = "mysql-cdc")]
 use crate::sources::mysql_cdc::MySqlCdcConfig;
 #[cfg(feature = "postgres-cdc")]
@@ -31,15 +31,8 @@ impl PipelineConfig {
         })? {
             c = c.with_server_id(id);
         }
-        let (tables, snapshot, lost) = self.cdc_common(default_table)?;
-        c = c.with_tables(tables);
-        if let Some(m) = snapshot {
-            c = c.with_snapshot(m);
-        }
-        if let Some(p) = lost {
-            c = c.when_position_lost(p);
-        }
-        Ok(c.with_timeouts(self.timeouts("mysql_config")?))
+        let tables = self.cdc_common(default_table, "mysql_config", c.cdc_mut())?;
+        Ok(c.with_tables(tables))
     }
 
     /// `[cdc]` as a WAL reader's settings: `slot` and `publication` (default
@@ -83,25 +76,21 @@ impl PipelineConfig {
         })? {
             c = c.with_temporary_slot(t);
         }
-        let (tables, snapshot, lost) = self.cdc_common(default_table)?;
+        let tables = self.cdc_common(default_table, "postgres_config", c.cdc_mut())?;
         c = c.with_tables(tables);
-        if let Some(m) = snapshot {
-            c = c.with_snapshot(m);
-        }
-        if let Some(p) = lost {
-            c = c.when_position_lost(p);
-        }
-        c = c.with_timeouts(self.timeouts("postgres_config")?);
         c.validate()
             .map_err(|e| crate::Error::config("pipeline.conf", format!("[cdc]: {e}")))?;
         Ok(c)
     }
 
-    /// `tables`, `snapshot` and `when_position_lost` of `[cdc]`.
+    /// `snapshot` and `when_position_lost` of `[cdc]` and the time limits of `[section]`
+    /// into `common`; the `tables` of `[cdc]`.
     fn cdc_common(
         &self,
         default_table: &str,
-    ) -> Result<(Vec<String>, Option<SnapshotMode>, Option<WhenPositionLost>)> {
+        section: &str,
+        common: &mut CdcOptions,
+    ) -> Result<Vec<String>> {
         let mut tables: Vec<String> = self
             .get("cdc", "tables")
             .map(|v| {
@@ -121,13 +110,20 @@ impl PipelineConfig {
             "one of initial, never, initial_only",
             SnapshotMode::parse,
         )?;
+        if let Some(m) = snapshot {
+            common.snapshot = m;
+        }
         let lost = self.parsed(
             "cdc",
             "when_position_lost",
             "one of fail, resnapshot",
             WhenPositionLost::parse,
         )?;
-        Ok((tables, snapshot, lost))
+        if let Some(p) = lost {
+            common.when_position_lost = p;
+        }
+        common.timeouts = self.timeouts(section)?;
+        Ok(tables)
     }
 
     /// `[cdc] commit_interval`: how often a following reader commits (a duration, whole

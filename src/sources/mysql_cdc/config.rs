@@ -1,8 +1,8 @@
 //! What a binlog reader reads, from where, until when.
 
-use crate::model::{ChangeOptions, TableFilter};
+use crate::model::TableFilter;
+use crate::sources::cdc::{CdcOptions, cdc_builders};
 pub use crate::sources::cdc::{SnapshotMode, WhenPositionLost};
-use crate::sources::sql::Timeouts;
 use std::time::Duration;
 
 /// Where a reader with no checkpoint and no snapshot starts.
@@ -22,7 +22,9 @@ pub enum StartAt {
     },
 }
 
-/// The settings of a [`MySqlCdcExtractor`](super::MySqlCdcExtractor).
+/// The settings of a [`MySqlCdcExtractor`](super::MySqlCdcExtractor). The stream name
+/// defaults to `binlog`; [`until_current_end`](Self::until_current_end) stops at the
+/// binlog position `SHOW MASTER STATUS` reports when the run starts.
 ///
 /// ```
 /// use tributary::sources::mysql_cdc::{MySqlCdcConfig, SnapshotMode};
@@ -38,41 +40,31 @@ pub enum StartAt {
 #[derive(Clone, Debug)]
 pub struct MySqlCdcConfig {
     pub(crate) tables: TableFilter,
+    pub(crate) cdc: CdcOptions,
     pub(crate) server_id: Option<u32>,
-    pub(crate) snapshot: SnapshotMode,
     pub(crate) start: StartAt,
-    pub(crate) until_current: bool,
-    pub(crate) when_position_lost: WhenPositionLost,
-    pub(crate) options: ChangeOptions,
     pub(crate) resume_by_gtid: bool,
     pub(crate) heartbeat: Duration,
     pub(crate) position_every: Duration,
-    pub(crate) timeouts: Timeouts,
-    pub(crate) batch_rows: usize,
-    pub(crate) stream: String,
 }
 
 impl Default for MySqlCdcConfig {
     fn default() -> Self {
         MySqlCdcConfig {
             tables: TableFilter::new(),
+            cdc: CdcOptions::new("binlog"),
             server_id: None,
-            snapshot: SnapshotMode::Initial,
             start: StartAt::Current,
-            until_current: false,
-            when_position_lost: WhenPositionLost::Fail,
-            options: ChangeOptions::new(),
             resume_by_gtid: false,
             heartbeat: Duration::from_secs(5),
             position_every: Duration::from_secs(1),
-            timeouts: Timeouts::default(),
-            batch_rows: 8192,
-            stream: "binlog".into(),
         }
     }
 }
 
 impl MySqlCdcConfig {
+    cdc_builders!();
+
     /// Every table of the URL's database, snapshot then stream, no metadata columns.
     pub fn new() -> Self {
         Self::default()
@@ -106,40 +98,9 @@ impl MySqlCdcConfig {
         self
     }
 
-    /// Snapshot first, never, or only ([`SnapshotMode`]).
-    pub fn with_snapshot(mut self, mode: SnapshotMode) -> Self {
-        self.snapshot = mode;
-        self
-    }
-
     /// Where to start without a checkpoint when no snapshot is taken.
     pub fn starting_at(mut self, start: StartAt) -> Self {
         self.start = start;
-        self
-    }
-
-    /// Stop at the binlog position the server reports when the run starts (a bounded run
-    /// that drains what was written before it, then exits). Default: stream until
-    /// cancelled.
-    pub fn until_current_end(mut self) -> Self {
-        self.until_current = true;
-        self
-    }
-
-    /// Whether [`until_current_end`](Self::until_current_end) is set.
-    pub fn stops_at_current_end(&self) -> bool {
-        self.until_current
-    }
-
-    /// What a lost position means ([`WhenPositionLost`]).
-    pub fn when_position_lost(mut self, policy: WhenPositionLost) -> Self {
-        self.when_position_lost = policy;
-        self
-    }
-
-    /// The metadata and before-image columns of the change rows.
-    pub fn with_change_options(mut self, options: ChangeOptions) -> Self {
-        self.options = options;
         self
     }
 
@@ -162,26 +123,6 @@ impl MySqlCdcConfig {
     /// handed on to be saved (default 1 s).
     pub fn with_position_every(mut self, every: Duration) -> Self {
         self.position_every = every;
-        self
-    }
-
-    /// Time limits for connecting and for each read.
-    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
-        self
-    }
-
-    /// Rows per batch (default 8,192); a bigger transaction is handed on in batches of
-    /// this size, so memory stays bounded.
-    pub fn with_batch_rows(mut self, rows: usize) -> Self {
-        self.batch_rows = rows.max(1);
-        self
-    }
-
-    /// The stream name (the run's manifest; each table lands under its own name).
-    /// Default `binlog`.
-    pub fn with_stream_name(mut self, name: impl Into<String>) -> Self {
-        self.stream = name.into();
         self
     }
 }

@@ -13,7 +13,7 @@ const C: &str = "mysql-cdc";
 pub(crate) async fn open_stream(ctx: &Ctx, plan: &Plan) -> Result<mysql_async::BinlogStream> {
     let from = &plan.from;
     let at = Some(from);
-    let limit = ctx.config.timeouts.connect();
+    let limit = ctx.config.cdc.timeouts.connect();
     let addr = ctx.addr();
     let timed_out = |what: &str| Error::Connection {
         component: C.into(),

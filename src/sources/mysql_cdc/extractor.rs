@@ -3,8 +3,8 @@ use super::server::{self, Facts};
 use super::snapshot::snapshot;
 use super::stream::{Gtids, Plan, Position, stream};
 use crate::model::TableFilter;
-use crate::sources::mysql::MySqlExtractor;
-use crate::sources::sql::SqlSource;
+use crate::sources::mysql::driver::MySqlDriver;
+use crate::sources::sql::SqlDriver;
 use crate::{Batch, Checkpoint, Error, ExtractContext, Extraction, Extractor, Result};
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
@@ -41,7 +41,7 @@ const C: &str = "mysql-cdc";
 #[derive(Clone)]
 pub struct MySqlCdcExtractor {
     opts: mysql_async::Opts,
-    sql: MySqlExtractor,
+    sql: MySqlDriver,
     config: MySqlCdcConfig,
 }
 
@@ -58,7 +58,7 @@ impl std::fmt::Debug for MySqlCdcExtractor {
 /// What one extraction knows: the connections' settings and the server's facts.
 pub(crate) struct Ctx {
     pub opts: mysql_async::Opts,
-    pub sql: MySqlExtractor,
+    pub sql: MySqlDriver,
     pub config: MySqlCdcConfig,
     pub facts: Facts,
     pub filter: TableFilter,
@@ -91,8 +91,7 @@ impl MySqlCdcExtractor {
         let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(opts)
             .prefer_socket(false)
             .into();
-        let sql = MySqlExtractor::connect_lazy(url, SqlSource::table("_"))?
-            .with_timeouts(config.timeouts);
+        let sql = MySqlDriver::connect_lazy(url)?.with_timeouts(config.cdc.timeouts);
         Ok(MySqlCdcExtractor { opts, sql, config })
     }
 
@@ -102,7 +101,7 @@ impl MySqlCdcExtractor {
     }
 
     async fn context(&self) -> Result<(Ctx, sqlx::mysql::MySqlConnection)> {
-        let mut conn = self.sql.connection().await?;
+        let mut conn = self.sql.connect().await?;
         let facts = server::facts(&mut conn).await?;
         let db = facts.database.clone();
         let qualify = |names: &[String]| -> Vec<String> {
@@ -262,11 +261,11 @@ impl Extractor for MySqlCdcExtractor {
     }
 
     fn stream(&self) -> &str {
-        &self.config.stream
+        &self.config.cdc.stream
     }
 
     fn capabilities(&self) -> crate::ExtractorCapabilities {
-        crate::sources::cdc::capabilities(self.config.until_current, self.config.snapshot)
+        crate::sources::cdc::capabilities(self.config.cdc.until_current, self.config.cdc.snapshot)
     }
 
     /// The server is set up for row-based capture and the user may read the binlog;
@@ -288,7 +287,7 @@ impl Extractor for MySqlCdcExtractor {
     /// estimate) or the binlog position it would stream from, and until where.
     async fn plan(&self, from: &ExtractContext) -> Result<Option<crate::Plan>> {
         let (ctx, mut conn) = self.context().await?;
-        let until = if self.config.until_current {
+        let until = if self.config.cdc.until_current {
             let (f, p) = server::current_end(&mut conn, &ctx.facts).await?;
             format!(" until {f}:{p}")
         } else {
@@ -296,7 +295,7 @@ impl Extractor for MySqlCdcExtractor {
         };
         let snapshot =
             |tables: &[String]| format!("snapshot of {}, then the binlog", tables.join(", "));
-        let (what, estimate) = match (&from.checkpoint, self.config.snapshot) {
+        let (what, estimate) = match (&from.checkpoint, self.config.cdc.snapshot) {
             (None, SnapshotMode::Never) => {
                 let p = self.start_position(&ctx, &mut conn).await?;
                 (format!("the binlog from {}:{}{until}", p.file, p.pos), None)
@@ -329,7 +328,7 @@ impl Extractor for MySqlCdcExtractor {
         let (mut ctx, mut conn) = self.context().await?;
         ctx.stop = from.stop.clone();
         prerequisites(ctx.facts.missing())?;
-        let begin = match (&from.checkpoint, self.config.snapshot) {
+        let begin = match (&from.checkpoint, self.config.cdc.snapshot) {
             (None, SnapshotMode::Never) => {
                 Begin::Stream(self.start_position(&ctx, &mut conn).await?)
             }
@@ -341,7 +340,7 @@ impl Extractor for MySqlCdcExtractor {
             (Some(cp), mode) => match self.resume_point(&ctx, &mut conn, cp).await {
                 Ok(p) => Begin::Stream(p),
                 Err(Error::PositionLost { message, .. })
-                    if self.config.when_position_lost == WhenPositionLost::Resnapshot =>
+                    if self.config.cdc.when_position_lost == WhenPositionLost::Resnapshot =>
                 {
                     tracing::warn!(%message, "binlog position lost; taking a new snapshot");
                     Begin::Snapshot {
@@ -379,7 +378,7 @@ impl Extractor for MySqlCdcExtractor {
                 ),
             ));
         }
-        let until = if self.config.until_current {
+        let until = if self.config.cdc.until_current {
             Some(server::current_end(&mut conn, &ctx.facts).await?)
         } else {
             None

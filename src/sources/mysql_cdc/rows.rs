@@ -3,86 +3,21 @@
 
 use super::extractor::Ctx;
 use super::types::{CellError, Col, Layout, Reader, read_value};
-use crate::model::{ChangeMeta, ChangeSchema, Op};
-use crate::{Error, Result};
+use crate::Result;
+use crate::sources::cdc::ChangeRows;
 use arrow_array::builder::*;
-use arrow_array::{ArrayRef, RecordBatch};
 use std::sync::Arc;
 
 const C: &str = "mysql-cdc";
 
 /// The rows of one table gathered for the next batch.
-pub(crate) struct Acc {
-    pub(crate) layout: Arc<Layout>,
-    /// The row schema with every column nullable (a truncate has no values, a
-    /// non-update no before-image).
-    pub(crate) loose: arrow_schema::SchemaRef,
-    pub(crate) change: ChangeSchema,
-    pub(crate) rows: Vec<Box<dyn ArrayBuilder>>,
-    pub(crate) before: Option<Vec<Box<dyn ArrayBuilder>>>,
-    pub(crate) ops: Vec<Op>,
-    pub(crate) meta: Vec<ChangeMeta>,
-}
-
-fn builders(layout: &Layout, n: usize) -> Vec<Box<dyn ArrayBuilder>> {
-    layout
-        .row
-        .fields()
-        .iter()
-        .map(|f| make_builder(f.data_type(), n))
-        .collect()
-}
+pub(crate) type Acc = ChangeRows<Layout>;
 
 impl Acc {
-    pub(crate) fn new(layout: Arc<Layout>, ctx: &Ctx) -> Result<Acc> {
-        let change = ChangeSchema::new(layout.row.clone(), ctx.config.options)?;
-        let n = ctx.config.batch_rows;
-        let loose = Arc::new(arrow_schema::Schema::new(
-            layout
-                .row
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        ));
-        Ok(Acc {
-            loose,
-            rows: builders(&layout, n),
-            before: ctx
-                .config
-                .options
-                .before_image
-                .then(|| builders(&layout, n)),
-            change,
-            layout,
-            ops: Vec::with_capacity(n),
-            meta: Vec::with_capacity(n),
-        })
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    pub(crate) fn finish(&mut self, table: &str) -> Result<RecordBatch> {
-        let bad = |e: arrow_schema::ArrowError| {
-            Error::type_error(C, format!("table {table}: building a batch: {e}"))
-        };
-        let cols: Vec<ArrayRef> = self.rows.iter_mut().map(|b| b.finish()).collect();
-        let rows = RecordBatch::try_new(self.loose.clone(), cols).map_err(bad)?;
-        let before = match &mut self.before {
-            Some(b) => {
-                let cols: Vec<ArrayRef> = b.iter_mut().map(|b| b.finish()).collect();
-                Some(RecordBatch::try_new(self.loose.clone(), cols).map_err(bad)?)
-            }
-            None => None,
-        };
-        let out = self
-            .change
-            .build(&self.ops, &self.meta, &rows, before.as_ref(), &[])?;
-        self.ops.clear();
-        self.meta.clear();
-        Ok(out)
+    pub(crate) fn for_layout(layout: Arc<Layout>, ctx: &Ctx) -> Result<Acc> {
+        let row = layout.row.clone();
+        let n = ctx.config.cdc.batch_rows;
+        ChangeRows::new(C, layout, &row, ctx.config.cdc.options, n)
     }
 
     /// A row with every column null (a truncate, or the before-image of a non-update).

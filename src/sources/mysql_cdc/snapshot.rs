@@ -6,8 +6,8 @@ use super::extractor::Ctx;
 use super::position::Position;
 use super::server;
 use crate::model::{ChangeMeta, ChangeSchema, Op, key_field};
-use crate::sources::mysql::{MySqlExtractor, Out, Prepared, Shape, read_rows, text_args};
-use crate::sources::sql::{SqlSource, sqlx_error};
+use crate::sources::mysql::types::Dec;
+use crate::sources::sql::{Out, Prepared, SqlDriver, SqlSource, sqlx_error};
 use crate::{Batch, Error, Result};
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
@@ -29,7 +29,7 @@ pub(crate) async fn snapshot(
     tables: &[String],
     tx: &tokio::sync::mpsc::Sender<Result<Batch>>,
 ) -> Result<Option<Position>> {
-    let mut conn = ctx.sql.connection().await?;
+    let mut conn = ctx.sql.connect().await?;
     if !ctx.facts.mariadb {
         conn.execute("FLUSH TABLES WITH READ LOCK")
             .await
@@ -77,8 +77,8 @@ pub(crate) async fn snapshot(
     };
     let at = server::position_at(&mut conn, &ctx.facts, file, pos).await;
     for table in tables {
-        let (ex, prep, row) = typed(ctx, &mut conn, table).await?;
-        let change = ChangeSchema::new(row.clone(), ctx.config.options)?;
+        let (prep, row) = typed(ctx, &mut conn, table).await?;
+        let change = ChangeSchema::new(row.clone(), ctx.config.cdc.options)?;
         let wrap = |rb: RecordBatch| -> Result<Batch> {
             let rows = RecordBatch::try_new(row.clone(), rb.columns().to_vec()).map_err(|e| {
                 Error::type_error("mysql-cdc", format!("table {table}: snapshot rows: {e}"))
@@ -93,20 +93,12 @@ pub(crate) async fn snapshot(
             )?;
             Ok(Batch::new(b).with_table(table.clone()))
         };
-        let shape = Shape {
-            schema: &prep.schema,
-            decoders: &prep.decoders,
-            batch_rows: ctx.config.batch_rows,
-        };
-        let query = (prep.sql.as_str(), text_args(&prep.binds)?);
-        if !read_rows(
-            &mut conn,
-            query,
-            shape,
-            &ex.deadlines(),
-            Out::Wrap(tx.clone(), &wrap),
-        )
-        .await?
+        let query = (prep.sql.as_str(), prep.binds.as_slice());
+        let mut out = Out::Wrap(tx.clone(), &wrap);
+        if !ctx
+            .sql
+            .read(&mut conn, query, &prep, ctx.config.cdc.batch_rows, &mut out)
+            .await?
         {
             return Ok(None);
         }
@@ -117,18 +109,20 @@ pub(crate) async fn snapshot(
     Ok(Some(at))
 }
 
-/// How the typed SQL path reads `table`: the extractor (for its time limits), its
-/// prepared query and decoders, and the row schema with the primary key marked.
+/// How the typed SQL path reads `table`: its prepared query and decoders, and the row
+/// schema with the primary key marked.
 pub(crate) async fn typed(
     ctx: &Ctx,
     conn: &mut sqlx::mysql::MySqlConnection,
     table: &str,
-) -> Result<(MySqlExtractor, Prepared, SchemaRef)> {
-    let ex = ctx.sql.with_source(SqlSource::table(table.to_string()));
-    let prep = ex.prepare(conn, None).await?;
+) -> Result<(Prepared<Dec>, SchemaRef)> {
+    let prep = ctx
+        .sql
+        .prepare(conn, &SqlSource::table(table.to_string()), None)
+        .await?;
     let keys = server::primary_key(conn, table).await?;
     let row = row_schema(&prep.schema, &keys);
-    Ok((ex, prep, row))
+    Ok((prep, row))
 }
 
 /// The typed path's row schema with the primary key marked, as the binlog's table map

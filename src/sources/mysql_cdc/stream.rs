@@ -10,13 +10,15 @@ use super::rows::{Acc, image};
 use super::statements::{dml_table, truncated_table};
 use super::types::{CellError, Col, Layout, Reader};
 use crate::model::{ChangeMeta, Op};
+use crate::sources::cdc::{Handed, Handoff};
+use crate::sources::sql::SqlDriver;
 use crate::{Batch, Checkpoint, Error, Result};
 use futures::StreamExt;
 use mysql_async::binlog::EventType;
 use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 
 const C: &str = "mysql-cdc";
@@ -48,7 +50,7 @@ impl Plan {
 
 struct State<'a> {
     ctx: &'a Ctx,
-    tx: &'a Sender<Result<Batch>>,
+    handoff: Handoff<'a>,
     /// The last safe resume point (outside any transaction).
     at: Position,
     file: String,
@@ -61,8 +63,6 @@ struct State<'a> {
     maps: HashMap<u64, Mapped>,
     accs: BTreeMap<String, Acc>,
     layouts: HashMap<String, Arc<Layout>>,
-    last_emit: Instant,
-    unsent: bool,
 }
 
 /// `Ok(false)`: stop (the consumer went away or the end position was reached).
@@ -73,51 +73,24 @@ impl State<'_> {
         self.at.checkpoint(self.ctx.facts.identity())
     }
 
-    async fn send(&self, b: Batch) -> bool {
-        self.tx.send(Ok(b)).await.is_ok()
-    }
-
     /// Hand on a full table's rows mid-transaction (no checkpoint: not a resume point).
     async fn flush_full(&mut self, table: &str) -> Go {
-        let acc = self.accs.get_mut(table).expect("present");
-        if acc.len() < self.ctx.config.batch_rows {
+        let Some(acc) = self.accs.get_mut(table) else {
+            return Ok(true);
+        };
+        if acc.len() < self.ctx.config.cdc.batch_rows {
             return Ok(true);
         }
-        let b = acc.finish(table)?;
-        Ok(self.send(Batch::new(b).with_table(table.to_string())).await)
+        self.handoff.rows(table, acc).await
     }
 
     /// A transaction ended (or the position moved outside one): hand on every table's
     /// rows, the last batch carrying the checkpoint; with no rows, a position-only batch
     /// at most every `position_every` (or now, when `force`).
     async fn boundary(&mut self, force: bool) -> Go {
-        let mut out = Vec::new();
-        for (t, acc) in self.accs.iter_mut() {
-            if acc.len() > 0 {
-                out.push((t.clone(), acc.finish(t)?));
-            }
-        }
-        if out.is_empty() && !force && self.last_emit.elapsed() < self.ctx.config.position_every {
-            self.unsent = true;
-            return Ok(true);
-        }
         let cp = self.checkpoint();
-        let last = out.len();
-        if last == 0 && !self.send(Batch::position(cp.clone())).await {
-            return Ok(false);
-        }
-        for (i, (t, b)) in out.into_iter().enumerate() {
-            let mut batch = Batch::new(b).with_table(t);
-            if i + 1 == last {
-                batch = batch.with_checkpoint(cp.clone());
-            }
-            if !self.send(batch).await {
-                return Ok(false);
-            }
-        }
-        self.last_emit = Instant::now();
-        self.unsent = false;
-        Ok(true)
+        let handed = self.handoff.boundary(&mut self.accs, cp, force).await?;
+        Ok(handed != Handed::Gone)
     }
 
     fn end_txn(&mut self, log_pos: u64) {
@@ -135,7 +108,7 @@ impl State<'_> {
     }
 
     fn meta(&mut self, log_pos: u64, ts: u32) -> ChangeMeta {
-        let o = self.ctx.config.options;
+        let o = self.ctx.config.cdc.options;
         let m = ChangeMeta {
             position: o.position.then(|| format!("{}:{}", self.file, log_pos)),
             commit_ts: o
@@ -166,8 +139,8 @@ impl State<'_> {
         }
         // A table whose rows were never seen in this run (a truncate first): its current
         // definition, as the snapshot reads it.
-        let mut conn = self.ctx.sql.connection().await?;
-        let (_, prep, row) = super::snapshot::typed(self.ctx, &mut conn, table).await?;
+        let mut conn = self.ctx.sql.connect().await?;
+        let (prep, row) = super::snapshot::typed(self.ctx, &mut conn, table).await?;
         let cols = row
             .fields()
             .iter()
@@ -196,15 +169,12 @@ impl State<'_> {
         }
         // A new definition (a DDL): what was gathered under the old one goes first.
         if let Some(mut old) = self.accs.remove(table)
-            && old.len() > 0
+            && !self.handoff.rows(table, &mut old).await?
         {
-            let b = old.finish(table)?;
-            if !self.send(Batch::new(b).with_table(table.to_string())).await {
-                return Ok(false);
-            }
+            return Ok(false);
         }
         self.accs
-            .insert(table.to_string(), Acc::new(layout, self.ctx)?);
+            .insert(table.to_string(), Acc::for_layout(layout, self.ctx)?);
         Ok(true)
     }
 
@@ -343,8 +313,7 @@ impl State<'_> {
             {
                 Acc::nulls(cols, b);
             }
-            acc.ops.push(op);
-            acc.meta.push(meta);
+            acc.record(op, meta, Vec::new());
             if !self.flush_full(&table).await? {
                 return Ok(false);
             }
@@ -364,8 +333,7 @@ impl State<'_> {
         if let Some(b) = acc.before.as_deref_mut() {
             Acc::nulls(&cols, b);
         }
-        acc.ops.push(Op::Truncate);
-        acc.meta.push(meta);
+        acc.record(Op::Truncate, meta, Vec::new());
         self.flush_full(&table).await
     }
 }
@@ -374,7 +342,7 @@ impl State<'_> {
 pub(crate) async fn stream(ctx: &Ctx, plan: Plan, tx: &Sender<Result<Batch>>) -> Result<()> {
     let mut st = State {
         ctx,
-        tx,
+        handoff: Handoff::new(tx, ctx.config.position_every),
         file: plan.from.file.clone(),
         at: plan.from.clone(),
         seen_fde: false,
@@ -386,8 +354,6 @@ pub(crate) async fn stream(ctx: &Ctx, plan: Plan, tx: &Sender<Result<Batch>>) ->
         maps: HashMap::new(),
         accs: BTreeMap::new(),
         layouts: HashMap::new(),
-        last_emit: Instant::now(),
-        unsent: false,
     };
     // Already at the end? (Not known before the server answers when resuming by GTID:
     // the saved file name may be one the server no longer has.)
@@ -533,7 +499,7 @@ pub(crate) async fn stream(ctx: &Ctx, plan: Plan, tx: &Sender<Result<Batch>>) ->
             Some(EventData::TableMapEvent(t)) => st.on_table_map(t).await?,
             Some(EventData::RowsEvent(r)) => go = st.on_rows(&r, log_pos, ts).await?,
             Some(EventData::HeartbeatEvent) => {
-                if !st.in_txn && st.unsent {
+                if !st.in_txn && st.handoff.due {
                     go = st.boundary(true).await?;
                 }
             }
@@ -560,7 +526,7 @@ pub(crate) async fn stream(ctx: &Ctx, plan: Plan, tx: &Sender<Result<Batch>>) ->
         if !st.in_txn && log_pos > 0 && (st.at.file != st.file || st.at.pos < log_pos) {
             st.at.file = st.file.clone();
             st.at.pos = log_pos;
-            st.unsent = true;
+            st.handoff.due = true;
         }
         if let Some((f, p)) = &plan.until
             && !st.in_txn

@@ -3,7 +3,8 @@
 //! the session ended (a bounded run), the slot is advanced directly.
 
 use super::server;
-use crate::sources::postgres::PostgresExtractor;
+use crate::sources::postgres::driver::PostgresDriver;
+use crate::sources::sql::SqlDriver;
 use crate::{Acker, Checkpoint, Error, Result};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ impl AckShared {
 /// The [`Acker`] of a WAL extraction.
 pub(crate) struct SlotAcker {
     pub shared: Arc<AckShared>,
-    pub sql: PostgresExtractor,
+    pub sql: PostgresDriver,
     pub slot: String,
     /// A temporary slot is gone with its session: nothing to advance after it.
     pub temporary: bool,
@@ -54,8 +55,8 @@ pub(crate) struct SlotAcker {
 
 /// Advance `slot` to `lsn`, waiting a little for the server to release it after the
 /// session that held it ended.
-pub(crate) async fn advance(sql: &PostgresExtractor, slot: &str, lsn: u64) -> Result<()> {
-    let mut conn = sql.connection().await?;
+pub(crate) async fn advance(sql: &PostgresDriver, slot: &str, lsn: u64) -> Result<()> {
+    let mut conn = sql.connect().await?;
     let mut tries = 0;
     loop {
         match server::advance_slot(&mut conn, slot, lsn).await {
@@ -95,7 +96,7 @@ impl Acker for SlotAcker {
 
     async fn retained_bytes(&mut self) -> Option<u64> {
         if self.lag_conn.is_none() {
-            self.lag_conn = self.sql.connection().await.ok();
+            self.lag_conn = self.sql.connect().await.ok();
         }
         let conn = self.lag_conn.as_mut()?;
         let lag = server::slot_lag(conn, &self.slot).await;

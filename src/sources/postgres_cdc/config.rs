@@ -1,12 +1,21 @@
 //! What a WAL reader reads, through which slot and publication, until when.
 
-use crate::model::ChangeOptions;
+use crate::sources::cdc::{CdcOptions, cdc_builders};
 pub use crate::sources::cdc::{SnapshotMode, WhenPositionLost};
-use crate::sources::sql::Timeouts;
 use crate::{Error, Result};
 use std::time::Duration;
 
-/// The settings of a [`PostgresCdcExtractor`](super::PostgresCdcExtractor).
+/// The settings of a [`PostgresCdcExtractor`](super::PostgresCdcExtractor). The stream
+/// name defaults to `wal`.
+///
+/// Without a snapshot a new slot streams from where it was created, an existing one from
+/// its confirmed position. The before-image of an update
+/// ([`ChangeOptions::with_before_image`](crate::model::ChangeOptions::with_before_image))
+/// needs `REPLICA IDENTITY FULL` on the table (otherwise only a changed key is sent);
+/// [`ChangeOptions::with_unsent`](crate::model::ChangeOptions::with_unsent) lists unchanged
+/// TOASTed values the server did not send. The read limit of
+/// [`with_timeouts`](Self::with_timeouts) bounds silence on the stream (the server's
+/// keepalives keep an idle one alive).
 ///
 /// ```
 /// use tributary::sources::postgres_cdc::{PostgresCdcConfig, SnapshotMode};
@@ -23,23 +32,19 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct PostgresCdcConfig {
     pub(crate) tables: Vec<String>,
+    pub(crate) cdc: CdcOptions,
     pub(crate) slot: String,
     pub(crate) publication: String,
     pub(crate) temporary: bool,
-    pub(crate) snapshot: SnapshotMode,
-    pub(crate) until_current: bool,
-    pub(crate) when_position_lost: WhenPositionLost,
-    pub(crate) options: ChangeOptions,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) status_interval: Duration,
-    pub(crate) timeouts: Timeouts,
-    pub(crate) batch_rows: usize,
     pub(crate) snapshot_parallelism: usize,
     pub(crate) slot_busy_wait: Duration,
-    pub(crate) stream: String,
 }
 
 impl PostgresCdcConfig {
+    cdc_builders!();
+
     /// Read through replication slot `name`, and a publication of the same name (each
     /// created when missing): every table of the publication, snapshot then stream, no
     /// metadata columns.
@@ -47,20 +52,14 @@ impl PostgresCdcConfig {
         let name = name.into();
         PostgresCdcConfig {
             tables: Vec::new(),
+            cdc: CdcOptions::new("wal"),
             publication: name.clone(),
             slot: name,
             temporary: false,
-            snapshot: SnapshotMode::Initial,
-            until_current: false,
-            when_position_lost: WhenPositionLost::Fail,
-            options: ChangeOptions::new(),
             heartbeat: None,
             status_interval: Duration::from_secs(1),
-            timeouts: Timeouts::default(),
-            batch_rows: 8192,
             snapshot_parallelism: 4,
             slot_busy_wait: Duration::from_secs(10),
-            stream: "wal".into(),
         }
     }
 
@@ -91,39 +90,6 @@ impl PostgresCdcConfig {
         self
     }
 
-    /// Snapshot first, never, or only ([`SnapshotMode`]). Without a snapshot a new slot
-    /// streams from where it was created, an existing one from its confirmed position.
-    pub fn with_snapshot(mut self, mode: SnapshotMode) -> Self {
-        self.snapshot = mode;
-        self
-    }
-
-    /// Stop at the WAL position current when the run starts (a bounded run that drains
-    /// what was committed before it, then exits). Default: stream until stopped.
-    pub fn until_current_end(mut self) -> Self {
-        self.until_current = true;
-        self
-    }
-
-    /// Whether [`until_current_end`](Self::until_current_end) is set.
-    pub fn stops_at_current_end(&self) -> bool {
-        self.until_current
-    }
-
-    /// What a lost position means ([`WhenPositionLost`]).
-    pub fn when_position_lost(mut self, policy: WhenPositionLost) -> Self {
-        self.when_position_lost = policy;
-        self
-    }
-
-    /// The metadata and before-image columns of the change rows. The before-image of an
-    /// update needs `REPLICA IDENTITY FULL` on the table (otherwise only a changed key is
-    /// sent); `with_unsent` lists unchanged TOASTed values the server did not send.
-    pub fn with_change_options(mut self, options: ChangeOptions) -> Self {
-        self.options = options;
-        self
-    }
-
     /// Write a `pg_logical_emit_message` into the WAL this often while the selected
     /// tables are idle, so that the slot moves on even when the database writes nothing
     /// else (Debezium's `heartbeat.action.query`). Default: off; the slot still moves on
@@ -139,20 +105,6 @@ impl PostgresCdcConfig {
         self
     }
 
-    /// Time limits for connecting and for each read (the stream itself is kept alive by
-    /// the server's keepalives; silence longer than the read limit is a connection error).
-    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
-        self
-    }
-
-    /// Rows per batch (default 8,192); a bigger transaction is handed on in batches of
-    /// this size, so memory stays bounded.
-    pub fn with_batch_rows(mut self, rows: usize) -> Self {
-        self.batch_rows = rows.max(1);
-        self
-    }
-
     /// How many connections read one table's snapshot in page ranges at once, all in the
     /// slot's exported snapshot (default 4; 1 reads each table in one query).
     pub fn with_snapshot_parallelism(mut self, n: usize) -> Self {
@@ -165,13 +117,6 @@ impl PostgresCdcConfig {
     /// (default 10 s).
     pub fn with_slot_busy_wait(mut self, wait: Duration) -> Self {
         self.slot_busy_wait = wait;
-        self
-    }
-
-    /// The stream name (the run's manifest; each table lands under its own name).
-    /// Default `wal`.
-    pub fn with_stream_name(mut self, name: impl Into<String>) -> Self {
-        self.stream = name.into();
         self
     }
 

@@ -3,8 +3,8 @@ use super::config::{PostgresCdcConfig, SnapshotMode, WhenPositionLost};
 use super::server::{self, Facts, Slot, Table, lsn_text};
 use super::snapshot::snapshot;
 use super::stream::{UNTIL_PREFIX, stream};
-use crate::sources::postgres::PostgresExtractor;
-use crate::sources::sql::SqlSource;
+use crate::sources::postgres::driver::PostgresDriver;
+use crate::sources::sql::SqlDriver;
 use crate::{Batch, Checkpoint, Error, ExtractContext, Extraction, Extractor, Result, Secret};
 use async_trait::async_trait;
 use pgwire_replication::{Lsn, PgWireError, ReplicationClient, ReplicationConfig};
@@ -51,7 +51,7 @@ const C: &str = "postgres-cdc";
 /// ```
 #[derive(Clone)]
 pub struct PostgresCdcExtractor {
-    sql: PostgresExtractor,
+    sql: PostgresDriver,
     conn: Conn,
     config: PostgresCdcConfig,
 }
@@ -79,7 +79,7 @@ impl std::fmt::Debug for PostgresCdcExtractor {
 
 /// What one extraction knows.
 pub(crate) struct Ctx {
-    pub sql: PostgresExtractor,
+    pub sql: PostgresDriver,
     conn: Conn,
     pub config: PostgresCdcConfig,
     pub tables: Vec<Table>,
@@ -257,8 +257,7 @@ impl PostgresCdcExtractor {
             user,
             database,
         };
-        let sql = PostgresExtractor::connect_lazy(url, SqlSource::table("_"))?
-            .with_timeouts(config.timeouts);
+        let sql = PostgresDriver::connect_lazy(url)?.with_timeouts(config.cdc.timeouts);
         Ok(PostgresCdcExtractor { sql, conn, config })
     }
 
@@ -270,14 +269,14 @@ impl PostgresCdcExtractor {
     /// Drop the replication slot (it retains WAL until dropped). `Ok(false)` when there
     /// is none; an error when a reader holds it.
     pub async fn drop_slot(&self) -> Result<bool> {
-        let mut conn = self.sql.connection().await?;
+        let mut conn = self.sql.connect().await?;
         server::drop_slot(&mut conn, &self.config.slot).await
     }
 
     /// Drop the publication. `Ok(false)` when there is none.
     pub async fn drop_publication(&self) -> Result<bool> {
         use sqlx::Executor;
-        let mut conn = self.sql.connection().await?;
+        let mut conn = self.sql.connect().await?;
         let name = &self.config.publication;
         if server::publication_tables(&mut conn, name).await?.is_none() {
             return Ok(false);
@@ -295,7 +294,7 @@ impl PostgresCdcExtractor {
     /// How many bytes of WAL the slot holds back from removal (the server's current
     /// position minus the slot's confirmed one); `None` when there is no slot.
     pub async fn slot_lag_bytes(&self) -> Result<Option<i64>> {
-        let mut conn = self.sql.connection().await?;
+        let mut conn = self.sql.connect().await?;
         Ok(server::slot_lag(&mut conn, &self.config.slot).await)
     }
 
@@ -372,7 +371,7 @@ impl PostgresCdcExtractor {
     }
 
     async fn facts(&self) -> Result<(Facts, PgConnection)> {
-        let mut conn = self.sql.connection().await?;
+        let mut conn = self.sql.connect().await?;
         let facts = server::facts(&mut conn).await?;
         Ok((facts, conn))
     }
@@ -453,11 +452,11 @@ impl Extractor for PostgresCdcExtractor {
     }
 
     fn stream(&self) -> &str {
-        &self.config.stream
+        &self.config.cdc.stream
     }
 
     fn capabilities(&self) -> crate::ExtractorCapabilities {
-        crate::sources::cdc::capabilities(self.config.until_current, self.config.snapshot)
+        crate::sources::cdc::capabilities(self.config.cdc.until_current, self.config.cdc.snapshot)
     }
 
     /// The server is set up for logical replication, the user may use it, and every
@@ -500,13 +499,13 @@ impl Extractor for PostgresCdcExtractor {
         let (facts, mut conn) = self.facts().await?;
         let (tables, _) = self.tables(&mut conn).await?;
         let slot = server::slot(&mut conn, &self.config.slot).await?;
-        let until = if self.config.until_current {
+        let until = if self.config.cdc.until_current {
             format!(" until {}", lsn_text(server::current_lsn(&mut conn).await?))
         } else {
             " until stopped".into()
         };
         let names: Vec<String> = tables.iter().map(Table::qualified).collect();
-        let (what, estimate) = match (&from.checkpoint, self.config.snapshot) {
+        let (what, estimate) = match (&from.checkpoint, self.config.cdc.snapshot) {
             (Some(_), SnapshotMode::InitialOnly) => {
                 ("nothing: the snapshot is saved".into(), Some(0))
             }
@@ -563,13 +562,13 @@ impl Extractor for PostgresCdcExtractor {
         prerequisites(facts.missing(slot.is_none()))?;
         let (tables, publication) = self.tables(&mut conn).await?;
         prerequisites(self.table_problems(&tables, &publication))?;
-        let begin = match (&from.checkpoint, self.config.snapshot) {
+        let begin = match (&from.checkpoint, self.config.cdc.snapshot) {
             (Some(_), SnapshotMode::InitialOnly) => Begin::Done,
             (Some(Checkpoint::Lsn { lsn }), mode) => {
                 match self.resume_point(&facts, slot.as_ref(), *lsn) {
                     Ok(at) => Begin::Stream(at),
                     Err(Error::PositionLost { message, .. })
-                        if self.config.when_position_lost == WhenPositionLost::Resnapshot =>
+                        if self.config.cdc.when_position_lost == WhenPositionLost::Resnapshot =>
                     {
                         tracing::warn!(%message, "WAL position lost; taking a new snapshot");
                         if slot.is_some() {
@@ -652,7 +651,7 @@ async fn run(
         Begin::Stream(at) => at,
         _ => 0,
     };
-    let limit = ctx.config.timeouts.connect();
+    let limit = ctx.config.cdc.timeouts.connect();
     let timed_out = |what: &str| Error::Connection {
         component: C.into(),
         message: format!("{} did not answer {what} within {limit:?}", ctx.addr()),
@@ -695,7 +694,7 @@ async fn run(
                 lsn
             }
             Begin::Stream(0) => {
-                let mut conn = ctx.sql.connection().await?;
+                let mut conn = ctx.sql.connect().await?;
                 server::slot(&mut conn, &ctx.config.slot)
                     .await?
                     .and_then(|s| s.confirmed_flush)
@@ -704,8 +703,8 @@ async fn run(
             Begin::Stream(at) => at,
             Begin::Done => return Ok(()),
         };
-        let until = if ctx.config.until_current {
-            let mut conn = ctx.sql.connection().await?;
+        let until = if ctx.config.cdc.until_current {
+            let mut conn = ctx.sql.connect().await?;
             match server::emit_message(&mut conn, UNTIL_PREFIX).await {
                 Some(l) => Some(l),
                 None => Some(server::current_lsn(&mut conn).await?),
@@ -757,7 +756,7 @@ async fn create_slot(
         },
         if export { "export" } else { "nothing" }
     );
-    let limit = ctx.config.timeouts.connect();
+    let limit = ctx.config.cdc.timeouts.connect();
     let rows = tokio::time::timeout(limit, client.simple_query(&sql))
         .await
         .map_err(|_| Error::Connection {

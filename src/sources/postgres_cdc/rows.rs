@@ -2,11 +2,11 @@
 //! for its next change batch.
 
 use super::pgoutput::{Cell, Old, Relation};
-use crate::model::{ChangeMeta, ChangeOptions, ChangeSchema, Op, key_field};
+use crate::model::{ChangeMeta, Op, key_field};
+use crate::sources::cdc::ChangeRows;
 use crate::sources::postgres::types::Dec;
 use crate::{Error, Result};
-use arrow_array::builder::{ArrayBuilder, make_builder};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::builder::ArrayBuilder;
 use arrow_schema::{Schema, SchemaRef};
 use std::sync::Arc;
 
@@ -67,75 +67,16 @@ pub(crate) fn row_schema(
 }
 
 /// The rows of one table gathered for the next batch.
-pub(crate) struct Acc {
-    pub(crate) layout: Arc<Layout>,
-    loose: SchemaRef,
-    change: ChangeSchema,
-    rows: Vec<Box<dyn ArrayBuilder>>,
-    before: Option<Vec<Box<dyn ArrayBuilder>>>,
-    ops: Vec<Op>,
-    meta: Vec<ChangeMeta>,
-    unsent: Vec<Vec<usize>>,
-    any_unsent: bool,
-}
-
-fn builders(schema: &SchemaRef, n: usize) -> Vec<Box<dyn ArrayBuilder>> {
-    schema
-        .fields()
-        .iter()
-        .map(|f| make_builder(f.data_type(), n))
-        .collect()
-}
+pub(crate) type Acc = ChangeRows<Layout>;
 
 impl Acc {
-    pub(crate) fn new(layout: Arc<Layout>, options: ChangeOptions, n: usize) -> Result<Acc> {
-        let change = ChangeSchema::new(layout.row.clone(), options)?;
-        let loose = Arc::new(Schema::new(
-            layout
-                .row
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        ));
-        Ok(Acc {
-            rows: builders(&loose, n),
-            before: options.before_image.then(|| builders(&loose, n)),
-            loose,
-            change,
-            layout,
-            ops: Vec::with_capacity(n),
-            meta: Vec::with_capacity(n),
-            unsent: Vec::new(),
-            any_unsent: false,
-        })
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    pub(crate) fn finish(&mut self) -> Result<RecordBatch> {
-        let table = &self.layout.table;
-        let bad = |e: arrow_schema::ArrowError| Error::type_error(C, format!("table {table}: {e}"));
-        let cols: Vec<ArrayRef> = self.rows.iter_mut().map(|b| b.finish()).collect();
-        let rows = RecordBatch::try_new(self.loose.clone(), cols).map_err(bad)?;
-        let before = match &mut self.before {
-            Some(b) => {
-                let cols: Vec<ArrayRef> = b.iter_mut().map(|b| b.finish()).collect();
-                Some(RecordBatch::try_new(self.loose.clone(), cols).map_err(bad)?)
-            }
-            None => None,
-        };
-        let unsent: &[Vec<usize>] = if self.any_unsent { &self.unsent } else { &[] };
-        let out = self
-            .change
-            .build(&self.ops, &self.meta, &rows, before.as_ref(), unsent)?;
-        self.ops.clear();
-        self.meta.clear();
-        self.unsent.clear();
-        self.any_unsent = false;
-        Ok(out)
+    pub(crate) fn for_layout(
+        layout: Arc<Layout>,
+        options: crate::model::ChangeOptions,
+        n: usize,
+    ) -> Result<Acc> {
+        let row = layout.row.clone();
+        ChangeRows::new(C, layout, &row, options, n)
     }
 
     fn mismatch(&self, n: usize) -> Error {
@@ -214,12 +155,7 @@ impl Acc {
                 append(col, before[i].as_mut(), cell, &self.layout.table)?;
             }
         }
-        if !unsent.is_empty() {
-            self.any_unsent = true;
-        }
-        self.unsent.push(unsent);
-        self.ops.push(op);
-        self.meta.push(meta);
+        self.record(op, meta, unsent);
         Ok(())
     }
 }

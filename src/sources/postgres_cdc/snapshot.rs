@@ -7,11 +7,10 @@ use super::extractor::Ctx;
 use super::rows::row_schema;
 use super::server::{self, Table, err, lsn_text};
 use crate::model::{ChangeMeta, ChangeSchema, Op};
-use crate::sources::postgres::{Prepared, read_into, text_args};
-use crate::sources::sql::SqlSource;
+use crate::sources::postgres::types::Dec;
+use crate::sources::sql::{Out, Prepared, SqlDriver, SqlSource};
 use crate::{Batch, Error, Result};
 use arrow_array::RecordBatch;
-use sqlx::Executor;
 use std::sync::Arc;
 use tokio::sync::mpsc::Sender;
 
@@ -41,17 +40,17 @@ async fn read_table(
     lsn: u64,
     tx: &Sender<Result<Batch>>,
 ) -> Result<bool> {
-    let ex = ctx.sql.with_source(SqlSource::table(table.qualified()));
+    let source = SqlSource::table(table.qualified());
     // Prepared outside the snapshot's transaction: the typed path probes type modifiers
     // with a temporary view, which a read-only transaction refuses.
-    let mut conn = ex.connection().await?;
-    let prep = ex.prepare(&mut conn, None).await?;
+    let mut conn = ctx.sql.connect().await?;
+    let prep = ctx.sql.prepare(&mut conn, &source, None).await?;
     let keys = server::primary_key(&mut conn, table.oid).await?;
     let row = row_schema(
         prep.schema.fields().iter().map(|f| f.as_ref().clone()),
         &keys,
     );
-    let change = Arc::new(ChangeSchema::new(row.clone(), ctx.config.options)?);
+    let change = Arc::new(ChangeSchema::new(row.clone(), ctx.config.cdc.options)?);
     let pages: i64 = sqlx::query_scalar(
         "SELECT (pg_relation_size($1::int8::oid) / current_setting('block_size')::int8)::int8",
     )
@@ -96,16 +95,10 @@ async fn read_table(
     for i in 0..n {
         let lo = i as i64 * step;
         let hi = (i + 1 < n).then(|| (i as i64 + 1) * step);
-        let (ctx, prep, tx, wrap, ex) = (
-            ctx.clone(),
-            prep.clone(),
-            tx.clone(),
-            wrap.clone(),
-            ex.clone(),
-        );
+        let (ctx, prep, tx, wrap) = (ctx.clone(), prep.clone(), tx.clone(), wrap.clone());
         let snapshot = snapshot.to_string();
         tasks.push(tokio::spawn(async move {
-            let mut conn = ex.connection().await?;
+            let mut conn = ctx.sql.connect().await?;
             read_range(
                 &mut conn,
                 &prep,
@@ -138,26 +131,14 @@ async fn read_table(
 /// Read pages `lo..hi` of the table (all of it for `None`) inside the exported snapshot.
 async fn read_range(
     conn: &mut sqlx::postgres::PgConnection,
-    prep: &Prepared,
+    prep: &Prepared<Dec>,
     range: Option<(i64, Option<i64>)>,
     snapshot: &str,
     ctx: &Ctx,
     tx: &Sender<Result<Batch>>,
     wrap: &(dyn Fn(RecordBatch) -> Result<Batch> + Send + Sync),
 ) -> Result<bool> {
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .await
-        .map_err(|e| err(e, "starting the snapshot's transaction"))?;
-    // The name comes from the server (hex digits and dashes); checked all the same.
-    if !snapshot.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        return Err(Error::type_error(
-            "postgres-cdc",
-            format!("unexpected snapshot name {snapshot:?}"),
-        ));
-    }
-    conn.execute(format!("SET TRANSACTION SNAPSHOT '{snapshot}'").as_str())
-        .await
-        .map_err(|e| err(e, "importing the slot's snapshot"))?;
+    ctx.sql.begin(conn, Some(snapshot)).await?;
     let sql = match range {
         None => prep.sql.clone(),
         Some((lo, hi)) => {
@@ -167,22 +148,14 @@ async fn read_range(
             format!("{} WHERE ctid >= '({lo},0)'::tid{upper}", prep.sql)
         }
     };
-    let more = read_into(
-        conn,
-        &sql,
-        text_args(&prep.binds)?,
-        prep.schema.clone(),
-        prep.decoders.clone(),
-        ctx.config.batch_rows,
-        &ctx.sql.deadlines(),
-        tx,
-        wrap,
-    )
-    .await?;
+    let mut out = Out::Wrap(tx.clone(), wrap);
+    let query = (sql.as_str(), prep.binds.as_slice());
+    let more = ctx
+        .sql
+        .read(conn, query, prep, ctx.config.cdc.batch_rows, &mut out)
+        .await?;
     if more {
-        conn.execute("COMMIT")
-            .await
-            .map_err(|e| err(e, "ending the snapshot's transaction"))?;
+        ctx.sql.commit(conn).await?;
     }
     Ok(more)
 }

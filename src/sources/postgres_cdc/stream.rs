@@ -9,6 +9,8 @@ use super::rows::{Acc, Layout};
 use super::server::{self, lsn_text};
 use super::types::Types;
 use crate::model::{ChangeMeta, Op};
+use crate::sources::cdc::{Handed, Handoff};
+use crate::sources::sql::SqlDriver;
 use crate::{Batch, Checkpoint, Error, Result};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use sqlx::postgres::PgConnection;
@@ -27,7 +29,7 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 struct State<'a> {
     ctx: &'a Ctx,
-    tx: &'a Sender<Result<Batch>>,
+    handoff: Handoff<'a>,
     side: PgConnection,
     types: Types,
     selected: HashSet<u32>,
@@ -37,9 +39,6 @@ struct State<'a> {
     at: u64,
     /// The last position handed on.
     emitted: u64,
-    last_emit: Instant,
-    /// A position-only batch is due once the status interval is up.
-    deferred: bool,
     in_txn: bool,
     txid: u32,
     commit_ts: i64,
@@ -50,51 +49,28 @@ struct State<'a> {
 type Go = Result<bool>;
 
 impl State<'_> {
-    async fn send(&self, b: Batch) -> bool {
-        self.tx.send(Ok(b)).await.is_ok()
-    }
-
     /// A transaction ended or the position moved outside one: every table's rows, the
     /// last batch with the checkpoint; with no rows a position-only batch, at most every
-    /// status interval (or now, when `force`).
+    /// status interval (or now, when `force`). A due position goes on when the interval
+    /// is up, even if no other message comes (a server shutting down waits for the
+    /// reader to confirm the WAL's end).
     async fn boundary(&mut self, force: bool) -> Go {
-        let mut out = Vec::new();
-        for (t, acc) in self.accs.iter_mut() {
-            if acc.len() > 0 {
-                out.push((t.clone(), acc.finish()?));
-            }
-        }
-        if out.is_empty() && self.at <= self.emitted {
-            return Ok(true);
-        }
-        if out.is_empty() && !force && self.last_emit.elapsed() < self.ctx.config.status_interval {
-            // Handed on when the interval is up, even if no other message comes (a server
-            // shutting down waits for the reader to confirm the WAL's end).
-            self.deferred = true;
+        if self.accs.values().all(|a| a.len() == 0) && self.at <= self.emitted {
             return Ok(true);
         }
         let cp = Checkpoint::Lsn { lsn: self.at };
-        let last = out.len();
-        if last == 0 && !self.send(Batch::position(cp.clone())).await {
-            return Ok(false);
-        }
-        for (i, (t, b)) in out.into_iter().enumerate() {
-            let mut batch = Batch::new(b).with_table(t);
-            if i + 1 == last {
-                batch = batch.with_checkpoint(cp.clone());
+        match self.handoff.boundary(&mut self.accs, cp, force).await? {
+            Handed::Sent => {
+                self.emitted = self.at;
+                Ok(true)
             }
-            if !self.send(batch).await {
-                return Ok(false);
-            }
+            Handed::Deferred => Ok(true),
+            Handed::Gone => Ok(false),
         }
-        self.emitted = self.at;
-        self.last_emit = Instant::now();
-        self.deferred = false;
-        Ok(true)
     }
 
     fn meta(&mut self, lsn: u64) -> ChangeMeta {
-        let o = self.ctx.config.options;
+        let o = self.ctx.config.cdc.options;
         let m = ChangeMeta {
             position: o.position.then(|| lsn_text(lsn)),
             commit_ts: o
@@ -132,14 +108,15 @@ impl State<'_> {
         }
         // A new definition (a DDL): what was gathered under the old one goes first.
         if let Some(mut old) = self.accs.remove(&table)
-            && old.len() > 0
+            && !self.handoff.rows(&table, &mut old).await?
         {
-            let b = old.finish()?;
-            if !self.send(Batch::new(b).with_table(table.clone())).await {
-                return Ok(false);
-            }
+            return Ok(false);
         }
-        let acc = Acc::new(layout, self.ctx.config.options, self.ctx.config.batch_rows)?;
+        let acc = Acc::for_layout(
+            layout,
+            self.ctx.config.cdc.options,
+            self.ctx.config.cdc.batch_rows,
+        )?;
         self.accs.insert(table, acc);
         Ok(true)
     }
@@ -159,11 +136,10 @@ impl State<'_> {
         let Some(acc) = self.accs.get_mut(table) else {
             return Ok(true);
         };
-        if acc.len() < self.ctx.config.batch_rows {
+        if acc.len() < self.ctx.config.cdc.batch_rows {
             return Ok(true);
         }
-        let b = acc.finish()?;
-        Ok(self.send(Batch::new(b).with_table(table.to_string())).await)
+        self.handoff.rows(table, acc).await
     }
 
     async fn on_data(&mut self, wal_start: u64, data: bytes::Bytes) -> Go {
@@ -227,10 +203,10 @@ pub(crate) async fn stream(
     ack: &AckShared,
     tx: &Sender<Result<Batch>>,
 ) -> Result<()> {
-    let side = ctx.sql.connection().await?;
+    let side = ctx.sql.connect().await?;
     let mut st = State {
         ctx,
-        tx,
+        handoff: Handoff::new(tx, ctx.config.status_interval),
         side,
         types: Types::default(),
         selected: ctx.tables.iter().map(|t| t.oid).collect(),
@@ -238,14 +214,12 @@ pub(crate) async fn stream(
         accs: BTreeMap::new(),
         at,
         emitted: at,
-        last_emit: Instant::now(),
-        deferred: false,
         in_txn: false,
         txid: 0,
         commit_ts: 0,
         seq: 0,
     };
-    let read = ctx.config.timeouts.read();
+    let read = ctx.config.cdc.timeouts.read();
     let mut reported = 0u64;
     let mut stopping = false;
     let heartbeat = ctx.config.heartbeat;
@@ -271,8 +245,8 @@ pub(crate) async fn stream(
                 stopping = true;
                 continue;
             }
-            _ = tokio::time::sleep_until((st.last_emit + ctx.config.status_interval).into()),
-                if st.deferred && !st.in_txn => {
+            _ = tokio::time::sleep_until(st.handoff.next_due().into()),
+                if st.handoff.due && !st.in_txn => {
                 if !st.boundary(false).await? {
                     return Ok(());
                 }

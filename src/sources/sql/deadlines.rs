@@ -1,5 +1,5 @@
-//! [`Deadlines`]: a deadline on each wait for a PostgreSQL or MySQL server (SQLite is
-//! in-process and has none).
+//! [`Deadlines`]: a deadline on each wait for a database: a PostgreSQL or MySQL
+//! server, or a SQLite file another process holds locked.
 
 use super::Timeouts;
 use crate::{Error, Result};
@@ -15,23 +15,24 @@ pub(crate) struct Deadlines {
     limits: Timeouts,
 }
 
+// SQLite connects to no server: `addr` and `connect` are for PostgreSQL and MySQL.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 impl Deadlines {
     pub(crate) fn new(
         component: &'static str,
         server: &'static str,
-        host: &str,
-        port: u16,
+        addr: String,
         limits: Timeouts,
     ) -> Self {
         Deadlines {
             component,
             server,
-            addr: format!("{host}:{port}"),
+            addr,
             limits,
         }
     }
 
-    /// `host:port`.
+    /// `host:port` (a server) or the path (SQLite).
     pub(crate) fn addr(&self) -> &str {
         &self.addr
     }

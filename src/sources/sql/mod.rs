@@ -13,13 +13,14 @@
 //!
 //! Rows whose cursor is NULL cannot be tracked and are not extracted incrementally.
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod deadlines;
+pub(crate) mod driver;
+pub(crate) mod extract;
 mod timeouts;
 mod watermark;
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) use deadlines::Deadlines;
+pub(crate) use driver::{ColumnDecoder, Columns, KeyKind, Out, Prepared, SqlDriver, read_rows};
 pub use timeouts::Timeouts;
 pub use watermark::{KEYED_SEEN_LIMIT, KEYLESS_SEEN_LIMIT, WatermarkTracker};
 
@@ -211,6 +212,7 @@ impl SqlSource {
 }
 
 /// `schema.table` split into its schema, if any, and the table.
+#[cfg_attr(not(any(feature = "mysql", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn schema_and_table(name: &str) -> (Option<&str>, &str) {
     match name.split_once('.') {
         Some((schema, table)) => (Some(schema), table),
@@ -543,16 +545,6 @@ fn from_clause(source: &SqlSource, dialect: Dialect) -> Result<String> {
     }
 }
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-/// The kinds of column a full extraction can be partitioned on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum KeyKind {
-    Int,
-    Date,
-    Timestamp,
-}
-
-#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn parse_time(s: &str) -> Option<chrono::NaiveDateTime> {
     let s = s.trim();
     // PostgreSQL prints timestamptz as `... +00` in a UTC session; drop the offset.
@@ -566,7 +558,6 @@ fn parse_time(s: &str) -> Option<chrono::NaiveDateTime> {
         })
 }
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
 /// The `partitions - 1` inner boundaries splitting `[lo, hi]` (as text the database
 /// reads back), fewer when the range is too small to split that far.
 pub(crate) fn split_bounds(
@@ -626,7 +617,6 @@ pub(crate) fn split_bounds(
     Ok(out)
 }
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
 /// The query of partition `i` of `bounds.len() + 1`: `[bounds[i-1], bounds[i])`, the first
 /// open below and holding NULLs, the last open above.
 pub(crate) fn partition_query(

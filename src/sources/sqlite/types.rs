@@ -7,11 +7,11 @@
 //! stored. A value that does not fit its column's type (text in an INTEGER column) is an
 //! error naming the column, never a silent NULL.
 
+use crate::sources::sql::ColumnDecoder;
 use crate::{Error, Result};
 use arrow_array::builder::{
     ArrayBuilder, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use sqlx::sqlite::{SqliteRow, SqliteValueRef};
 use sqlx::{Column, Decode, Row, TypeInfo, ValueRef};
@@ -38,131 +38,81 @@ pub(crate) fn schema(columns: &[sqlx::sqlite::SqliteColumn]) -> SchemaRef {
     ))
 }
 
-enum Builder {
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Bool(BooleanBuilder),
-    Bin(BinaryBuilder),
-    Text(StringBuilder),
-}
-
-/// Accumulates rows into Arrow arrays.
-pub(crate) struct BatchBuilder {
-    schema: SchemaRef,
-    builders: Vec<Builder>,
-}
-
-fn mismatch(field: &Field, got: &str, detail: impl std::fmt::Display) -> Error {
+fn mismatch(name: &str, ty: &DataType, got: &str, detail: impl std::fmt::Display) -> Error {
     Error::type_error(
         "sqlite",
         format!(
-            "column {} is declared {} but holds a {got} value ({detail}); CAST it in a custom query",
-            field.name(),
-            field.data_type()
+            "column {name} is declared {ty} but holds a {got} value ({detail}); CAST it in a custom query"
         ),
     )
 }
 
-impl BatchBuilder {
-    pub(crate) fn new(schema: SchemaRef, capacity: usize) -> Self {
-        let builders = schema
-            .fields()
-            .iter()
-            .map(|f| match f.data_type() {
-                DataType::Int64 => Builder::Int(Int64Builder::with_capacity(capacity)),
-                DataType::Float64 => Builder::Float(Float64Builder::with_capacity(capacity)),
-                DataType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(capacity)),
-                DataType::Binary => {
-                    Builder::Bin(BinaryBuilder::with_capacity(capacity, capacity * 16))
-                }
-                _ => Builder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
-            })
-            .collect();
-        BatchBuilder { schema, builders }
-    }
+/// The builder `make_builder` made for `T`'s type.
+fn builder<'b, T: 'static>(b: &'b mut dyn ArrayBuilder, name: &str) -> Result<&'b mut T> {
+    b.as_any_mut().downcast_mut::<T>().ok_or_else(|| {
+        Error::type_error("sqlite", format!("column {name}: unexpected Arrow builder"))
+    })
+}
 
-    pub(crate) fn len(&self) -> usize {
-        match self.builders.first() {
-            Some(Builder::Int(b)) => b.len(),
-            Some(Builder::Float(b)) => b.len(),
-            Some(Builder::Bool(b)) => b.len(),
-            Some(Builder::Bin(b)) => b.len(),
-            Some(Builder::Text(b)) => b.len(),
-            None => 0,
-        }
-    }
-
-    pub(crate) fn push(&mut self, row: &SqliteRow) -> Result<()> {
-        for (i, (b, field)) in self
-            .builders
-            .iter_mut()
-            .zip(self.schema.fields())
-            .enumerate()
-        {
-            let raw = row.try_get_raw(i).map_err(|e| {
-                Error::type_error("sqlite", format!("column {}: {e}", field.name()))
-            })?;
-            if raw.is_null() {
-                match b {
-                    Builder::Int(b) => b.append_null(),
-                    Builder::Float(b) => b.append_null(),
-                    Builder::Bool(b) => b.append_null(),
-                    Builder::Bin(b) => b.append_null(),
-                    Builder::Text(b) => b.append_null(),
-                }
-                continue;
+/// Each value by its storage class into its column's Arrow type (the declared affinity).
+impl ColumnDecoder<SqliteRow> for DataType {
+    fn append_from(
+        &self,
+        b: &mut dyn ArrayBuilder,
+        row: &SqliteRow,
+        i: usize,
+        name: &str,
+    ) -> Result<()> {
+        let raw = row
+            .try_get_raw(i)
+            .map_err(|e| Error::type_error("sqlite", format!("column {name}: {e}")))?;
+        let storage = if raw.is_null() {
+            "NULL".to_string()
+        } else {
+            raw.type_info().name().to_string()
+        };
+        let bad = || mismatch(name, self, &storage, "no lossless conversion");
+        match (self, storage.as_str()) {
+            (DataType::Int64, "NULL") => builder::<Int64Builder>(b, name)?.append_null(),
+            (DataType::Float64, "NULL") => builder::<Float64Builder>(b, name)?.append_null(),
+            (DataType::Boolean, "NULL") => builder::<BooleanBuilder>(b, name)?.append_null(),
+            (DataType::Binary, "NULL") => builder::<BinaryBuilder>(b, name)?.append_null(),
+            (_, "NULL") => builder::<StringBuilder>(b, name)?.append_null(),
+            (DataType::Int64, "INTEGER" | "BOOLEAN") => {
+                builder::<Int64Builder>(b, name)?.append_value(decode::<i64>(raw, name)?)
             }
-            let storage = raw.type_info().name().to_string();
-            match (b, storage.as_str()) {
-                (Builder::Int(b), "INTEGER" | "BOOLEAN") => {
-                    b.append_value(decode::<i64>(raw, field)?)
-                }
-                (Builder::Int(b), "TEXT") => {
-                    let s = decode::<&str>(raw, field)?;
-                    b.append_value(
-                        s.trim()
-                            .parse()
-                            .map_err(|e| mismatch(field, "TEXT", format!("{s:?}: {e}")))?,
-                    )
-                }
-                (Builder::Float(b), "REAL" | "INTEGER") => {
-                    b.append_value(decode::<f64>(raw, field)?)
-                }
-                (Builder::Bool(b), "INTEGER" | "BOOLEAN") => {
-                    b.append_value(decode::<i64>(raw, field)? != 0)
-                }
-                (Builder::Bin(b), "BLOB" | "TEXT") => b.append_value(decode::<&[u8]>(raw, field)?),
-                (Builder::Text(b), "TEXT") => b.append_value(decode::<&str>(raw, field)?),
-                (Builder::Text(b), "INTEGER" | "BOOLEAN") => {
-                    b.append_value(decode::<i64>(raw, field)?.to_string())
-                }
-                (Builder::Text(b), "REAL") => {
-                    let v = decode::<f64>(raw, field)?;
-                    b.append_value(ryu::Buffer::new().format(v))
-                }
-                (_, other) => return Err(mismatch(field, other, "no lossless conversion")),
+            (DataType::Int64, "TEXT") => {
+                let s = decode::<&str>(raw, name)?;
+                let v = s
+                    .trim()
+                    .parse()
+                    .map_err(|e| mismatch(name, self, "TEXT", format!("{s:?}: {e}")))?;
+                builder::<Int64Builder>(b, name)?.append_value(v)
             }
+            (DataType::Float64, "REAL" | "INTEGER") => {
+                builder::<Float64Builder>(b, name)?.append_value(decode::<f64>(raw, name)?)
+            }
+            (DataType::Boolean, "INTEGER" | "BOOLEAN") => {
+                builder::<BooleanBuilder>(b, name)?.append_value(decode::<i64>(raw, name)? != 0)
+            }
+            (DataType::Binary, "BLOB" | "TEXT") => {
+                builder::<BinaryBuilder>(b, name)?.append_value(decode::<&[u8]>(raw, name)?)
+            }
+            (DataType::Utf8, "TEXT") => {
+                builder::<StringBuilder>(b, name)?.append_value(decode::<&str>(raw, name)?)
+            }
+            (DataType::Utf8, "INTEGER" | "BOOLEAN") => builder::<StringBuilder>(b, name)?
+                .append_value(decode::<i64>(raw, name)?.to_string()),
+            (DataType::Utf8, "REAL") => {
+                let v = decode::<f64>(raw, name)?;
+                builder::<StringBuilder>(b, name)?.append_value(ryu::Buffer::new().format(v))
+            }
+            _ => return Err(bad()),
         }
         Ok(())
     }
-
-    pub(crate) fn finish(&mut self) -> Result<RecordBatch> {
-        let columns: Vec<ArrayRef> = self
-            .builders
-            .iter_mut()
-            .map(|b| match b {
-                Builder::Int(b) => Arc::new(b.finish()) as ArrayRef,
-                Builder::Float(b) => Arc::new(b.finish()),
-                Builder::Bool(b) => Arc::new(b.finish()),
-                Builder::Bin(b) => Arc::new(b.finish()),
-                Builder::Text(b) => Arc::new(b.finish()),
-            })
-            .collect();
-        RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| Error::type_error("sqlite", format!("building a batch: {e}")))
-    }
 }
 
-fn decode<'r, T: Decode<'r, sqlx::Sqlite>>(raw: SqliteValueRef<'r>, field: &Field) -> Result<T> {
-    T::decode(raw).map_err(|e| Error::type_error("sqlite", format!("column {}: {e}", field.name())))
+fn decode<'r, T: Decode<'r, sqlx::Sqlite>>(raw: SqliteValueRef<'r>, name: &str) -> Result<T> {
+    T::decode(raw).map_err(|e| Error::type_error("sqlite", format!("column {name}: {e}")))
 }

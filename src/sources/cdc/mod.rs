@@ -1,5 +1,15 @@
 //! What the change readers share: when to snapshot, and what a lost position means
-//! (features `mysql-cdc`, `postgres-cdc`).
+//! (features `mysql-cdc`, `postgres-cdc`), and the parts of a reader that do not depend
+//! on the database: the change-row accumulator and the hand-off at transaction
+//! boundaries.
+
+mod handoff;
+mod options;
+mod rows;
+
+pub(crate) use handoff::{Handed, Handoff};
+pub(crate) use options::{CdcOptions, cdc_builders};
+pub(crate) use rows::ChangeRows;
 
 /// Whether a first run reads the tables before streaming their changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
