@@ -1,0 +1,10 @@
+//! The table and API sources: SQLite, PostgreSQL, MySQL/MariaDB, REST, MongoDB.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod mongo_source;
+mod mysql_source;
+mod postgres_source;
+mod rest_source;
+mod sqlite_source;
