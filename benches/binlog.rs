@@ -79,7 +79,7 @@ async fn tributary_case(table: &str, from: (String, u64)) {
         MySqlCdcConfig::new()
             .with_tables([table])
             .with_snapshot(SnapshotMode::Never)
-            .starting_at(StartAt::Position {
+            .with_start_at(StartAt::Position {
                 file: from.0,
                 pos: from.1,
             })

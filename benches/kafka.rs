@@ -127,7 +127,7 @@ async fn land(topic: &str, n: u64) {
                     format!("{topic}-land-{}", std::process::id()),
                     [topic],
                 )
-                .with_stop_at_end(true),
+                .until_current_end(),
             )
             .unwrap(),
         )

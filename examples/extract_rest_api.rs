@@ -62,7 +62,7 @@ async fn run(out: &str) -> Result<(), Box<dyn std::error::Error>> {
         .parent_field("/request/latitude", "lat")
         .parent_field("/request/longitude", "lon")
         .retry(RetryPolicy::default())
-        .named("iss_passes");
+        .with_stream_name("iss_passes");
     let store = ObjectSink::local(out)?;
     let report = Pipeline::builder("iss_passes")
         .extractor(RestExtractor::new(source)?)

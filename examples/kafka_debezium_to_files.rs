@@ -47,8 +47,14 @@ async fn run(conf: &str, follow: bool) -> tributary::Result<()> {
         "{name}-{}",
         config.get("kafka", "instance_id").unwrap_or("1")
     );
-    let extractor =
-        KafkaExtractor::new(reader.with_stop_at_end(!follow).with_instance_id(instance))?;
+    let reader = reader.with_instance_id(instance);
+    // Without --follow a run drains what the topics hold now and exits.
+    let reader = if follow {
+        reader
+    } else {
+        reader.until_current_end()
+    };
+    let extractor = KafkaExtractor::new(reader)?;
     let mut options = config.pipeline_options()?;
     if follow {
         options = options.with_commit_interval(config.cdc_commit_interval()?);

@@ -325,7 +325,7 @@ impl SqlComparison {
     }
 
     /// A name of your own for history.
-    pub fn named(mut self, name: impl Into<String>) -> Self {
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }

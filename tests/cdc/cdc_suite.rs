@@ -42,7 +42,7 @@ async fn the_extractor_suite_passes_on_the_binlog_across_a_ddl() {
     let config = MySqlCdcConfig::new()
         .with_tables([a.as_str(), b.as_str()])
         .with_snapshot(SnapshotMode::Never)
-        .starting_at(start)
+        .with_start_at(start)
         .until_current_end();
     let e = MySqlCdcExtractor::connect_lazy(&url, config).unwrap();
     let r = tributary::testing::extractor_suite(&e, 32).await;

@@ -103,7 +103,7 @@ async fn binlog_and_snapshot_values_equal_the_typed_path_for_every_type() {
         MySqlCdcConfig::new()
             .with_tables([t.clone()])
             .with_snapshot(SnapshotMode::Never)
-            .starting_at(start)
+            .with_start_at(start)
             .until_current_end(),
     )
     .unwrap();
@@ -176,7 +176,7 @@ async fn updates_and_deletes_carry_their_images_and_positions_sit_at_transaction
         MySqlCdcConfig::new()
             .with_tables([t.clone()])
             .with_snapshot(SnapshotMode::Never)
-            .starting_at(start)
+            .with_start_at(start)
             .with_change_options(ChangeOptions::new().with_all_metadata().with_before_image())
             .until_current_end(),
     )

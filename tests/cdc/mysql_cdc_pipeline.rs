@@ -334,7 +334,7 @@ async fn statement_format_and_minimal_images_are_typed_errors_at_their_position(
         let config = MySqlCdcConfig::new()
             .with_tables([t.clone()])
             .with_snapshot(SnapshotMode::Never)
-            .starting_at(start)
+            .with_start_at(start)
             .until_current_end();
         let e = pipeline(&url, config, &sink)
             .run()

@@ -162,7 +162,7 @@ async fn a_big_transaction_streams_in_bounded_batches_with_one_checkpoint_at_its
         MySqlCdcConfig::new()
             .with_tables([t.clone()])
             .with_snapshot(SnapshotMode::Never)
-            .starting_at(start)
+            .with_start_at(start)
             .with_batch_rows(4096)
             .until_current_end(),
     )
@@ -211,7 +211,7 @@ async fn rotation_is_followed_and_a_gtid_resume_continues_at_the_same_transactio
     let config = MySqlCdcConfig::new()
         .with_tables([t.clone()])
         .with_snapshot(SnapshotMode::Never)
-        .starting_at(start.clone())
+        .with_start_at(start.clone())
         .until_current_end();
     let sink = ObjectSink::memory();
     let state = ObjectStateStore::new(sink.clone(), "_state");
@@ -371,7 +371,7 @@ async fn a_table_dropped_while_streaming_ends_its_changes_and_the_rest_go_on() {
                 MySqlCdcConfig::new()
                     .with_tables([a.clone(), b.clone()])
                     .with_snapshot(SnapshotMode::Never)
-                    .starting_at(start)
+                    .with_start_at(start)
                     .until_current_end(),
             )
             .unwrap(),

@@ -49,7 +49,7 @@ async fn minimal_row_metadata_is_named(url: &str, conn: &mut MySqlConnection) {
         MySqlCdcConfig::new()
             .with_tables([t.clone()])
             .with_snapshot(SnapshotMode::Never)
-            .starting_at(start.clone())
+            .with_start_at(start.clone())
             .until_current_end(),
     )
     .unwrap();

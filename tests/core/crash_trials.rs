@@ -122,7 +122,7 @@ fn pipeline(db: &str, target: &str, keyed: bool) -> Pipeline {
                 &format!("sqlite://{db}?mode=ro"),
                 SqlSource::table("events")
                     .incremental(cursor)
-                    .batch_rows(BATCH_ROWS as usize),
+                    .with_batch_rows(BATCH_ROWS as usize),
             )
             .unwrap(),
         )

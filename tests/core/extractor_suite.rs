@@ -88,7 +88,7 @@ async fn sqlite_incremental_keyed_key_less_and_full() {
     let pool = sqlite(&rows).await;
     let keyed = SqlSource::table("ev")
         .incremental(Cursor::new("at").with_key(["id"]))
-        .batch_rows(4);
+        .with_batch_rows(4);
     let r = extractor_suite(&SqliteExtractor::new(pool.clone(), keyed), 20).await;
     assert!(r.rows == 47 && r.resumes > 5, "{r:?}");
     // Key-less, on rows that repeat within a cursor value.
@@ -97,10 +97,10 @@ async fn sqlite_incremental_keyed_key_less_and_full() {
     let pool = sqlite(&repeated).await;
     let keyless = SqlSource::query("SELECT u, at FROM ev")
         .incremental(Cursor::new("at"))
-        .batch_rows(3);
+        .with_batch_rows(3);
     let r = extractor_suite(&SqliteExtractor::new(pool.clone(), keyless), 20).await;
     assert!(r.rows == 47 && r.resumes > 5, "{r:?}");
-    let full = SqlSource::table("ev").batch_rows(10);
+    let full = SqlSource::table("ev").with_batch_rows(10);
     let r = extractor_suite(&SqliteExtractor::new(pool, full), 20).await;
     assert_eq!((r.rows, r.checkpoints), (47, 0));
 }

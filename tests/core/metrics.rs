@@ -143,7 +143,7 @@ async fn a_batch_run_fires_every_metric_and_span() {
             pool,
             tributary::sources::sql::SqlSource::table("t")
                 .incremental(tributary::sources::sql::Cursor::new("id"))
-                .batch_rows(1000),
+                .with_batch_rows(1000),
         ))
         .sink(sink.clone())
         .state(ObjectStateStore::new(sink.clone(), "_state"))

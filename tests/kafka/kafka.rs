@@ -129,7 +129,7 @@ async fn our_wal_cdc_through_kafka_lands_what_the_cdc_source_lands() {
     let reader = |group: &str| {
         KafkaExtractor::new(
             KafkaConfig::new(KafkaClientConfig::new(&servers), group, [topic.as_str()])
-                .with_stop_at_end(true),
+                .until_current_end(),
         )
         .unwrap()
     };
@@ -194,7 +194,7 @@ async fn offsets_reach_the_group_only_after_the_landing_committed() {
                         group.clone(),
                         [topic.as_str()],
                     )
-                    .with_stop_at_end(true),
+                    .until_current_end(),
                 )
                 .unwrap(),
             )
@@ -266,7 +266,7 @@ async fn a_run_resumes_in_the_middle_of_a_producer_batch() {
             format!("{t}-g"),
             [topic.as_str()],
         )
-        .with_stop_at_end(true),
+        .until_current_end(),
     )
     .unwrap();
     let from = Checkpoint::Offsets {
@@ -447,9 +447,8 @@ async fn an_unreachable_broker_is_a_timely_typed_error_without_the_password() {
         .with_sasl_plain("app", "sentinel-pw-8c1f")
         .with_timeout(Duration::from_secs(2));
     assert!(!format!("{client:?}").contains("sentinel-pw-8c1f"));
-    let e =
-        KafkaExtractor::new(KafkaConfig::new(client.clone(), "g", ["t"]).with_stop_at_end(true))
-            .unwrap();
+    let e = KafkaExtractor::new(KafkaConfig::new(client.clone(), "g", ["t"]).until_current_end())
+        .unwrap();
     assert!(!format!("{e:?}").contains("sentinel-pw-8c1f"));
     let started = Instant::now();
     let err = e.check().await.unwrap_err();
@@ -583,8 +582,7 @@ INSERT INTO {t} VALUES (1, 'one'), (2, 'two')"
         .await;
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.error);
     let reader = KafkaExtractor::new(
-        KafkaConfig::new(good, format!("{t}-g"), [format!("{t}.public.{t}")])
-            .with_stop_at_end(true),
+        KafkaConfig::new(good, format!("{t}-g"), [format!("{t}.public.{t}")]).until_current_end(),
     )
     .unwrap();
     let mut got = lines(&drain(&reader, None).await);
@@ -658,7 +656,7 @@ async fn many_tables_on_one_topic_or_by_pattern_and_tombstones_as_deletes() {
     let read = |topics: Vec<String>, group: &str, t: Tombstones| {
         KafkaExtractor::new(
             KafkaConfig::new(KafkaClientConfig::new(&servers), group, topics)
-                .with_stop_at_end(true)
+                .until_current_end()
                 .with_tombstones(t),
         )
         .unwrap()

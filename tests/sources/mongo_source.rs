@@ -124,7 +124,7 @@ async fn incremental_runs_lose_and_duplicate_nothing() {
         MongoSource::collection("tributary_test", &name)
             .fields(["OrderId", "OrderStatus", "LastUpdated"])
             .incremental("LastUpdated")
-            .batch_rows(2)
+            .with_batch_rows(2)
     };
     let (r1, mut all) = run_csv(&url, source(), &sink, Some(&state)).await;
     assert_eq!(r1.rows, 4);
@@ -203,7 +203,7 @@ async fn documents_flatten_and_types_widen() {
     };
     let extractor = MongoExtractor::connect(
         &url,
-        MongoSource::collection("tributary_test", &name).batch_rows(3),
+        MongoSource::collection("tributary_test", &name).with_batch_rows(3),
     )
     .await
     .unwrap();
@@ -420,11 +420,11 @@ async fn the_extractor_suite_passes_by_time_and_by_object_id() {
         MongoSource::collection("tributary_test", &name)
             .fields(["OrderId", "OrderStatus", "LastUpdated"])
             .incremental("LastUpdated")
-            .batch_rows(2),
+            .with_batch_rows(2),
         MongoSource::collection("tributary_test", &name)
             .fields(["_id", "OrderId"])
             .incremental("_id")
-            .batch_rows(3),
+            .with_batch_rows(3),
     ] {
         let e = MongoExtractor::connect(&url, source).await.unwrap();
         let r = tributary::testing::extractor_suite(&e, 10).await;

@@ -238,7 +238,7 @@ async fn incremental_orders_lose_and_duplicate_nothing() {
                 &url,
                 SqlSource::table(t.clone())
                     .incremental(Cursor::new("LastUpdated"))
-                    .batch_rows(2),
+                    .with_batch_rows(2),
             )
             .unwrap(),
         )
@@ -379,7 +379,7 @@ async fn a_connection_killed_mid_stream_fails_the_run_and_a_retry_lands_every_ro
                     &url,
                     SqlSource::table(t.clone())
                         .incremental(Cursor::new("at").with_key(["id"]))
-                        .batch_rows(1000),
+                        .with_batch_rows(1000),
                 )
                 .unwrap(),
             )
@@ -471,7 +471,7 @@ async fn partitioned_full_extraction() {
                     &url,
                     SqlSource::table(t.clone())
                         .partition_on(column, n)
-                        .batch_rows(500),
+                        .with_batch_rows(500),
                 )
                 .unwrap(),
             )
@@ -565,7 +565,7 @@ async fn a_composite_key_keeps_a_keyset_position_past_the_limit() {
                 &url,
                 SqlSource::table(t.clone())
                     .incremental(Cursor::new("at").with_key(["a", "b"]))
-                    .batch_rows(500),
+                    .with_batch_rows(500),
             )
             .unwrap(),
         )
@@ -621,7 +621,7 @@ async fn a_cursor_without_a_key_reads_the_primary_key_from_the_catalog() {
     let sink = ObjectSink::memory();
     let source = SqlSource::table(t.clone())
         .incremental(Cursor::new("at"))
-        .batch_rows(400);
+        .with_batch_rows(400);
     let p = common::pipeline(
         "bulk",
         MySqlExtractor::connect_lazy(&url, source).unwrap(),
@@ -674,13 +674,13 @@ async fn the_extractor_suite_passes_keyed_and_key_less() {
         // No key given: the table's primary key is used.
         SqlSource::table(format!("{t}_pk"))
             .incremental(Cursor::new("at"))
-            .batch_rows(2),
+            .with_batch_rows(2),
         SqlSource::table(t.clone())
             .incremental(Cursor::new("at").with_key(["id"]))
-            .batch_rows(2),
+            .with_batch_rows(2),
         SqlSource::table(format!("{t}_dup"))
             .incremental(Cursor::new("at"))
-            .batch_rows(3),
+            .with_batch_rows(3),
     ] {
         let e = MySqlExtractor::connect_lazy(&url, source).unwrap();
         let r = tributary::testing::extractor_suite(&e, 12).await;

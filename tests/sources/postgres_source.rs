@@ -82,7 +82,7 @@ async fn every_type_matches_the_servers_own_rendering_and_round_trips() {
                 "bo", "d", "tm", "tmtz", "ts", "tstz", "iv", "u", "j", "jb", "ia", "ta", "m", "ip",
                 "cd", "mac", "bits", "o", "ch", "nm", "dom",
             ])
-            .named("all_types"),
+            .with_stream_name("all_types"),
     )
     .await;
     assert_eq!(report.rows, 3);
@@ -238,7 +238,7 @@ async fn incremental_orders_lose_and_duplicate_nothing() {
                 &url,
                 SqlSource::table(format!("{s}.orders"))
                     .incremental(Cursor::new("lastupdated"))
-                    .batch_rows(2),
+                    .with_batch_rows(2),
             )
             .unwrap(),
         )
@@ -332,7 +332,7 @@ async fn a_connection_killed_mid_stream_fails_the_run_and_a_retry_lands_every_ro
                     url,
                     SqlSource::table(format!("{s}.big"))
                         .incremental(Cursor::new("at").with_key(["id"]))
-                        .batch_rows(1000),
+                        .with_batch_rows(1000),
                 )
                 .unwrap(),
             )
@@ -456,7 +456,7 @@ async fn copy_path_writes_the_same_bytes_as_the_typed_path() {
                 .extractor(
                     PostgresExtractor::connect_lazy(
                         &url,
-                        SqlSource::table(format!("{s}.{table}")).batch_rows(1000),
+                        SqlSource::table(format!("{s}.{table}")).with_batch_rows(1000),
                     )
                     .unwrap(),
                 )
@@ -519,7 +519,7 @@ async fn partitioned_full_extraction() {
                         &url,
                         SqlSource::table(format!("{s}.p"))
                             .partition_on(column, n)
-                            .batch_rows(500),
+                            .with_batch_rows(500),
                     )
                     .unwrap(),
                 )
@@ -754,7 +754,7 @@ async fn every_type_round_trips_through_parquet() {
         return;
     };
     let url = format!("{url}?options=-csearch_path%3D{s}");
-    let source = || SqlSource::table("all_types").named("all_types");
+    let source = || SqlSource::table("all_types").with_stream_name("all_types");
     // What the typed path reads, as Arrow, and the same table landed as Parquet, read back.
     let expected =
         common::extract_all(&PostgresExtractor::connect_lazy(&url, source()).unwrap()).await;
@@ -967,7 +967,7 @@ async fn a_cursor_without_a_key_reads_the_primary_key_from_the_catalog() {
     let sink = ObjectSink::memory();
     let source = SqlSource::table(format!("{s}.Bulk"))
         .incremental(Cursor::new("loaded_at"))
-        .batch_rows(500);
+        .with_batch_rows(500);
     let p = common::pipeline(
         "bulk",
         PostgresExtractor::connect_lazy(&url, source).unwrap(),
@@ -1026,15 +1026,15 @@ async fn the_extractor_suite_passes_keyed_key_less_and_full() {
     for source in [
         SqlSource::table(format!("{s}.ev"))
             .incremental(Cursor::new("at").with_key(["id"]))
-            .batch_rows(2),
+            .with_batch_rows(2),
         // No key given: the table's primary key is used.
         SqlSource::table(format!("{s}.pk"))
             .incremental(Cursor::new("at"))
-            .batch_rows(2),
+            .with_batch_rows(2),
         SqlSource::table(format!("{s}.dup"))
             .incremental(Cursor::new("at"))
-            .batch_rows(3),
-        SqlSource::table(format!("{s}.ev")).batch_rows(10),
+            .with_batch_rows(3),
+        SqlSource::table(format!("{s}.ev")).with_batch_rows(10),
     ] {
         let e = PostgresExtractor::connect_lazy(&url, source).unwrap();
         let r = tributary::testing::extractor_suite(&e, 12).await;

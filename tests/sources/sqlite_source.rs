@@ -60,7 +60,9 @@ fn incremental(
     Pipeline::builder("orders")
         .extractor(SqliteExtractor::new(
             pool.clone(),
-            SqlSource::table("Orders").incremental(cursor).batch_rows(2),
+            SqlSource::table("Orders")
+                .incremental(cursor)
+                .with_batch_rows(2),
         ))
         .sink(sink.clone())
         .state(ObjectStateStore::new(sink.clone(), "_state"))
@@ -216,7 +218,7 @@ async fn resuming_from_a_mid_boundary_checkpoint_skips_only_seen_rows() {
     .await;
     let source = SqlSource::table("Orders")
         .incremental(Cursor::new("LastUpdated").with_key(["OrderId"]))
-        .batch_rows(2);
+        .with_batch_rows(2);
     let ex = SqliteExtractor::new(pool.clone(), source);
     let batches = model::collect(ex.extract(None).await.unwrap())
         .await
@@ -393,7 +395,7 @@ async fn resuming_inside_a_group_of_identical_rows_skips_only_those_landed() {
         pool.clone(),
         SqlSource::table("Orders")
             .incremental(Cursor::new("LastUpdated"))
-            .batch_rows(2),
+            .with_batch_rows(2),
     );
     let batches = model::collect(ex.extract(None).await.unwrap())
         .await
@@ -480,7 +482,7 @@ async fn resuming_from_a_keyset_position_reads_only_the_rows_after_it() {
         pool.clone(),
         SqlSource::table("Orders")
             .incremental(Cursor::new("LastUpdated").with_key(["OrderId"]))
-            .batch_rows(700),
+            .with_batch_rows(700),
     );
     let batches = model::collect(ex.extract(None).await.unwrap())
         .await
@@ -695,7 +697,7 @@ async fn a_checkpoint_saved_before_keys_were_read_from_the_catalog_still_resumes
         pool.clone(),
         SqlSource::query("SELECT * FROM Orders")
             .incremental(Cursor::new("LastUpdated"))
-            .batch_rows(2),
+            .with_batch_rows(2),
     );
     let batches = model::collect(old.extract(None).await.unwrap())
         .await
@@ -710,7 +712,7 @@ async fn a_checkpoint_saved_before_keys_were_read_from_the_catalog_still_resumes
         pool.clone(),
         SqlSource::table("Orders")
             .incremental(Cursor::new("LastUpdated"))
-            .batch_rows(2),
+            .with_batch_rows(2),
     );
     let rest = model::collect(ex.extract(Some(Checkpoint::Watermark(w))).await.unwrap())
         .await

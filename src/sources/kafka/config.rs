@@ -23,7 +23,7 @@ pub enum Tombstones {
 /// use tributary::kafka::KafkaClientConfig;
 /// use tributary::sources::kafka::KafkaConfig;
 /// let c = KafkaConfig::new(KafkaClientConfig::new("127.0.0.1:9092"), "landing", ["shop.inventory.orders"])
-///     .with_stop_at_end(true);
+///     .until_current_end();
 /// assert_eq!(c.group_id(), "landing");
 /// ```
 #[derive(Clone, Debug)]
@@ -88,10 +88,16 @@ impl KafkaConfig {
     }
 
     /// Stop once every assigned partition reached the end offset it had when the run
-    /// started (a run drains the topics and exits). Default: run until cancelled.
-    pub fn with_stop_at_end(mut self, yes: bool) -> Self {
-        self.stop_at_end = yes;
+    /// started (a run drains the topics and exits). Default: run until cancelled. The
+    /// same spelling as the binlog and WAL readers'.
+    pub fn until_current_end(mut self) -> Self {
+        self.stop_at_end = true;
         self
+    }
+
+    /// Whether [`until_current_end`](Self::until_current_end) is set.
+    pub fn stops_at_current_end(&self) -> bool {
+        self.stop_at_end
     }
 
     /// Only these tables (`db.table` / `schema.table`, or the topic name for events

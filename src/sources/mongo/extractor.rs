@@ -107,13 +107,13 @@ impl MongoSource {
     }
 
     /// The lower bound of the first incremental run (default: everything).
-    pub fn start_at(mut self, value: CursorValue) -> Self {
+    pub fn with_start_at(mut self, value: CursorValue) -> Self {
         self.initial = Some(value);
         self
     }
 
     /// Documents per batch (default 8,192).
-    pub fn batch_rows(mut self, n: usize) -> Self {
+    pub fn with_batch_rows(mut self, n: usize) -> Self {
         self.batch_rows = n.max(1);
         self
     }
@@ -133,7 +133,7 @@ impl MongoSource {
     }
 
     /// The stream name used in object keys (default: the collection).
-    pub fn named(mut self, name: impl Into<String>) -> Self {
+    pub fn with_stream_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
     }

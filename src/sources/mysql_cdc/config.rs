@@ -99,7 +99,7 @@ impl MySqlCdcConfig {
     }
 
     /// Where to start without a checkpoint when no snapshot is taken.
-    pub fn starting_at(mut self, start: StartAt) -> Self {
+    pub fn with_start_at(mut self, start: StartAt) -> Self {
         self.start = start;
         self
     }

@@ -136,7 +136,7 @@ pub struct Incremental {
 /// let src = RestSource::get("https://api.example.com/v1/items")
 ///     .records("/data")
 ///     .paginate(Pagination::Cursor { path: "/meta/next".into(), param: "cursor".into() })
-///     .named("items");
+///     .with_stream_name("items");
 /// assert_eq!(src.stream_name(), "items");
 /// ```
 #[derive(Clone, Debug)]
@@ -306,7 +306,7 @@ impl RestSource {
     }
 
     /// The stream name in object keys (default: the URL's last path segment).
-    pub fn named(mut self, name: impl Into<String>) -> Self {
+    pub fn with_stream_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
     }

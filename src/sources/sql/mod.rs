@@ -15,12 +15,14 @@
 
 mod deadlines;
 pub(crate) mod driver;
+mod errors;
 pub(crate) mod extract;
 mod timeouts;
 mod watermark;
 
 pub(crate) use deadlines::Deadlines;
 pub(crate) use driver::{ColumnDecoder, Columns, KeyKind, Out, Prepared, SqlDriver, read_rows};
+pub(crate) use errors::sqlx_error;
 pub use timeouts::Timeouts;
 pub use watermark::{KEYED_SEEN_LIMIT, KEYLESS_SEEN_LIMIT, WatermarkTracker};
 
@@ -86,7 +88,7 @@ impl SqlSource {
     }
 
     /// Rows per Arrow batch (default 8192).
-    pub fn batch_rows(mut self, rows: usize) -> Self {
+    pub fn with_batch_rows(mut self, rows: usize) -> Self {
         self.batch_rows = rows.max(1);
         self
     }
@@ -103,7 +105,7 @@ impl SqlSource {
     }
 
     /// The stream name used in object keys (default: the table name, or `query`).
-    pub fn named(mut self, name: impl Into<String>) -> Self {
+    pub fn with_stream_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
     }
@@ -167,7 +169,7 @@ impl Cursor {
     }
 
     /// Start from this value (inclusive) when there is no checkpoint yet.
-    pub fn starting_at(mut self, value: CursorValue) -> Self {
+    pub fn with_start_at(mut self, value: CursorValue) -> Self {
         self.initial = Some(value);
         self
     }
@@ -387,137 +389,6 @@ pub(crate) fn build_query_casts(
         sql.push_str(&order.join(", "));
     }
     Ok(BuiltQuery { sql, binds })
-}
-
-/// Turn a sqlx error into a typed [`Error`], naming the component and what was being done.
-pub(crate) fn sqlx_error(component: &'static str, e: sqlx::Error, what: &str) -> Error {
-    let message = format!("{what}: {e}");
-    let source: Option<crate::BoxError> = Some(Box::new(e));
-    let e = source
-        .as_ref()
-        .and_then(|s| s.downcast_ref::<sqlx::Error>())
-        .expect("just boxed");
-    match e {
-        sqlx::Error::Database(db) => {
-            let sqlstate = db.code().map(|c| c.to_string()).unwrap_or_default();
-            // MySQL's code() is the SQLSTATE (42000 for many errors); its error number
-            // leads the error's text ("1227 (42000): Access denied..."), and decides.
-            let text = db.to_string();
-            let number = text
-                .split(' ')
-                .next()
-                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            let code = number.map(str::to_string).unwrap_or(sqlstate);
-            let m = db.message().to_ascii_lowercase();
-            let not_found = m.contains("no such table")
-                || m.contains("no such column")
-                || m.starts_with("unknown database")
-                || matches!(
-                    code.as_str(),
-                    "42P01"
-                        | "42703"
-                        | "3F000"
-                        | "3D000"
-                        | "1049"
-                        | "1146"
-                        | "1054"
-                        | "42S02"
-                        | "42S22"
-                );
-            let denied = matches!(
-                code.as_str(),
-                "28P01" | "28000" | "42501" | "1045" | "1044" | "1142" | "1143" | "1227"
-            );
-            // Serialization failure and deadlock (SQLSTATE), MySQL's lock wait timeout
-            // and deadlock, and SQLite's BUSY and LOCKED result codes with their
-            // extended forms (SQLite's code() is the extended result code; MySQL's
-            // numbers start at 1000, SQLSTATEs have five characters, so none collide).
-            let retryable = matches!(
-                code.as_str(),
-                "40001"
-                    | "40P01"
-                    | "1205"
-                    | "1213"
-                    | "5"
-                    | "261"
-                    | "517"
-                    | "773"
-                    | "6"
-                    | "262"
-                    | "518"
-            );
-            // Connection class (08xxx), operator intervention (57P0x: terminated, shutting
-            // down), MySQL's "server has gone away" and "lost connection" (2006, 2013), KILL (1927).
-            let dropped = code.starts_with("08")
-                || matches!(
-                    code.as_str(),
-                    "57P01"
-                        | "57P02"
-                        | "57P03"
-                        | "2006"
-                        | "2013"
-                        | "1927"
-                        | "1053"
-                        | "1040"
-                        | "1158"
-                        | "1159"
-                        | "1160"
-                        | "1161"
-                );
-            if dropped {
-                Error::Connection {
-                    component: component.into(),
-                    message,
-                    source,
-                }
-            } else if not_found {
-                Error::NotFound {
-                    component: component.into(),
-                    message,
-                    source,
-                }
-            } else if denied {
-                Error::PermissionDenied {
-                    component: component.into(),
-                    message,
-                    source,
-                }
-            } else {
-                Error::Query {
-                    component: component.into(),
-                    message,
-                    retryable,
-                    source,
-                }
-            }
-        }
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => Error::Connection {
-            component: component.into(),
-            message,
-            source,
-        },
-        sqlx::Error::Configuration(_) => Error::Config {
-            component: component.into(),
-            message,
-        },
-        sqlx::Error::Protocol(p) if p.to_ascii_lowercase().contains("password") => {
-            Error::PermissionDenied {
-                component: component.into(),
-                message,
-                source,
-            }
-        }
-        _ => Error::Query {
-            component: component.into(),
-            message,
-            retryable: false,
-            source,
-        },
-    }
 }
 
 fn select_list(source: &SqlSource, dialect: Dialect) -> String {
