@@ -92,20 +92,28 @@ impl PipelineConfig {
         match self.get("store", "format").unwrap_or("csv") {
             "csv" => Ok(Box::new(Csv::new(dialect))),
             "jsonl" | "json" => Ok(Box::new(JsonLines::new())),
-            #[cfg(feature = "parquet")]
-            "parquet" => Ok(Box::new(
-                crate::format::Parquet::new().with_compression(self.parquet_compression()?),
-            )),
-            #[cfg(not(feature = "parquet"))]
-            "parquet" => Err(Error::config(
-                "pipeline.conf",
-                "[store] format \"parquet\": this build lacks the `parquet` feature",
-            )),
+            "parquet" => self.parquet(),
             other => Err(Error::config(
                 "pipeline.conf",
                 format!("[store] format {other:?}: expected csv, jsonl or parquet"),
             )),
         }
+    }
+
+    #[cfg(feature = "parquet")]
+    fn parquet(&self) -> Result<Box<dyn Format>> {
+        let compression = self.parquet_compression()?;
+        Ok(Box::new(
+            crate::format::Parquet::new().with_compression(compression),
+        ))
+    }
+
+    #[cfg(not(feature = "parquet"))]
+    fn parquet(&self) -> Result<Box<dyn Format>> {
+        Err(Error::config(
+            "pipeline.conf",
+            "[store] format \"parquet\": this build lacks the `parquet` feature",
+        ))
     }
 
     fn is_parquet(&self) -> bool {
@@ -144,23 +152,24 @@ impl PipelineConfig {
         if self.is_parquet() {
             return Ok(Compression::None);
         }
+        let lacks = |v: &str| {
+            Error::config(
+                "pipeline.conf",
+                format!("[store] compression {v:?}: this build lacks the `zstd` feature"),
+            )
+        };
+        let zstd = crate::stores::compress::ZSTD;
         match self.get("store", "compression").unwrap_or("none") {
             "none" | "" => Ok(Compression::None),
             "gzip" | "gz" => Ok(Compression::Gzip),
-            #[cfg(feature = "zstd")]
+            "zst" if !zstd => Err(lacks("zst")),
             "zst" => Ok(Compression::Zstd(3)),
             other => match zstd_level(other) {
-                #[cfg(feature = "zstd")]
+                Some(_) if !zstd => Err(lacks(other)),
                 Some(Some(level)) => Ok(Compression::Zstd(level)),
-                #[cfg(feature = "zstd")]
                 Some(None) => Err(Error::config(
                     "pipeline.conf",
                     format!("[store] compression {other:?}: the zstd level must be 1 to 22"),
-                )),
-                #[cfg(not(feature = "zstd"))]
-                Some(_) => Err(Error::config(
-                    "pipeline.conf",
-                    format!("[store] compression {other:?}: this build lacks the `zstd` feature"),
                 )),
                 None => Err(Error::config(
                     "pipeline.conf",

@@ -251,7 +251,6 @@ impl CsvDialect {
         match compression {
             super::Compression::None => {}
             super::Compression::Gzip => s.push_str(" GZIP"),
-            #[cfg(feature = "zstd")]
             super::Compression::Zstd(_) => s.push_str(" ZSTD"),
         }
         s

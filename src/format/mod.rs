@@ -78,9 +78,8 @@ pub enum Compression {
     /// gzip, at the default level; objects get a `.gz` suffix.
     Gzip,
     /// Zstandard at a level (1-22; 0 means the library's default, 3); objects get a
-    /// `.zst` suffix. Feature `zstd`.
-    #[cfg(feature = "zstd")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "zstd")))]
+    /// `.zst` suffix. Needs feature `zstd`: without it, writing an object is an
+    /// [`Error::Storage`](crate::Error::Storage) saying so, never an uncompressed object.
     Zstd(i32),
 }
 
@@ -90,8 +89,16 @@ impl Compression {
         match self {
             Compression::None => "",
             Compression::Gzip => ".gz",
-            #[cfg(feature = "zstd")]
             Compression::Zstd(_) => ".zst",
+        }
+    }
+
+    /// The objects' content type (`None`: the format's own).
+    pub fn content_type(&self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("application/gzip"),
+            Compression::Zstd(_) => Some("application/zstd"),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! [`StateStore`]s.
 
 mod backends;
+pub(crate) mod compress;
 mod memory_batch;
 mod object;
 mod object_batch;

@@ -3,6 +3,7 @@
 //! per run. Every pipeline built with [`PipelineBuilder::sink`](crate::PipelineBuilder::sink)
 //! uses one.
 
+use super::compress::Compressor;
 use super::{KeyTemplate, KeyVars};
 use crate::format::{Compression, Csv, Encoder, Format};
 use crate::model::{EncodedChunk, SchemaSummary};
@@ -13,7 +14,6 @@ use crate::{
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::io::Write;
 use std::sync::Arc;
 
 /// Bytes handed to the sink in one `write` call.
@@ -179,12 +179,10 @@ impl BatchSink for ObjectBatchSink {
             .as_ref()
             .map(|s| self.format.encoder(s))
             .transpose()?;
-        let content_type = match self.compression {
-            Compression::Gzip => "application/gzip",
-            #[cfg(feature = "zstd")]
-            Compression::Zstd(_) => "application/zstd",
-            Compression::None => self.format.content_type(),
-        };
+        let content_type = self
+            .compression
+            .content_type()
+            .unwrap_or_else(|| self.format.content_type());
         let writer = self
             .sink
             .open(&ObjectTarget::new(key.clone(), content_type))
@@ -489,62 +487,6 @@ impl BatchWriter for OpenPart {
     }
     async fn abort(self: Box<Self>) -> Result<()> {
         self.writer.abort().await
-    }
-}
-
-/// Whole-object compression of a part being written.
-enum Compressor {
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
-    #[cfg(feature = "zstd")]
-    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
-}
-
-impl Compressor {
-    fn new(c: Compression) -> std::io::Result<Option<Self>> {
-        Ok(match c {
-            Compression::None => None,
-            Compression::Gzip => Some(Compressor::Gzip(flate2::write::GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::default(),
-            ))),
-            #[cfg(feature = "zstd")]
-            Compression::Zstd(level) => Some(Compressor::Zstd(zstd::stream::write::Encoder::new(
-                Vec::new(),
-                level,
-            )?)),
-        })
-    }
-
-    fn get_ref(&self) -> &Vec<u8> {
-        match self {
-            Compressor::Gzip(g) => g.get_ref(),
-            #[cfg(feature = "zstd")]
-            Compressor::Zstd(z) => z.get_ref(),
-        }
-    }
-
-    fn get_mut(&mut self) -> &mut Vec<u8> {
-        match self {
-            Compressor::Gzip(g) => g.get_mut(),
-            #[cfg(feature = "zstd")]
-            Compressor::Zstd(z) => z.get_mut(),
-        }
-    }
-
-    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            Compressor::Gzip(g) => g.write_all(bytes),
-            #[cfg(feature = "zstd")]
-            Compressor::Zstd(z) => z.write_all(bytes),
-        }
-    }
-
-    fn finish(self) -> std::io::Result<Vec<u8>> {
-        match self {
-            Compressor::Gzip(g) => g.finish(),
-            #[cfg(feature = "zstd")]
-            Compressor::Zstd(z) => z.finish(),
-        }
     }
 }
 
