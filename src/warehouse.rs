@@ -498,6 +498,7 @@ fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
 
 /// One row of `validation_run_history`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct ValidationRecord {
     /// The first script (or the check's query).
     pub script_1: Option<String>,
@@ -525,6 +526,7 @@ pub struct ValidationRecord {
 
 /// One row of `pipeline_run_history`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct RunRecord {
     /// Run id.
     pub run_id: String,

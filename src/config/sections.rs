@@ -6,6 +6,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 /// A database connection section (`[mysql_config]`, `[postgres_config]`,
 /// `[airflowdb_config]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DbConfig {
     /// Host name.
     pub host: String,
@@ -36,6 +37,7 @@ impl DbConfig {
 
 /// `[mongo_config]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MongoConfig {
     /// Host name.
     pub hostname: String,
@@ -93,6 +95,7 @@ impl MongoConfig {
 
 /// `[aws_boto_credentials]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AwsConfig {
     /// Access key id.
     pub access_key: Secret,

@@ -40,6 +40,7 @@ pub fn key_columns(schema: &Schema) -> Vec<String> {
 
 /// One column of a [`SchemaSummary`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FieldSummary {
     /// The column's name.
     pub name: String,
@@ -69,6 +70,7 @@ pub struct FieldSummary {
 /// assert_ne!(a.fingerprint, b.fingerprint);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SchemaSummary {
     /// 16 hex digits of SHA-256 over the fields' names, types, nullability, key
     /// positions and extension types: equal fingerprints, same schema.

@@ -48,6 +48,7 @@ pub enum ApiVersion {
 
 /// What a sync did.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct SyncReport {
     /// Runs read and upserted.
     pub runs: u64,

@@ -76,6 +76,7 @@ pub fn validator_summary_daily_sql(d: Dialect) -> String {
 
 /// A row of `dag_history_daily`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct DagDaily {
     /// Day (UTC).
     pub date: NaiveDate,
@@ -91,6 +92,7 @@ pub struct DagDaily {
 
 /// A row of `validator_summary_daily`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct ValidatorSummary {
     /// Day (UTC).
     pub date: NaiveDate,
@@ -108,6 +110,7 @@ pub struct ValidatorSummary {
 
 /// DAG success rate per day.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct DagSuccessRate {
     /// Day.
     pub date: NaiveDate,
@@ -123,6 +126,7 @@ pub struct DagSuccessRate {
 
 /// Average runtime per DAG per day, and its change from the same day a week before.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct RuntimeTrend {
     /// Day.
     pub date: NaiveDate,
@@ -136,6 +140,7 @@ pub struct RuntimeTrend {
 
 /// Validation volume and success rate per day.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct ValidationDaily {
     /// Day.
     pub date: NaiveDate,

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 /// One pipeline's runs on one day (of their start, UTC).
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct PipelineDaily {
     /// Day.
     pub date: NaiveDate,

@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 /// The numbers behind the report.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Report {
     /// The title.
     pub title: String,

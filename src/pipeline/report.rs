@@ -41,6 +41,7 @@ impl Outcome {
 /// [`RunReport::outcome`].
 #[derive(Debug, Serialize)]
 #[must_use = "a run's failure is in its report: call .into_result()? or check .outcome"]
+#[non_exhaustive]
 pub struct RunReport {
     /// The pipeline's name.
     pub pipeline: String,
@@ -243,6 +244,7 @@ impl Manifest {
 
 /// Progress reported after each batch and each commit.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Progress {
     /// Rows received from the extractor so far.
     pub rows_extracted: u64,

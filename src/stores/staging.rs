@@ -15,6 +15,7 @@ pub const STAGING_DIR: &str = ".tributary-staging";
 /// A file left in a store's staging folder by a write that never committed (a crash, a
 /// kill, a power loss), or on a cloud store an unfinished multipart upload. Listed by [`ObjectSink::list_staged`](super::ObjectSink::list_staged).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StagedFile {
     /// Its path on disk.
     pub path: PathBuf,

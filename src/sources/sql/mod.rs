@@ -269,6 +269,7 @@ impl Dialect {
 
 /// A query and the values to bind to it, in order.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct BuiltQuery {
     /// The SQL text.
     pub sql: String,
