@@ -144,7 +144,7 @@ impl Ledger {
             epochs: self.epochs,
             checkpoint_to: self.checkpoint_to.or_else(|| self.from.clone()),
             checkpoint_from: self.from,
-            manifest: None, // set by the sink's `write_manifest`
+            manifest: None, // set when the committer writes the manifest
             validations: self.validations.into_values().collect(),
             error_message: error.as_ref().map(|e| e.to_string()),
             warnings: self.warnings,

@@ -133,9 +133,9 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// A manifest as the crate writes it ([`RunReport`]'s serialized form), read back:
-/// [`ObjectSink::read_manifest`](crate::stores::ObjectSink::read_manifest). Checkpoints
-/// are their [`Checkpoint::summary`] JSON.
+/// A run's manifest: what the pipeline writes (built from the [`RunReport`] as it
+/// stands) and what [`ObjectSink::read_manifest`](crate::stores::ObjectSink::read_manifest)
+/// reads back, the same type both ways. Checkpoints are their [`Checkpoint::summary`] JSON.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -149,6 +149,8 @@ fn is_zero(n: &u64) -> bool {
 ///     .sink(sink.clone())
 ///     .build()?.run().await.into_result()?;
 /// let m = sink.read_manifest(report.manifest.as_deref().unwrap()).await?;
+/// // What was written reads back as the same value the run's report makes.
+/// assert_eq!(m, tributary::Manifest::from(&report));
 /// assert_eq!((m.outcome, m.rows, m.objects.len()), (Outcome::Succeeded, 2, 1));
 /// assert_eq!(m.objects[0].schema.as_ref().unwrap().fields[0].name, "id");
 /// assert_eq!(sink.list_runs("m/").await?, [report.manifest.unwrap()]);
@@ -192,10 +194,10 @@ pub struct Manifest {
     /// This manifest's own key.
     pub manifest: Option<String>,
     /// An epoch manifest's number.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
     /// Epoch manifests of the run so far.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub epochs: u64,
     /// Batch validation outcomes.
     #[serde(default)]
@@ -209,8 +211,41 @@ pub struct Manifest {
     #[serde(default)]
     pub source_encoded: bool,
     /// The source's retained log after the last acknowledgement, in bytes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_lag_bytes: Option<u64>,
+}
+
+impl From<&RunReport> for Manifest {
+    /// The manifest of a run as it stands (the committer writes one before each
+    /// checkpoint save and one at the end).
+    fn from(r: &RunReport) -> Self {
+        Manifest {
+            pipeline: r.pipeline.clone(),
+            run_id: r.run_id.clone(),
+            source: r.source.clone(),
+            stream: r.stream.clone(),
+            sink: r.sink.clone(),
+            format: r.format.clone(),
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            duration_ms: u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
+            outcome: r.outcome,
+            attempts: r.attempts,
+            rows: r.rows,
+            bytes: r.bytes,
+            objects: r.objects.clone(),
+            checkpoint_from: r.checkpoint_from.as_ref().map(Checkpoint::summary),
+            checkpoint_to: r.checkpoint_to.as_ref().map(Checkpoint::summary),
+            manifest: r.manifest.clone(),
+            epoch: r.epoch,
+            epochs: r.epochs,
+            validations: r.validations.clone(),
+            error_message: r.error_message.clone(),
+            warnings: r.warnings.clone(),
+            source_encoded: r.source_encoded,
+            source_lag_bytes: r.source_lag_bytes,
+        }
+    }
 }
 
 impl Manifest {

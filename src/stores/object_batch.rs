@@ -8,8 +8,8 @@ use super::{KeyTemplate, KeyVars};
 use crate::format::{Compression, Csv, Encoder, Format};
 use crate::model::{EncodedChunk, SchemaSummary};
 use crate::{
-    BatchSink, BatchTarget, BatchWriter, Error, Leftover, ObjectReport, ObjectTarget, Result,
-    RunReport, Sink, SinkCapabilities, SinkWriter,
+    BatchSink, BatchTarget, BatchWriter, Error, Leftover, Manifest, ObjectReport, ObjectTarget,
+    Result, RunReport, Sink, SinkCapabilities, SinkWriter,
 };
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
@@ -230,14 +230,16 @@ impl BatchSink for ObjectBatchSink {
         Ok(Some(key))
     }
 
-    async fn write_manifest(&self, report: &mut RunReport) -> Result<()> {
-        let Some(key) = self.manifest_key(report)? else {
-            return Ok(());
+    async fn write_manifest(&self, key: &str, manifest: &Manifest) -> Result<()> {
+        let encode = |what: &str, e: serde_json::Error| Error::Storage {
+            component: "manifest".into(),
+            message: format!("encoding {what} {key}: {e}"),
+            retryable: false,
+            source: Some(Box::new(e)),
         };
-        report.manifest = Some(key.clone());
         if self.redshift_manifest {
             // First, so that our manifest, which a loader may wait for, comes last.
-            let entries: Vec<serde_json::Value> = report
+            let entries: Vec<serde_json::Value> = manifest
                 .objects
                 .iter()
                 .map(|o| {
@@ -248,13 +250,13 @@ impl BatchSink for ObjectBatchSink {
                     })
                 })
                 .collect();
-            let rkey = redshift_key(&key);
+            let rkey = redshift_key(key);
             let body = serde_json::to_vec_pretty(&serde_json::json!({ "entries": entries }))
-                .expect("json serializes");
+                .map_err(|e| encode("the Redshift manifest beside", e))?;
             self.put(&rkey, body).await?;
         }
-        let body = serde_json::to_vec_pretty(&*report).expect("report serializes");
-        self.put(&key, body).await
+        let body = serde_json::to_vec_pretty(manifest).map_err(|e| encode("manifest", e))?;
+        self.put(key, body).await
     }
 
     /// The manifest first (rewritten without the leftover objects, Redshift's beside

@@ -6,7 +6,7 @@
 use crate::format::Format;
 use crate::model::{EncodedChunk, SchemaSummary};
 use crate::stores::PipelineState;
-use crate::{Error, Result, RunReport};
+use crate::{Error, Manifest, Result, RunReport};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
@@ -197,15 +197,16 @@ pub trait BatchSink: Debug + Send + Sync + 'static {
     /// Start one unit of output (an object, a load, a transaction).
     async fn begin(&self, target: &BatchTarget) -> Result<Box<dyn BatchWriter>>;
 
-    /// Record a run (its manifest): called before each checkpoint save with outcome
-    /// `running` and every unit committed so far, and once at the end. Sets
-    /// `report.manifest` to where it went. Default: no manifest.
-    async fn write_manifest(&self, _report: &mut RunReport) -> Result<()> {
+    /// Store `manifest` at `key` (the key [`manifest_key`](Self::manifest_key) gave).
+    /// The pipeline's committer writes one before each checkpoint save, outcome
+    /// `running` and every unit committed so far, and one at the end. Default: nothing
+    /// (a sink with no manifest key is never asked).
+    async fn write_manifest(&self, _key: &str, _manifest: &Manifest) -> Result<()> {
         Ok(())
     }
 
-    /// Where [`write_manifest`](Self::write_manifest) would write `report`, writing
-    /// nothing. Default: `None` (no manifest).
+    /// Where the manifest of `report` goes; `None`: this sink keeps no manifests.
+    /// Default: `None`.
     fn manifest_key(&self, _report: &RunReport) -> Result<Option<String>> {
         Ok(None)
     }
@@ -295,7 +296,7 @@ super::forward::forward_impls!(BatchSink {
 } {
     async fn check(&self) -> Result<()> => ();
     async fn begin(&self, target: &BatchTarget) -> Result<Box<dyn BatchWriter>> => (target);
-    async fn write_manifest(&self, report: &mut RunReport) -> Result<()> => (report);
+    async fn write_manifest(&self, key: &str, manifest: &Manifest) -> Result<()> => (key, manifest);
     async fn discard(&self, leftover: &Leftover) -> Result<()> => (leftover);
     async fn commit_state(&self, pipeline: &str, units: &[ObjectReport], state: &PipelineState) -> Result<()> => (pipeline, units, state);
     async fn load_state(&self, pipeline: &str) -> Result<Option<PipelineState>> => (pipeline);
