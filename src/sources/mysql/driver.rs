@@ -133,20 +133,15 @@ impl SqlDriver for MySqlDriver {
             .map(|(i, (c, d))| d.field(c.name(), described.nullable(i).unwrap_or(true)))
             .collect();
         let cursor = cursor_column(C, &source, columns, |c| c.name())?;
-        if let (Some(col), Some(c)) = (cursor, &source.cursor) {
-            let dec = columns
-                .iter()
-                .zip(&decoders)
-                .find(|(x, _)| std::ptr::eq(*x, col))
-                .map(|(_, d)| d);
-            let time = matches!(dec, Some(Dec::Date | Dec::DateTime | Dec::Timestamp));
+        if let (Some(i), Some(c)) = (cursor, &source.cursor) {
+            let time = matches!(decoders[i], Dec::Date | Dec::DateTime | Dec::Timestamp);
             if c.lag.is_some() && !time {
                 return Err(Error::config(
                     C,
                     format!(
                         "a lag needs a DATE, DATETIME or TIMESTAMP cursor; {} is {}",
                         c.column,
-                        col.type_info().name()
+                        columns[i].type_info().name()
                     ),
                 ));
             }

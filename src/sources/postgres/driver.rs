@@ -125,8 +125,8 @@ impl SqlDriver for PostgresDriver {
         let schema = Arc::new(Schema::new(fields));
         let cursor = cursor_column(C, source, columns, |c| c.name())?;
         let cast = match (cursor, &source.cursor) {
-            (Some(col), Some(c)) => {
-                let ty = col.type_info().name().to_ascii_lowercase();
+            (Some(i), Some(c)) => {
+                let ty = columns[i].type_info().name().to_ascii_lowercase();
                 if c.lag.is_some() && !matches!(ty.as_str(), "timestamp" | "timestamptz" | "date") {
                     return Err(Error::config(
                         C,

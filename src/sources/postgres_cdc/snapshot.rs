@@ -150,12 +150,7 @@ async fn read_range(
     };
     let mut out = Out::Wrap(tx.clone(), wrap);
     let query = (sql.as_str(), prep.binds.as_slice());
-    let more = ctx
-        .sql
-        .read(conn, query, prep, ctx.config.cdc.batch_rows, &mut out)
-        .await?;
-    if more {
-        ctx.sql.commit(conn).await?;
-    }
-    Ok(more)
+    ctx.sql
+        .read_and_commit(conn, query, prep, ctx.config.cdc.batch_rows, &mut out)
+        .await
 }

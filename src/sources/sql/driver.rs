@@ -81,6 +81,24 @@ pub(crate) trait SqlDriver: Clone + Send + Sync + 'static {
         out: &mut Out<'_>,
     ) -> Result<bool>;
 
+    /// [`read`](Self::read), then [`commit`](Self::commit) once every row went on;
+    /// `Ok(false)` when the consumer went away (the dropped connection ends the
+    /// transaction).
+    async fn read_and_commit(
+        &self,
+        conn: &mut Self::Conn,
+        query: (&str, &[CursorValue]),
+        prep: &Prepared<Self::Dec>,
+        batch_rows: usize,
+        out: &mut Out<'_>,
+    ) -> Result<bool> {
+        let more = self.read(conn, query, prep, batch_rows, out).await?;
+        if more {
+            self.commit(conn).await?;
+        }
+        Ok(more)
+    }
+
     /// How a column decoded by `dec` splits into ranges, and the type its bounds are cast
     /// to; `None` when it cannot be a partition column.
     fn partition_kind(dec: &Self::Dec) -> Option<(KeyKind, Option<&'static str>)>;

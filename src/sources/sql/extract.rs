@@ -65,12 +65,9 @@ pub(crate) async fn batches<D: SqlDriver>(
             driver.begin(&mut conn, None).await?;
             let mut out = Out::Emitter(&mut emitter);
             let query = (prep.sql.as_str(), prep.binds.as_slice());
-            if driver
-                .read(&mut conn, query, &prep, batch_rows, &mut out)
-                .await?
-            {
-                driver.commit(&mut conn).await?;
-            }
+            driver
+                .read_and_commit(&mut conn, query, &prep, batch_rows, &mut out)
+                .await?;
             Ok(())
         }
         .await;
@@ -140,12 +137,9 @@ async fn partitioned<D: SqlDriver>(
                 let wrap = move |rb| Ok(Batch::new(rb).with_partition(part));
                 let mut out = Out::Wrap(tx.clone(), &wrap);
                 let query = (sql.as_str(), binds.as_slice());
-                if driver
-                    .read(&mut conn, query, &prep, batch_rows, &mut out)
-                    .await?
-                {
-                    driver.commit(&mut conn).await?;
-                }
+                driver
+                    .read_and_commit(&mut conn, query, &prep, batch_rows, &mut out)
+                    .await?;
                 Ok(())
             }
             .await;
@@ -169,24 +163,24 @@ async fn partitioned<D: SqlDriver>(
     Ok(channel_stream(rx))
 }
 
-/// The column of `columns` that is `source`'s cursor (`None` for a full extraction), or
+/// The place in `columns` of `source`'s cursor column (`None` for a full extraction), or
 /// [`Error::NotFound`] naming it. An exact name wins over a case-insensitive match.
-pub(crate) fn cursor_column<'a, C>(
+pub(crate) fn cursor_column<C>(
     component: &'static str,
     source: &SqlSource,
-    columns: &'a [C],
+    columns: &[C],
     name: impl Fn(&C) -> &str,
-) -> Result<Option<&'a C>> {
+) -> Result<Option<usize>> {
     let Some(c) = &source.cursor else {
         return Ok(None);
     };
     columns
         .iter()
-        .find(|x| name(x) == c.column)
+        .position(|x| name(x) == c.column)
         .or_else(|| {
             columns
                 .iter()
-                .find(|x| name(x).eq_ignore_ascii_case(&c.column))
+                .position(|x| name(x).eq_ignore_ascii_case(&c.column))
         })
         .map(Some)
         .ok_or_else(|| Error::NotFound {
