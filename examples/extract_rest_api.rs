@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use tributary::Pipeline;
-use tributary::sources::rest::{RestExtractor, RestSource, RetryPolicy};
+use tributary::RetryPolicy;
+use tributary::sources::rest::{RestExtractor, RestSource};
 use tributary::stores::ObjectSink;
 
 /// What `http://api.open-notify.org/iss-pass.json?lat=..&lon=..` returned.
@@ -61,7 +62,7 @@ async fn run(out: &str) -> Result<(), Box<dyn std::error::Error>> {
         .records("/response")
         .parent_field("/request/latitude", "lat")
         .parent_field("/request/longitude", "lon")
-        .retry(RetryPolicy::default())
+        .with_retry(RetryPolicy::default())
         .with_stream_name("iss_passes");
     let store = ObjectSink::local(out)?;
     let report = Pipeline::builder("iss_passes")

@@ -147,6 +147,34 @@ pub enum Error {
     /// The run was cancelled by its caller.
     #[error("run cancelled")]
     Cancelled,
+    /// A temporary failure that was still failing when its retries
+    /// ([`RetryPolicy`](crate::RetryPolicy)) were spent. It is persistent now: not
+    /// retryable, so no outer layer retries it again. [`Error::last_failure`] is the
+    /// error of the last try.
+    #[error("{last} (gave up on {operation} after {attempts} attempts)")]
+    RetriesExhausted {
+        /// What was tried (`open`, `commit_state`, `GET https://...`, `run`).
+        operation: String,
+        /// Tries made, the first included.
+        attempts: u32,
+        /// The last try's error.
+        #[source]
+        last: Box<Error>,
+    },
+}
+
+/// Whether trying again can help, as OpenDAL says it: an error is permanent (trying
+/// again cannot help), temporary (it may pass) or persistent (it was temporary, but
+/// outlasted its retries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorStatus {
+    /// Fix something first (configuration, permissions, the data).
+    Permanent,
+    /// It may pass: try again later.
+    Temporary,
+    /// It was temporary, and still failed after every retry.
+    Persistent,
 }
 
 impl Error {
@@ -156,10 +184,38 @@ impl Error {
     /// connector marked as temporary (timeouts, throttling, deadlocks). Configuration,
     /// permission, missing objects, type errors, conflicts and lost positions are not.
     pub fn is_retryable(&self) -> bool {
+        self.status() == ErrorStatus::Temporary
+    }
+
+    /// Permanent, temporary, or persistent after its retries were spent.
+    ///
+    /// ```
+    /// use tributary::{Error, ErrorStatus};
+    /// let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+    /// let e = Error::connector("myapi", io, true);
+    /// assert_eq!(e.status(), ErrorStatus::Temporary);
+    /// let given_up = Error::RetriesExhausted { operation: "open".into(), attempts: 3, last: Box::new(e) };
+    /// assert_eq!(given_up.status(), ErrorStatus::Persistent);
+    /// assert!(!given_up.is_retryable());
+    /// assert_eq!(given_up.last_failure().component(), Some("myapi"));
+    /// ```
+    pub fn status(&self) -> ErrorStatus {
         match self {
-            Error::Connection { .. } => true,
-            Error::Query { retryable, .. } | Error::Storage { retryable, .. } => *retryable,
-            _ => false,
+            Error::Connection { .. } => ErrorStatus::Temporary,
+            Error::Query { retryable, .. } | Error::Storage { retryable, .. } if *retryable => {
+                ErrorStatus::Temporary
+            }
+            Error::RetriesExhausted { .. } => ErrorStatus::Persistent,
+            _ => ErrorStatus::Permanent,
+        }
+    }
+
+    /// The error of the last try: for [`Error::RetriesExhausted`] the error it gave up
+    /// on, for any other the error itself. Match on this to ask what went wrong.
+    pub fn last_failure(&self) -> &Error {
+        match self {
+            Error::RetriesExhausted { last, .. } => last.last_failure(),
+            other => other,
         }
     }
 
@@ -176,6 +232,7 @@ impl Error {
             | Error::Query { component, .. }
             | Error::Storage { component, .. }
             | Error::Conflict { component, .. } => Some(component),
+            Error::RetriesExhausted { last, .. } => last.component(),
             Error::Validation { .. } | Error::SchemaChanged { .. } | Error::Cancelled => None,
         }
     }
@@ -257,62 +314,116 @@ impl Error {
             | E::UnknownConfigurationKey { .. }
             | E::NotSupported { .. }
             | E::NotImplemented { .. } => Error::Config { component, message },
-            other => match local_io_kind(&other) {
-                Some(
-                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem,
-                ) => Error::PermissionDenied {
-                    component,
-                    message,
-                    source: Some(Box::new(other)),
-                },
-                Some(
-                    std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::NotConnected
-                    | std::io::ErrorKind::TimedOut
-                    | std::io::ErrorKind::BrokenPipe,
-                ) => Error::Connection {
-                    component,
-                    message,
-                    source: Some(Box::new(other)),
-                },
-                // object_store keeps its HTTP error type private; its text carries the status.
-                None if http_status(&message).is_some_and(|s| s == 401 || s == 403) => {
-                    Error::PermissionDenied {
+            other => {
+                let (retryable, kind) = classify_remote(&other);
+                let source = Some(Box::new(other) as BoxError);
+                match kind {
+                    Remote::Denied => Error::PermissionDenied {
                         component,
                         message,
-                        source: Some(Box::new(other)),
-                    }
-                }
-                None if http_status(&message) == Some(404) || message.contains("NoSuchBucket") => {
-                    Error::NotFound {
+                        source,
+                    },
+                    Remote::Missing => Error::NotFound {
                         component,
                         message,
-                        source: Some(Box::new(other)),
-                    }
-                }
-                None if http_status(&message)
-                    .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429) =>
-                {
-                    Error::Storage {
+                        source,
+                    },
+                    Remote::Transport if retryable => Error::Connection {
                         component,
                         message,
-                        retryable: false,
-                        source: Some(Box::new(other)),
-                    }
+                        source,
+                    },
+                    Remote::Transport | Remote::Other => Error::Storage {
+                        component,
+                        message,
+                        retryable,
+                        source,
+                    },
                 }
-                // Generic errors carry I/O and HTTP failures. Remote ones that outlived the
-                // client's own retries may still pass on a later retry of the whole run;
-                // local ones such as a file where a folder should be will not.
-                io => Error::Storage {
-                    component,
-                    message,
-                    retryable: io.is_none(),
-                    source: Some(Box::new(other)),
-                },
-            },
+            }
         }
+    }
+}
+
+/// What an object_store failure it did not give a variant of comes down to.
+enum Remote {
+    Denied,
+    Missing,
+    Transport,
+    Other,
+}
+
+/// Classify a failure object_store left generic, from what its error chain holds, in
+/// this order: a local `std::io::Error` (its kind), object_store's `HttpError` (its
+/// kind: connect, timeout, decode...), or an HTTP status. Returns (retryable, what).
+///
+/// The status is the one thing read from text: object_store 0.14 keeps the error that
+/// carries it (`client::retry::RetryError`, with its `status()`) in a crate-private
+/// module, so it cannot be downcast to; its message spells `status code: NNN`.
+fn classify_remote(e: &(dyn std::error::Error + 'static)) -> (bool, Remote) {
+    if let Some(kind) = first_in_chain::<std::io::Error>(e).map(std::io::Error::kind) {
+        return local_io(kind);
+    }
+    if let Some(retryable) = http_transport(e) {
+        return (retryable, Remote::Transport);
+    }
+    match http_status(&e.to_string()) {
+        Some(401 | 403) => (false, Remote::Denied),
+        Some(404) => (false, Remote::Missing),
+        Some(s) if (400..500).contains(&s) && s != 408 && s != 429 => (false, Remote::Other),
+        // 5xx, 408, 429 that outlived the client's own retries: a later try may pass.
+        _ => (true, Remote::Other),
+    }
+}
+
+/// The first error of type `T` in `e`'s source chain.
+fn first_in_chain<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Whether an object_store `HttpError` in the chain (a request that got no usable
+/// answer) is worth retrying: connect, request, timeout and interrupted failures are;
+/// a response that could not be decoded is not. `None` without one.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+fn http_transport(e: &(dyn std::error::Error + 'static)) -> Option<bool> {
+    use object_store::client::{HttpError, HttpErrorKind as K};
+    first_in_chain::<HttpError>(e).map(|h| {
+        matches!(
+            h.kind(),
+            K::Connect | K::Request | K::Timeout | K::Interrupted
+        )
+    })
+}
+
+/// Without a cloud store there is no HTTP client, so no `HttpError`.
+#[cfg(not(any(feature = "s3", feature = "gcs", feature = "azure")))]
+fn http_transport(_: &(dyn std::error::Error + 'static)) -> Option<bool> {
+    None
+}
+
+/// What a local I/O failure means: (retryable, what).
+fn local_io(kind: std::io::ErrorKind) -> (bool, Remote) {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::PermissionDenied | K::ReadOnlyFilesystem => (false, Remote::Denied),
+        K::ConnectionRefused
+        | K::ConnectionReset
+        | K::ConnectionAborted
+        | K::NotConnected
+        | K::TimedOut
+        | K::BrokenPipe
+        | K::Interrupted => (true, Remote::Transport),
+        // A file where a folder should be, a full disk: trying again will not help.
+        _ => (false, Remote::Other),
     }
 }
 
@@ -320,18 +431,6 @@ impl Error {
 fn http_status(message: &str) -> Option<u16> {
     let rest = &message[message.find("status code: ")? + "status code: ".len()..];
     rest.get(..3)?.parse().ok()
-}
-
-/// The kind of the first `std::io::Error` in the chain, if the failure was local I/O.
-fn local_io_kind(e: &object_store::Error) -> Option<std::io::ErrorKind> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
-        }
-        cur = err.source();
-    }
-    None
 }
 
 /// Arrow's errors (a batch that does not match its schema, a failed cast) are

@@ -74,6 +74,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod model;
 mod pipeline;
+mod retry;
 pub mod sources;
 pub mod stores;
 mod traits;
@@ -99,12 +100,13 @@ pub mod monitor;
 )]
 pub mod warehouse;
 
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, ErrorStatus, Result};
 pub use model::{Batch, BatchStream, Checkpoint, CursorValue, Watermark};
 pub use pipeline::{
     DryRun, Manifest, ObjectReport, OnSchemaChange, Outcome, Pipeline, PipelineBuilder,
     PipelineOptions, Progress, RunLog, RunReport,
 };
+pub use retry::{Retry, RetryPolicy};
 pub use traits::{
     Acker, BatchSink, BatchTarget, BatchValidator, BatchWriter, ExtractContext, Extraction,
     Extractor, ExtractorCapabilities, ExtractorExt, Leftover, NoAck, ObjectTarget, Plan, Receipt,

@@ -229,9 +229,9 @@ impl PipelineConfig {
             crate::util::parse_duration,
         )?;
         if retries.is_some() || backoff.is_some() {
-            o = o.with_retries(
-                retries.unwrap_or(0),
-                backoff.unwrap_or(std::time::Duration::from_secs(1)),
+            o = o.with_retry(
+                crate::RetryPolicy::new(retries.unwrap_or(0))
+                    .with_base(backoff.unwrap_or(std::time::Duration::from_secs(1))),
             );
         }
         if let Some(n) =

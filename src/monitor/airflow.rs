@@ -7,7 +7,8 @@
 //! runs that finish after a later run started; this does not.
 
 use super::DagRun;
-use crate::sources::rest::{Auth, RestExtractor, RestSource, RetryPolicy};
+use crate::RetryPolicy;
+use crate::sources::rest::{Auth, RestExtractor, RestSource};
 use crate::sources::sql::{Dialect, sqlx_error};
 use crate::warehouse::Warehouse;
 use crate::{Error, Result, Secret};
@@ -295,7 +296,7 @@ async fn read_api(
                     format!("{base}/auth/token"),
                     serde_json::json!({"username": username, "password": password.expose()}),
                 )
-                .retry(retry.clone()),
+                .with_retry(retry.clone()),
             )?;
             let v = token_client
                 .fetch_json(&format!("{base}/auth/token"), &[])
@@ -310,7 +311,7 @@ async fn read_api(
         }
     };
     let url = format!("{base}{prefix}/dags/~/dagRuns");
-    let client = RestExtractor::new(RestSource::get(&url).auth(auth).retry(retry.clone()))?;
+    let client = RestExtractor::new(RestSource::get(&url).auth(auth).with_retry(retry.clone()))?;
     // The API has no updated_at in its answers: a run read now is known as of now.
     let read_at = Utc::now();
     let mut out = Vec::new();

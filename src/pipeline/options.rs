@@ -2,6 +2,7 @@
 //! delivery), and of objects written through `.sink(...)`.
 
 use super::{Checkpoint, Compression, KeyTemplate};
+use crate::RetryPolicy;
 use std::time::Duration;
 
 /// Knobs for a [`Pipeline`](super::Pipeline). New options never break callers: build with
@@ -18,8 +19,7 @@ pub struct PipelineOptions {
     pub(super) channel_capacity: usize,
     pub(super) run_id: Option<String>,
     pub(super) start_from: Option<Checkpoint>,
-    pub(super) retries: u32,
-    pub(super) retry_backoff: Duration,
+    pub(super) retry: RetryPolicy,
     pub(super) encoded_path: bool,
     pub(super) on_schema_change: OnSchemaChange,
     pub(super) redshift_manifest: bool,
@@ -56,8 +56,7 @@ impl Default for PipelineOptions {
             channel_capacity: 4,
             run_id: None,
             start_from: None,
-            retries: 0,
-            retry_backoff: Duration::from_secs(1),
+            retry: RetryPolicy::none(),
             encoded_path: true,
             on_schema_change: OnSchemaChange::NewObject,
             redshift_manifest: false,
@@ -189,11 +188,12 @@ impl PipelineOptions {
         self
     }
 
-    /// Retry a run that fails with a retryable error up to `n` times, resuming from the
-    /// last saved checkpoint with the same run id, waiting `backoff × 2^attempt` between.
-    pub fn with_retries(mut self, n: u32, backoff: Duration) -> Self {
-        self.retries = n;
-        self.retry_backoff = backoff;
+    /// Retry a run that fails with a retryable error as `policy` says, each attempt
+    /// resuming from the last saved checkpoint with the same run id (default: no
+    /// retries). When the retries are spent the run fails with
+    /// [`Error::RetriesExhausted`](crate::Error::RetriesExhausted).
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 }

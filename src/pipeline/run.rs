@@ -4,7 +4,6 @@
 use super::ledger::Ledger;
 use super::run_loop::RunLoop;
 use super::{Outcome, Pipeline, RunReport};
-use crate::Error;
 use chrono::{DateTime, Utc};
 use std::time::Instant;
 
@@ -29,29 +28,19 @@ impl Pipeline {
     }
 
     async fn run_in(&self, mut run: Ledger, started: Instant) -> RunReport {
-        let mut attempts = 0;
+        let mut attempts = self.options.retry.attempts("run");
         let result = loop {
-            attempts += 1;
-            let r = RunLoop::attempt(self, &mut run).await;
-            match r {
-                Err(e)
-                    if e.is_retryable()
-                        && attempts <= self.options.retries
-                        && !self.cancel.is_cancelled()
-                        && !self.stop.is_cancelled() =>
-                {
-                    let wait = self.options.retry_backoff * 2u32.saturating_pow(attempts - 1);
-                    tracing::warn!(pipeline = %self.name, run_id = %run.run_id, attempt = attempts, error = %e,
-                        "run failed with a retryable error; retrying in {wait:?}");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.cancel.cancelled() => break Err(Error::Cancelled),
-                        _ = self.stop.cancelled() => break Err(Error::Cancelled),
+            match RunLoop::attempt(self, &mut run).await {
+                Ok(v) => break Ok(v),
+                // The next attempt resumes from the last saved checkpoint.
+                Err(e) => {
+                    if let Err(e) = attempts.failed(e, None, &[&self.cancel, &self.stop]).await {
+                        break Err(e);
                     }
                 }
-                other => break other,
             }
         };
+        let attempts = attempts.tries();
         let mut report = run.report(self, attempts, started, result);
         // The manifest describes the run as it ended, failures included.
         if let Err(e) = super::committer::write_manifest(&*self.sink, &mut report).await {

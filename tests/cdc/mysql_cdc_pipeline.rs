@@ -386,7 +386,7 @@ async fn a_killed_replication_connection_is_retried_from_the_saved_position() {
         .options(
             PipelineOptions::new()
                 .with_commit_interval(Duration::from_millis(200))
-                .with_retries(5, Duration::from_millis(100)),
+                .with_retry(tributary::RetryPolicy::new(5).with_base(Duration::from_millis(100))),
         )
         .build()
         .unwrap();

@@ -51,7 +51,7 @@ async fn a_server_restart_is_retried_without_loss() {
         .options(
             PipelineOptions::new()
                 .with_commit_interval(Duration::from_millis(200))
-                .with_retries(30, Duration::from_millis(500)),
+                .with_retry(tributary::RetryPolicy::new(30).with_base(Duration::from_millis(500))),
         )
         .build()
         .unwrap();

@@ -96,7 +96,7 @@ async fn a_server_restart_is_retried_without_loss(url: &str, conn: &mut MySqlCon
         .options(
             PipelineOptions::new()
                 .with_commit_interval(Duration::from_millis(200))
-                .with_retries(10, Duration::from_millis(300)),
+                .with_retry(tributary::RetryPolicy::new(10).with_base(Duration::from_millis(300))),
         )
         .build()
         .unwrap();

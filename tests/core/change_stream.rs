@@ -419,7 +419,7 @@ async fn acknowledgements_stay_in_order_across_retries() {
         .options(
             PipelineOptions::new()
                 .with_commit_interval(Duration::from_millis(5))
-                .with_retries(2, Duration::from_millis(1)),
+                .with_retry(tributary::RetryPolicy::new(2).with_base(Duration::from_millis(1))),
         )
         .build()
         .unwrap();

@@ -275,12 +275,127 @@ async fn built_in_retries_continue_the_same_run() {
         FlakyOnce(Numbers::new(4, 1), AtomicUsize::new(0)),
         PipelineOptions::new()
             .with_part_max_rows(1)
-            .with_retries(2, Duration::from_millis(10)),
+            .with_retry(tributary::RetryPolicy::new(2).with_base(Duration::from_millis(10))),
     );
     let r = p.run().await.into_result().unwrap();
     assert_eq!(r.attempts, 2);
     assert_eq!(ids_in(&sink, &r).await, vec![0, 1, 2, 3]);
     assert_eq!(r.objects.len(), 4);
+}
+
+#[tokio::test]
+async fn a_run_that_spends_its_retries_fails_persistent() {
+    let sink = ObjectSink::memory();
+    let mut always = Numbers::new(4, 1);
+    always.fail_after = Some(1);
+    let calls = always.calls.clone();
+    let r = pipeline(
+        &sink,
+        always,
+        PipelineOptions::new()
+            .with_part_max_rows(1)
+            .with_retry(RetryPolicy::new(2).with_base(Duration::from_millis(1))),
+    )
+    .run()
+    .await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(r.attempts, 3);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let e = r.into_result().unwrap_err();
+    assert!(
+        matches!(&e, Error::RetriesExhausted { attempts: 3, operation, .. } if operation == "run"),
+        "{e:?}"
+    );
+    assert_eq!(e.status(), ErrorStatus::Persistent);
+    assert!(!e.is_retryable());
+    assert!(
+        matches!(e.last_failure(), Error::Connection { .. }),
+        "{e:?}"
+    );
+}
+
+/// An extractor whose `open` fails `fails` times with `error` (a server not up yet),
+/// then opens four one-row batches.
+#[derive(Debug)]
+struct OpensLate {
+    inner: Numbers,
+    fails: usize,
+    opens: AtomicUsize,
+    error: fn() -> Error,
+}
+
+impl OpensLate {
+    fn new(fails: usize, error: fn() -> Error) -> Self {
+        OpensLate {
+            inner: Numbers::new(4, 1),
+            fails,
+            opens: AtomicUsize::new(0),
+            error,
+        }
+    }
+    fn opens(&self) -> usize {
+        self.opens.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Extractor for OpensLate {
+    fn source(&self) -> &str {
+        "test"
+    }
+    fn stream(&self) -> &str {
+        "late"
+    }
+    async fn open(&self, cx: ExtractContext) -> Result<Extraction> {
+        if self.opens.fetch_add(1, Ordering::SeqCst) < self.fails {
+            return Err((self.error)());
+        }
+        self.inner.open(cx).await
+    }
+}
+
+fn refused() -> Error {
+    Error::Connection {
+        component: "test".into(),
+        message: "connection refused".into(),
+        source: None,
+    }
+}
+
+#[tokio::test]
+async fn retry_wraps_an_extractor_or_a_sink() {
+    let quick = RetryPolicy::new(3).with_base(Duration::from_millis(1));
+    // Opened on the third try.
+    let late = Retry::new(OpensLate::new(2, refused), quick.clone());
+    assert_eq!(late.collect(None).await.unwrap().len(), 4);
+    assert_eq!(late.inner().opens(), 3);
+    // Retries spent: persistent, naming the operation and the tries.
+    let down = Retry::new(
+        OpensLate::new(9, refused),
+        quick.clone().with_max_retries(1),
+    );
+    let e = down.collect(None).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::RetriesExhausted { attempts: 2, operation, .. } if operation == "open"),
+        "{e:?}"
+    );
+    assert_eq!(down.inner().opens(), 2);
+    assert!(
+        e.to_string().contains("gave up on open after 2 attempts"),
+        "{e}"
+    );
+    // Not retryable: one try, the error as it was.
+    let wrong = Retry::new(
+        OpensLate::new(9, || Error::config("test", "no such table")),
+        quick.clone(),
+    );
+    let e = wrong.collect(None).await.unwrap_err();
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+    assert_eq!(wrong.inner().opens(), 1);
+    // A wrapped sink keeps every promise of the one inside.
+    let rows = Retry::new(tributary::stores::MemoryBatchSink::transactional(), quick);
+    assert!(rows.capabilities().transactional_checkpoint);
+    tributary::testing::batch_sink_suite(&rows, rows.inner(), "retry-rows-txn").await;
 }
 
 /// A sink that fails to commit: the checkpoint must not move.

@@ -222,11 +222,9 @@ async fn from_the_rest_api() {
         matches!(e, Error::NotFound { .. }) && e.to_string().contains("/api/v1 has been removed"),
         "{e}"
     );
-    let quick = tributary::sources::rest::RetryPolicy {
-        max_retries: 1,
-        base: std::time::Duration::from_millis(10),
-        max_wait: std::time::Duration::from_millis(50),
-    };
+    let quick = tributary::RetryPolicy::new(1)
+        .with_base(std::time::Duration::from_millis(10))
+        .with_max_wait(std::time::Duration::from_millis(50));
     let down = AirflowRuns::rest_api(
         "http://127.0.0.1:1",
         ApiVersion::V2,
@@ -235,7 +233,11 @@ async fn from_the_rest_api() {
     )
     .with_retry(quick);
     let e = down.sync(&wh).await.unwrap_err();
-    assert!(e.is_retryable(), "{e:?}");
+    assert!(
+        matches!(e, Error::RetriesExhausted { attempts: 2, .. })
+            && matches!(e.last_failure(), Error::Connection { .. }),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]

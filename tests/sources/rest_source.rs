@@ -264,11 +264,9 @@ async fn ids(src: RestSource) -> Result<Vec<i64>> {
 }
 
 fn fast() -> RetryPolicy {
-    RetryPolicy {
-        max_retries: 3,
-        base: Duration::from_millis(10),
-        max_wait: Duration::from_secs(2),
-    }
+    RetryPolicy::new(3)
+        .with_base(Duration::from_millis(10))
+        .with_max_wait(Duration::from_secs(2))
 }
 
 #[tokio::test]
@@ -339,7 +337,7 @@ async fn faults_are_retried_or_reported() {
     let (base, app) = server().await;
     // Two 500s, then success.
     assert_eq!(
-        ids(RestSource::get(format!("{base}/flaky")).retry(fast()))
+        ids(RestSource::get(format!("{base}/flaky")).with_retry(fast()))
             .await
             .unwrap(),
         vec![1]
@@ -347,7 +345,7 @@ async fn faults_are_retried_or_reported() {
     assert_eq!(app.hits.lock().unwrap()["flaky"], 3);
     // 429 with Retry-After: 1 is honoured.
     assert_eq!(
-        ids(RestSource::get(format!("{base}/throttled")).retry(fast()))
+        ids(RestSource::get(format!("{base}/throttled")).with_retry(fast()))
             .await
             .unwrap(),
         vec![1]
@@ -361,14 +359,15 @@ async fn faults_are_retried_or_reported() {
     // A response slower than the timeout is retried, then a retryable error.
     let e = ids(RestSource::get(format!("{base}/slow"))
         .timeout(Duration::from_millis(200))
-        .retry(RetryPolicy {
-            max_retries: 1,
-            ..fast()
-        }))
+        .with_retry(fast().with_max_retries(1)))
     .await
     .unwrap_err();
+    // Retries spent: persistent, so the pipeline around it does not retry it again.
     assert!(
-        e.is_retryable() && e.to_string().contains("after 2 attempts"),
+        matches!(e, Error::RetriesExhausted { attempts: 2, .. })
+            && e.status() == tributary::ErrorStatus::Persistent
+            && e.last_failure().is_retryable()
+            && e.to_string().contains("after 2 attempts"),
         "{e:?}"
     );
     // Malformed JSON is an error, not an empty page.
@@ -380,7 +379,7 @@ async fn faults_are_retried_or_reported() {
         "{e}"
     );
     // A 4xx is not retried and says what the server said.
-    let e = ids(RestSource::get(format!("{base}/missing")).retry(fast()))
+    let e = ids(RestSource::get(format!("{base}/missing")).with_retry(fast()))
         .await
         .unwrap_err();
     assert!(
@@ -406,17 +405,13 @@ async fn a_truncated_body_is_an_error() {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"data\": [").await;
         }
     });
-    let e = ids(
-        RestSource::get(format!("http://{addr}/x")).retry(RetryPolicy {
-            max_retries: 1,
-            ..fast()
-        }),
-    )
-    .await
-    .unwrap_err();
+    let e = ids(RestSource::get(format!("http://{addr}/x")).with_retry(fast().with_max_retries(1)))
+        .await
+        .unwrap_err();
     assert!(
-        e.is_retryable(),
-        "a cut connection is worth retrying: {e:?}"
+        matches!(e, Error::RetriesExhausted { attempts: 2, .. })
+            && matches!(e.last_failure(), Error::Connection { .. }),
+        "a cut connection is retried, then given up on: {e:?}"
     );
 }
 
@@ -655,10 +650,7 @@ async fn a_failed_run_lands_nothing_and_its_retry_lands_each_item_once() {
                         param: "page".into(),
                         start: 1,
                     })
-                    .retry(RetryPolicy {
-                        max_retries: 1,
-                        ..fast()
-                    }),
+                    .with_retry(fast().with_max_retries(1)),
             )
             .unwrap(),
         )

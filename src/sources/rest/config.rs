@@ -1,6 +1,6 @@
 //! What to call and how: [`RestSource`] and its parts.
 
-use crate::Secret;
+use crate::{RetryPolicy, Secret};
 use std::time::Duration;
 
 /// HTTP method.
@@ -92,28 +92,6 @@ pub enum Auth {
         /// Scope, if any.
         scope: Option<String>,
     },
-}
-
-/// Retries of 5xx, 429 and network errors: exponential backoff with full jitter,
-/// honouring `Retry-After`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt.
-    pub max_retries: u32,
-    /// The first backoff.
-    pub base: Duration,
-    /// The longest wait, `Retry-After` included.
-    pub max_wait: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 5,
-            base: Duration::from_millis(250),
-            max_wait: Duration::from_secs(60),
-        }
-    }
 }
 
 /// Incremental extraction: the largest `field` seen is the checkpoint, and the next run
@@ -263,7 +241,7 @@ impl RestSource {
     }
 
     /// Retry policy.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
     }

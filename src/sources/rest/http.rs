@@ -16,20 +16,6 @@ fn http_err(message: String, e: impl std::error::Error + Send + Sync + 'static) 
     }
 }
 
-/// A jitter source without a dependency: xorshift seeded from the clock.
-fn jitter(max: Duration) -> Duration {
-    let mut x = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        | 1;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    let nanos = max.as_nanos().max(1) as u64;
-    Duration::from_nanos(x % nanos)
-}
-
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -155,9 +141,8 @@ impl RestExtractor {
         url: &str,
         query: &[(String, String)],
     ) -> Result<(Value, HeaderMap)> {
-        let policy = &self.source.retry;
+        let mut attempts = self.source.retry.attempts(format!("GET {url}"));
         let mut refreshed = false;
-        let mut attempt = 0u32;
         loop {
             self.pace().await;
             let mut req = match self.source.method {
@@ -255,41 +240,7 @@ impl RestExtractor {
                 }
             };
             let (err, after) = outcome.expect_err("successes returned above");
-            if attempt >= policy.max_retries {
-                return Err(match err {
-                    Error::Query {
-                        component,
-                        message,
-                        source,
-                        ..
-                    } => Error::Query {
-                        component,
-                        message: format!("{message} (after {} attempts)", attempt + 1),
-                        retryable: true,
-                        source,
-                    },
-                    Error::Connection {
-                        component,
-                        message,
-                        source,
-                    } => Error::Connection {
-                        component,
-                        message: format!("{message} (after {} attempts)", attempt + 1),
-                        source,
-                    },
-                    other => other,
-                });
-            }
-            let backoff = policy
-                .base
-                .saturating_mul(2u32.saturating_pow(attempt))
-                .min(policy.max_wait);
-            let wait = after
-                .map(|a| a.min(policy.max_wait))
-                .unwrap_or_else(|| jitter(backoff));
-            tracing::warn!(url, attempt = attempt + 1, error = %err, "request failed; retrying in {wait:?}");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
+            attempts.failed(err, after, &[]).await?;
         }
     }
 }

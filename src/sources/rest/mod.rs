@@ -7,5 +7,5 @@ mod http;
 mod plan;
 mod types;
 
-pub use config::{Auth, Incremental, Method, Pagination, RestSource, RetryPolicy};
+pub use config::{Auth, Incremental, Method, Pagination, RestSource};
 pub use extractor::RestExtractor;
