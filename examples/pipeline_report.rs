@@ -77,35 +77,25 @@ async fn demo() -> tributary::Result<Warehouse> {
                         0
                     };
                 let failed = (day + hour) % fail_every == 0;
-                runs.push(DagRun {
-                    dag_id: dag.into(),
-                    run_id: format!("scheduled__{}", t.format("%Y-%m-%dT%H:%M:%S")),
-                    execution_date: Some(t),
-                    state: if failed { "failed" } else { "success" }.into(),
-                    external_trigger: false,
-                    start_date: Some(t),
-                    end_date: Some(t + Duration::seconds(secs)),
-                    updated_at: Some(t + Duration::seconds(secs)),
-                });
+                let run_id = format!("scheduled__{}", t.format("%Y-%m-%dT%H:%M:%S"));
+                let state = if failed { "failed" } else { "success" };
+                runs.push(
+                    DagRun::new(dag.to_string(), run_id, state)
+                        .with_execution_date(t)
+                        .with_dates(t, Some(t + Duration::seconds(secs)))
+                        .with_updated_at(t + Duration::seconds(secs)),
+                );
             }
         }
         for n in 0..6 {
-            let o = ValidationOutcome {
-                name: format!("check_{n}"),
-                passed: (day + n) % 7 != 0,
-                severity: Severity::Halt,
-                left: Some("100".into()),
-                right: Some("100".into()),
-                operator: Some("equals".into()),
-                script_1: Some(format!("check_{n}_1.sql")),
-                script_2: Some(format!("check_{n}_2.sql")),
-                message: String::new(),
-                failed_batches: 0,
-                failed_rows: 0,
-                last_message: None,
-                started_at: start + Duration::days(day) + Duration::hours(7),
-                duration: std::time::Duration::from_millis(40),
-            };
+            let passed = (day + n) % 7 != 0;
+            let o = ValidationOutcome::new(format!("check_{n}"), passed, Severity::Halt, "")
+                .with_comparison("100", "equals", "100")
+                .with_scripts(format!("check_{n}_1.sql"), Some(format!("check_{n}_2.sql")))
+                .with_timing(
+                    start + Duration::days(day) + Duration::hours(7),
+                    std::time::Duration::from_millis(40),
+                );
             wh.record_validation(&o, None).await?;
         }
     }

@@ -1,7 +1,8 @@
 //! # tributary
 //!
 //! Embeddable, streaming data ingestion pipelines: extract tables (full or incremental),
-//! MongoDB collections and REST APIs, land them as `|`-delimited CSV, JSON Lines or
+//! change streams (MySQL/MariaDB binlog, PostgreSQL WAL, Debezium topics), MongoDB
+//! collections and REST APIs, land them as `|`-delimited CSV, JSON Lines or
 //! Parquet on a local folder or object storage,
 //! keep checkpoints that never run ahead of committed data, validate, and keep run
 //! history. The jobs of *Data Pipelines Pocket Reference* as a typed Rust library.
@@ -55,6 +56,9 @@
 //! | `sqlite` (default) | SQLite source and warehouse ([`sources::sqlite`], [`warehouse`]) |
 //! | `postgres` | PostgreSQL source ([`sources::postgres`]: full, incremental, partitioned, `COPY` fast path) and warehouse |
 //! | `mysql` | MySQL/MariaDB source ([`sources::mysql`]) and warehouse |
+//! | `mysql-cdc` | MySQL/MariaDB binlog change data capture (`sources::mysql_cdc`; implies `mysql`) |
+//! | `postgres-cdc` | PostgreSQL logical-replication change data capture (`sources::postgres_cdc`; implies `postgres`) |
+//! | `kafka` | Debezium change events from Kafka topics (`sources::kafka`) and change rows to topics as Debezium envelopes (`stores::kafka`) |
 //! | `mongodb` | MongoDB source (`sources::mongo`: collection, time window, incremental) |
 //! | `rest` | REST API source ([`sources::rest`]) |
 //! | `parquet` | Parquet output format (`format::Parquet`) |
@@ -62,6 +66,8 @@
 //! | `airflow` | Airflow DAG run history ([`monitor::airflow`]) |
 //! | `s3`, `gcs`, `azure` | cloud object stores for [`stores::ObjectSink`] |
 //! | `test-util` | conformance suites in [`testing`] |
+//!
+//! (`sql` is internal: the shared SQL core every SQL backend turns on.)
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

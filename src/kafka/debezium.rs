@@ -1,74 +1,52 @@
 //! Debezium's envelope vocabulary: the Connect schema names of its value encodings, and
 //! the byte codings of decimals, shared by the reader and the writer so that both agree.
-//!
-//! | Connect schema (`type`, `name`) | Arrow |
-//! |---|---|
-//! | `boolean`, `int8`…`int64`, `float`, `double`, `string`, `bytes` | Boolean, Int8…Int64, Float32, Float64, Utf8, Binary |
-//! | `bytes` `org.apache.kafka.connect.data.Decimal` (`scale`, `connect.decimal.precision`) | Decimal128(p,s) (Decimal256 above 38 digits) |
-//! | `struct` `io.debezium.data.VariableScaleDecimal` (`scale`, `value`) | Utf8, exact decimal text (`tributary.numeric`) |
-//! | `int32` `io.debezium.time.Date`, `org.apache.kafka.connect.data.Date` | Date32 |
-//! | `int32` `io.debezium.time.Time`, `org.apache.kafka.connect.data.Time` | Time32(ms) |
-//! | `int64` `io.debezium.time.MicroTime` / `NanoTime` | Time64(µs) / Time64(ns) |
-//! | `int64` `io.debezium.time.Timestamp` / `MicroTimestamp` / `NanoTimestamp` | Timestamp(ms / µs / ns), no zone |
-//! | `int64` `org.apache.kafka.connect.data.Timestamp` | Timestamp(ms, +00:00) |
-//! | `string` `io.debezium.time.ZonedTimestamp` | Timestamp(µs, +00:00) |
-//! | `string` `io.debezium.time.ZonedTime` | Time64(µs), as UTC |
-//! | `int64` `io.debezium.time.MicroDuration` | Duration(µs) |
-//! | `string` `io.debezium.data.Json` | Utf8 marked `arrow.json` |
-//! | `string` `io.debezium.data.Uuid` | FixedSizeBinary(16) marked `arrow.uuid` |
-//! | `string` `io.debezium.data.Enum` / `EnumSet` | Utf8 |
-//! | `bytes` `io.debezium.data.Bits` | Binary |
-//! | anything else (arrays, maps, structs, geometry) | Utf8 holding the JSON value |
+//! The table of encodings is in the [`kafka`](crate::kafka) module's documentation.
 use crate::{Error, Result};
 use arrow_buffer::i256;
 
 /// The value Debezium sends for a column it did not read (unchanged TOAST).
-pub const UNAVAILABLE_VALUE: &str = "__debezium_unavailable_value";
+pub(crate) const UNAVAILABLE_VALUE: &str = "__debezium_unavailable_value";
 
 /// Connect's decimal.
-pub const DECIMAL: &str = "org.apache.kafka.connect.data.Decimal";
+pub(crate) const DECIMAL: &str = "org.apache.kafka.connect.data.Decimal";
 /// Debezium's unconstrained numeric.
-pub const VARIABLE_SCALE_DECIMAL: &str = "io.debezium.data.VariableScaleDecimal";
+pub(crate) const VARIABLE_SCALE_DECIMAL: &str = "io.debezium.data.VariableScaleDecimal";
 /// Days since 1970-01-01.
-pub const DATE: &str = "io.debezium.time.Date";
+pub(crate) const DATE: &str = "io.debezium.time.Date";
 /// Milliseconds since midnight.
-pub const TIME: &str = "io.debezium.time.Time";
+pub(crate) const TIME: &str = "io.debezium.time.Time";
 /// Microseconds since midnight.
-pub const MICRO_TIME: &str = "io.debezium.time.MicroTime";
+pub(crate) const MICRO_TIME: &str = "io.debezium.time.MicroTime";
 /// Nanoseconds since midnight.
-pub const NANO_TIME: &str = "io.debezium.time.NanoTime";
+pub(crate) const NANO_TIME: &str = "io.debezium.time.NanoTime";
 /// Milliseconds since the epoch, no zone.
-pub const TIMESTAMP: &str = "io.debezium.time.Timestamp";
+pub(crate) const TIMESTAMP: &str = "io.debezium.time.Timestamp";
 /// Microseconds since the epoch, no zone.
-pub const MICRO_TIMESTAMP: &str = "io.debezium.time.MicroTimestamp";
+pub(crate) const MICRO_TIMESTAMP: &str = "io.debezium.time.MicroTimestamp";
 /// Nanoseconds since the epoch, no zone.
-pub const NANO_TIMESTAMP: &str = "io.debezium.time.NanoTimestamp";
+pub(crate) const NANO_TIMESTAMP: &str = "io.debezium.time.NanoTimestamp";
 /// ISO 8601 timestamp with its offset.
-pub const ZONED_TIMESTAMP: &str = "io.debezium.time.ZonedTimestamp";
+pub(crate) const ZONED_TIMESTAMP: &str = "io.debezium.time.ZonedTimestamp";
 /// ISO 8601 time with its offset.
-pub const ZONED_TIME: &str = "io.debezium.time.ZonedTime";
+pub(crate) const ZONED_TIME: &str = "io.debezium.time.ZonedTime";
 /// Microseconds of a duration.
-pub const MICRO_DURATION: &str = "io.debezium.time.MicroDuration";
+pub(crate) const MICRO_DURATION: &str = "io.debezium.time.MicroDuration";
 /// JSON text.
-pub const JSON: &str = "io.debezium.data.Json";
+pub(crate) const JSON: &str = "io.debezium.data.Json";
 /// UUID text.
-pub const UUID: &str = "io.debezium.data.Uuid";
-/// An enum's label.
-pub const ENUM: &str = "io.debezium.data.Enum";
+pub(crate) const UUID: &str = "io.debezium.data.Uuid";
 /// A set's labels, comma-separated.
-pub const ENUM_SET: &str = "io.debezium.data.EnumSet";
 /// Bit strings, bytes.
-pub const BITS: &str = "io.debezium.data.Bits";
 /// Connect's date (days).
-pub const CONNECT_DATE: &str = "org.apache.kafka.connect.data.Date";
+pub(crate) const CONNECT_DATE: &str = "org.apache.kafka.connect.data.Date";
 /// Connect's time (ms).
-pub const CONNECT_TIME: &str = "org.apache.kafka.connect.data.Time";
+pub(crate) const CONNECT_TIME: &str = "org.apache.kafka.connect.data.Time";
 /// Connect's timestamp (ms since the epoch, UTC).
-pub const CONNECT_TIMESTAMP: &str = "org.apache.kafka.connect.data.Timestamp";
+pub(crate) const CONNECT_TIMESTAMP: &str = "org.apache.kafka.connect.data.Timestamp";
 
 /// The unscaled integer of a Connect decimal: big-endian two's complement, any length up
 /// to 32 bytes.
-pub fn decimal_from_bytes(b: &[u8]) -> Result<i256> {
+pub(crate) fn decimal_from_bytes(b: &[u8]) -> Result<i256> {
     if b.is_empty() || b.len() > 32 {
         return Err(Error::type_error(
             "kafka",
@@ -84,7 +62,7 @@ pub fn decimal_from_bytes(b: &[u8]) -> Result<i256> {
 }
 
 /// The shortest big-endian two's complement bytes of `v` (what Connect writes).
-pub fn decimal_to_bytes(v: i256) -> Vec<u8> {
+pub(crate) fn decimal_to_bytes(v: i256) -> Vec<u8> {
     let le = v.to_le_bytes();
     let neg = v < i256::ZERO;
     let fill = if neg { 0xff } else { 0 };
@@ -97,7 +75,7 @@ pub fn decimal_to_bytes(v: i256) -> Vec<u8> {
 }
 
 /// `unscaled × 10^-scale` as exact decimal text (`-12.340`).
-pub fn decimal_text(unscaled: i256, scale: i32) -> String {
+pub(crate) fn decimal_text(unscaled: i256, scale: i32) -> String {
     let neg = unscaled < i256::ZERO;
     let digits = unscaled.wrapping_abs().to_string();
     let digits = digits.trim_start_matches('-');
@@ -126,7 +104,7 @@ pub fn decimal_text(unscaled: i256, scale: i32) -> String {
 }
 
 /// Exact decimal text (`-12.340`, `1e3` not accepted) as its unscaled integer and scale.
-pub fn parse_decimal_text(t: &str) -> Option<(i256, i32)> {
+pub(crate) fn parse_decimal_text(t: &str) -> Option<(i256, i32)> {
     let t = t.trim();
     let (neg, body) = match t.strip_prefix('-') {
         Some(r) => (true, r),

@@ -105,6 +105,7 @@ pub async fn collect(stream: BatchStream) -> Result<Vec<Batch>> {
 /// [`Extractor::open_encoded`](crate::Extractor::open_encoded)). Every chunk ends
 /// at a row boundary, so the pipeline may start a new object after any chunk.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EncodedChunk {
     /// Whole rows of the output format.
     pub bytes: bytes::Bytes,
@@ -114,6 +115,30 @@ pub struct EncodedChunk {
     pub checkpoint: Option<Checkpoint>,
     /// The schema of the rows, when the source knows it (recorded in the manifest).
     pub schema: Option<arrow_schema::SchemaRef>,
+}
+
+impl EncodedChunk {
+    /// `rows` whole rows of the output format, with no checkpoint and no schema.
+    pub fn new(bytes: bytes::Bytes, rows: u64) -> Self {
+        EncodedChunk {
+            bytes,
+            rows,
+            checkpoint: None,
+            schema: None,
+        }
+    }
+
+    /// The position reached after these rows.
+    pub fn with_checkpoint(mut self, checkpoint: Checkpoint) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
+    }
+
+    /// The schema of the rows.
+    pub fn with_schema(mut self, schema: arrow_schema::SchemaRef) -> Self {
+        self.schema = Some(schema);
+        self
+    }
 }
 
 /// A stream of pre-encoded chunks.

@@ -193,6 +193,7 @@ impl ChangeOptions {
 
 /// The metadata of one change (each is written only if its column is on).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChangeMeta {
     /// Where in the source log the change is.
     pub position: Option<String>,
@@ -202,6 +203,37 @@ pub struct ChangeMeta {
     pub txid: Option<String>,
     /// Its sequence within the transaction.
     pub seq: Option<u64>,
+}
+
+impl ChangeMeta {
+    /// No metadata; add what the source knows with the `with_*` methods.
+    pub fn new() -> Self {
+        ChangeMeta::default()
+    }
+
+    /// Where in the source log the change is.
+    pub fn with_position(mut self, position: impl Into<String>) -> Self {
+        self.position = Some(position.into());
+        self
+    }
+
+    /// When its transaction committed.
+    pub fn with_commit_ts(mut self, at: DateTime<Utc>) -> Self {
+        self.commit_ts = Some(at);
+        self
+    }
+
+    /// Its transaction's id.
+    pub fn with_txid(mut self, txid: impl Into<String>) -> Self {
+        self.txid = Some(txid.into());
+        self
+    }
+
+    /// Its sequence within the transaction.
+    pub fn with_seq(mut self, seq: u64) -> Self {
+        self.seq = Some(seq);
+        self
+    }
 }
 
 fn role(f: Field, role: &str) -> Field {

@@ -128,7 +128,8 @@ impl Watermark {
     }
 
     /// A watermark at `cursor` with the rows already extracted at that value given by
-    /// their fingerprints ([`row_fingerprints`](crate::model::row_fingerprints), in hex).
+    /// their fingerprints (tributary's row fingerprints in hex, as a saved checkpoint
+    /// holds them).
     pub fn with_seen(cursor: CursorValue, seen: Vec<String>) -> Self {
         Watermark {
             cursor,

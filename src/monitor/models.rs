@@ -10,6 +10,7 @@ use sqlx::{Arguments, Row};
 /// `(dag_id, run_id)` rather than Airflow's integer id (which Airflow 3's REST API does
 /// not have), with the run's `updated_at` so late finishers are re-read.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct DagRun {
     /// DAG id.
     pub dag_id: String,
@@ -27,6 +28,51 @@ pub struct DagRun {
     pub end_date: Option<DateTime<Utc>>,
     /// When Airflow last changed the run.
     pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl DagRun {
+    /// Run `run_id` of DAG `dag_id`, in `state`; no dates, not triggered by hand.
+    pub fn new(
+        dag_id: impl Into<String>,
+        run_id: impl Into<String>,
+        state: impl Into<String>,
+    ) -> Self {
+        DagRun {
+            dag_id: dag_id.into(),
+            run_id: run_id.into(),
+            execution_date: None,
+            state: state.into(),
+            external_trigger: false,
+            start_date: None,
+            end_date: None,
+            updated_at: None,
+        }
+    }
+
+    /// Its `execution_date` (`logical_date`).
+    pub fn with_execution_date(mut self, at: DateTime<Utc>) -> Self {
+        self.execution_date = Some(at);
+        self
+    }
+
+    /// Whether it was triggered by hand or by the API.
+    pub fn with_external_trigger(mut self, yes: bool) -> Self {
+        self.external_trigger = yes;
+        self
+    }
+
+    /// When it started and, if it has, ended.
+    pub fn with_dates(mut self, start: DateTime<Utc>, end: Option<DateTime<Utc>>) -> Self {
+        self.start_date = Some(start);
+        self.end_date = end;
+        self
+    }
+
+    /// When Airflow last changed it.
+    pub fn with_updated_at(mut self, at: DateTime<Utc>) -> Self {
+        self.updated_at = Some(at);
+        self
+    }
 }
 
 fn day_expr(d: Dialect, col: &str) -> String {

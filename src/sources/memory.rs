@@ -58,6 +58,7 @@ impl Extractor for MemoryExtractor {
 /// One entry of a [`MemoryChangeStream`]'s log: the changes of one table at one
 /// position, or a heartbeat (no rows, no table: the position moved past other work).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ChangeEvent {
     /// The log position after this event; strictly increasing along the log.
     pub position: u64,

@@ -11,6 +11,7 @@ use std::fmt::Debug;
 /// What a pipeline saves after each commit, and before each commit what that commit
 /// may leave behind.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PipelineState {
     /// The position up to which data is committed (`None`: none yet, the first run's
     /// first objects are being committed).
@@ -37,6 +38,49 @@ pub struct PipelineState {
     /// next run's rows to find schema changes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub schemas: BTreeMap<String, arrow_schema::Schema>,
+}
+
+impl PipelineState {
+    /// The state of run `run_id` committed up to `checkpoint`, saved now: part 0 next,
+    /// nothing left over, no schemas.
+    pub fn new(checkpoint: Option<Checkpoint>, run_id: impl Into<String>) -> Self {
+        PipelineState {
+            checkpoint,
+            run_id: run_id.into(),
+            updated_at: Utc::now(),
+            ..PipelineState::default()
+        }
+    }
+
+    /// What the commit under way may leave behind.
+    pub fn with_leftover(mut self, leftover: Leftover) -> Self {
+        self.leftover = leftover;
+        self
+    }
+
+    /// The next part number of the run.
+    pub fn with_next_part(mut self, next_part: u32) -> Self {
+        self.next_part = next_part;
+        self
+    }
+
+    /// Epoch manifests the run had written.
+    pub fn with_epochs(mut self, epochs: u64) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// When it was saved.
+    pub fn with_updated_at(mut self, at: DateTime<Utc>) -> Self {
+        self.updated_at = at;
+        self
+    }
+
+    /// The schema of every table committed up to the checkpoint.
+    pub fn with_schemas(mut self, schemas: BTreeMap<String, arrow_schema::Schema>) -> Self {
+        self.schemas = schemas;
+        self
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -105,8 +149,7 @@ crate::traits::forward_impls!(StateStore {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// use tributary::{Checkpoint, Error, stores::{ObjectSink, ObjectStateStore, PipelineState, StateStore}};
 /// let state = ObjectStateStore::new(ObjectSink::memory(), "_state");
-/// let s = PipelineState { checkpoint: Some(Checkpoint::Lsn { lsn: 42 }), run_id: "r1".into(),
-///                         next_part: 1, updated_at: chrono::Utc::now(), ..Default::default() };
+/// let s = PipelineState::new(Some(Checkpoint::Lsn { lsn: 42 }), "r1").with_next_part(1);
 /// let v1 = state.save("orders", None, &s).await?;
 /// assert!(matches!(state.save("orders", None, &s).await, Err(Error::Conflict { .. })));
 /// let v2 = state.save("orders", Some(v1), &s).await?;

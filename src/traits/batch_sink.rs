@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 /// One committed unit of output (an object): what manifests and reports list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ObjectReport {
     /// Its key (for a sink that is not an object store, its id).
     pub key: String,
@@ -34,6 +35,33 @@ pub struct ObjectReport {
     /// Arrow batches, and for rows a source encoded itself when it says what they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaSummary>,
+}
+
+impl ObjectReport {
+    /// A unit at `key` of `rows` rows and `bytes` bytes, whose SHA-256 is `sha256` (empty
+    /// for a sink that writes no bytes); no table, no schema.
+    pub fn new(key: impl Into<String>, rows: u64, bytes: u64, sha256: impl Into<String>) -> Self {
+        ObjectReport {
+            key: key.into(),
+            rows,
+            bytes,
+            sha256: sha256.into(),
+            table: String::new(),
+            schema: None,
+        }
+    }
+
+    /// The table its rows belong to.
+    pub fn with_table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// The schema of its rows.
+    pub fn with_schema(mut self, schema: SchemaSummary) -> Self {
+        self.schema = Some(schema);
+        self
+    }
 }
 
 /// What one unit of output is for: the pipeline, source, table, run and part it

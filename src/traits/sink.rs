@@ -6,6 +6,7 @@ use std::fmt::Debug;
 
 /// Where one object goes: its final key and content type.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ObjectTarget {
     /// The final key (path inside the store), e.g. `sqlite/Orders/dt=2026-11-22/r1-00000.csv`.
     pub key: String,
@@ -25,6 +26,7 @@ impl ObjectTarget {
 
 /// What a committed object is: its key, size and checksum.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Receipt {
     /// The final key.
     pub key: String,
@@ -35,6 +37,24 @@ pub struct Receipt {
     /// The store's entity tag, when it returns one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e_tag: Option<String>,
+}
+
+impl Receipt {
+    /// `bytes` bytes committed at `key`, whose SHA-256 is `sha256` (lowercase hex).
+    pub fn new(key: impl Into<String>, bytes: u64, sha256: impl Into<String>) -> Self {
+        Receipt {
+            key: key.into(),
+            bytes,
+            sha256: sha256.into(),
+            e_tag: None,
+        }
+    }
+
+    /// The store's entity tag.
+    pub fn with_e_tag(mut self, e_tag: impl Into<String>) -> Self {
+        self.e_tag = Some(e_tag.into());
+        self
+    }
 }
 
 /// Where data lands: an object store, a folder, a warehouse loader.

@@ -43,6 +43,7 @@ impl std::str::FromStr for Severity {
 
 /// The result of one check, pass or fail, with what was compared.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ValidationOutcome {
     /// The check's name.
     pub name: String,
@@ -85,6 +86,60 @@ pub struct ValidationOutcome {
 }
 
 impl ValidationOutcome {
+    /// The outcome of check `name`: passed or not, with `severity` and a summary; it
+    /// started now and took no time (set both with [`with_timing`](Self::with_timing)).
+    pub fn new(
+        name: impl Into<String>,
+        passed: bool,
+        severity: Severity,
+        message: impl Into<String>,
+    ) -> Self {
+        ValidationOutcome {
+            name: name.into(),
+            passed,
+            severity,
+            left: None,
+            right: None,
+            operator: None,
+            script_1: None,
+            script_2: None,
+            message: message.into(),
+            failed_batches: 0,
+            failed_rows: 0,
+            last_message: None,
+            started_at: Utc::now(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// The values compared: `left operator right` (`operator` as `equals`,
+    /// `greater_equals`, ...).
+    pub fn with_comparison(
+        mut self,
+        left: impl Into<String>,
+        operator: impl Into<String>,
+        right: impl Into<String>,
+    ) -> Self {
+        self.left = Some(left.into());
+        self.operator = Some(operator.into());
+        self.right = Some(right.into());
+        self
+    }
+
+    /// What produced the left and the right value (scripts or their file names).
+    pub fn with_scripts(mut self, left: impl Into<String>, right: Option<String>) -> Self {
+        self.script_1 = Some(left.into());
+        self.script_2 = right;
+        self
+    }
+
+    /// When the check started and how long it took.
+    pub fn with_timing(mut self, started_at: DateTime<Utc>, duration: Duration) -> Self {
+        self.started_at = started_at;
+        self.duration = duration;
+        self
+    }
+
     /// Whether this outcome should stop a pipeline: failed with severity `halt`.
     pub fn is_halting(&self) -> bool {
         !self.passed && self.severity == Severity::Halt
@@ -106,14 +161,8 @@ impl ValidationOutcome {
 ///     fn name(&self) -> &str { "always_passes" }
 ///     fn severity(&self) -> Severity { Severity::Warn }
 ///     async fn validate(&self) -> Result<ValidationOutcome> {
-///         Ok(ValidationOutcome {
-///             name: self.name().into(), passed: true, severity: self.severity(),
-///             left: Some("1".into()), right: Some("1".into()), operator: Some("equals".into()),
-///             script_1: None, script_2: None,
-///             message: "1 equals 1".into(), failed_batches: 0, failed_rows: 0,
-///             last_message: None, started_at: chrono::Utc::now(),
-///             duration: std::time::Duration::ZERO,
-///         })
+///         Ok(ValidationOutcome::new(self.name(), true, self.severity(), "1 equals 1")
+///             .with_comparison("1", "equals", "1"))
 ///     }
 /// }
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

@@ -228,6 +228,7 @@ async fn first_cell_as_is(
 
 /// A SQL script: its text, and a label for history (a file name, or the text itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Script {
     /// The label recorded in `validation_run_history`.
     pub label: String,

@@ -56,10 +56,7 @@ pub fn log(n: u64, k: i64) -> Vec<ChangeEvent> {
                     .map(|i| if i % 2 == 0 { Op::Insert } else { Op::Update })
                     .collect();
                 let meta: Vec<ChangeMeta> = (0..k)
-                    .map(|_| ChangeMeta {
-                        position: Some(pos.to_string()),
-                        ..Default::default()
-                    })
+                    .map(|_| ChangeMeta::new().with_position(pos.to_string()))
                     .collect();
                 ChangeEvent::rows(pos, t, cs.build(&ops, &meta, &rows, None, &[]).unwrap())
             }

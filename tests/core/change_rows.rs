@@ -49,18 +49,16 @@ fn sample(options: ChangeOptions) -> (ChangeSchema, RecordBatch) {
         vec![None, None, None],
     );
     let meta = vec![
-        ChangeMeta {
-            position: Some("0/16B3748".into()),
-            commit_ts: Some("2020-06-09T12:00:25Z".parse().unwrap()),
-            txid: Some("731".into()),
-            seq: Some(0),
-        },
-        ChangeMeta {
-            position: Some("0/16B3800".into()),
-            commit_ts: Some("2020-06-09T12:00:26Z".parse().unwrap()),
-            txid: Some("732".into()),
-            seq: Some(0),
-        },
+        ChangeMeta::new()
+            .with_position("0/16B3748")
+            .with_commit_ts("2020-06-09T12:00:25Z".parse().unwrap())
+            .with_txid("731")
+            .with_seq(0),
+        ChangeMeta::new()
+            .with_position("0/16B3800")
+            .with_commit_ts("2020-06-09T12:00:26Z".parse().unwrap())
+            .with_txid("732")
+            .with_seq(0),
         ChangeMeta::default(),
     ];
     let unsent = if options.unsent {

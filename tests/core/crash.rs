@@ -236,12 +236,7 @@ async fn a_local_state_store_refuses_a_second_save_of_one_version_and_stages_out
     let dir = tempfile::tempdir().unwrap();
     let sink = ObjectSink::local(dir.path()).unwrap();
     let state = ObjectStateStore::new(sink.clone(), "_state");
-    let s = tributary::stores::PipelineState {
-        checkpoint: Some(Checkpoint::Lsn { lsn: 1 }),
-        run_id: "r".into(),
-        updated_at: chrono::Utc::now(),
-        ..Default::default()
-    };
+    let s = tributary::stores::PipelineState::new(Some(Checkpoint::Lsn { lsn: 1 }), "r");
     let v1 = state.save("p", None, &s).await.unwrap();
     let again = state.save("p", None, &s).await;
     assert!(matches!(again, Err(Error::Conflict { .. })), "{again:?}");
@@ -306,12 +301,9 @@ async fn the_next_run_removes_what_a_killed_run_committed_past_its_checkpoint() 
     sink.put(manifest, serde_json::to_vec(&listed).unwrap().into())
         .await
         .unwrap();
-    let left = stores::PipelineState {
-        run_id: "dead".into(),
-        next_part: 2,
-        leftover: Leftover::new(vec![dead.into()], Some(manifest.into())),
-        ..Default::default()
-    };
+    let left = stores::PipelineState::new(None, "dead")
+        .with_next_part(2)
+        .with_leftover(Leftover::new(vec![dead.into()], Some(manifest.into())));
     state.save("leftover", None, &left).await.unwrap();
 
     let report = run("next").run().await.into_result().unwrap();
@@ -374,12 +366,8 @@ async fn a_reset_removes_what_a_killed_run_committed_past_its_checkpoint() {
     sink.put(manifest, serde_json::to_vec(&listed).unwrap().into())
         .await
         .unwrap();
-    let left = stores::PipelineState {
-        checkpoint: Some(Checkpoint::Lsn { lsn: 1 }),
-        run_id: "dead".into(),
-        leftover: Leftover::new(vec![dead.into()], Some(manifest.into())),
-        ..Default::default()
-    };
+    let left = stores::PipelineState::new(Some(Checkpoint::Lsn { lsn: 1 }), "dead")
+        .with_leftover(Leftover::new(vec![dead.into()], Some(manifest.into())));
     state.save("reset", None, &left).await.unwrap();
 
     p.reset().await.unwrap();

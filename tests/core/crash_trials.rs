@@ -35,7 +35,7 @@ const BATCH_ROWS: u64 = 1000;
 /// seen-list limit without a key, past it with one (a keyset position).
 fn group(keyed: bool) -> usize {
     if keyed {
-        tributary::sources::sql::KEYED_SEEN_LIMIT * 5 / 2
+        tributary::testing::KEYED_SEEN_LIMIT * 5 / 2
     } else {
         700
     }

@@ -632,12 +632,7 @@ async fn a_concurrent_runner_cannot_advance_the_same_checkpoint() {
         async fn open(&self, cx: ExtractContext) -> Result<Extraction> {
             let from = cx.checkpoint;
             let batches: Result<BatchStream> = async {
-                let other = PipelineState {
-                    checkpoint: Some(lsn(100)),
-                    run_id: "other".into(),
-                    updated_at: chrono::Utc::now(),
-                    ..Default::default()
-                };
+                let other = PipelineState::new(Some(lsn(100)), "other");
                 ObjectStateStore::new(self.1.clone(), "_state")
                     .save("numbers", None, &other)
                     .await?;

@@ -9,16 +9,13 @@ use tributary::{Severity, ValidationOutcome};
 
 fn run(dag: &str, id: &str, day: u32, state: &str, secs: i64) -> DagRun {
     let start = Utc.with_ymd_and_hms(2026, 11, day, 10, 0, 0).unwrap();
-    DagRun {
-        dag_id: dag.into(),
-        run_id: id.into(),
-        execution_date: Some(start),
-        state: state.into(),
-        external_trigger: false,
-        start_date: Some(start),
-        end_date: (state != "running").then(|| start + chrono::Duration::seconds(secs)),
-        updated_at: Some(start + chrono::Duration::seconds(secs)),
-    }
+    DagRun::new(dag, id, state)
+        .with_execution_date(start)
+        .with_dates(
+            start,
+            (state != "running").then(|| start + chrono::Duration::seconds(secs)),
+        )
+        .with_updated_at(start + chrono::Duration::seconds(secs))
 }
 
 async fn exercise(wh: Warehouse) {
@@ -96,22 +93,13 @@ async fn exercise(wh: Warehouse) {
     // Validation volume and success rate per day.
     let label = common::unique("check");
     for (day, passed) in [(2, true), (2, true), (2, false), (3, true)] {
-        let o = ValidationOutcome {
-            name: label.clone(),
-            passed,
-            severity: Severity::Warn,
-            left: Some("1".into()),
-            right: Some("1".into()),
-            operator: Some("equals".into()),
-            script_1: Some(label.clone()),
-            script_2: Some("expected.sql".into()),
-            message: String::new(),
-            failed_batches: 0,
-            failed_rows: 0,
-            last_message: None,
-            started_at: Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap(),
-            duration: std::time::Duration::from_millis(5),
-        };
+        let o = ValidationOutcome::new(&label, passed, Severity::Warn, "")
+            .with_comparison("1", "equals", "1")
+            .with_scripts(&label, Some("expected.sql".into()))
+            .with_timing(
+                Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap(),
+                std::time::Duration::from_millis(5),
+            );
         wh.record_validation(&o, None).await.unwrap();
     }
     let summary: Vec<_> = wh

@@ -8,13 +8,7 @@ use tributary::warehouse::Warehouse;
 use tributary::*;
 
 fn state(n: u64) -> PipelineState {
-    PipelineState {
-        checkpoint: Some(Checkpoint::Lsn { lsn: n }),
-        run_id: "r".into(),
-        next_part: 3,
-        updated_at: chrono::Utc::now(),
-        ..Default::default()
-    }
+    PipelineState::new(Some(Checkpoint::Lsn { lsn: n }), "r").with_next_part(3)
 }
 
 async fn exercise(wh: Warehouse) {

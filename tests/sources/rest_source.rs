@@ -611,11 +611,9 @@ async fn incremental_runs_pass_the_watermark_and_land_each_item_once() {
             RestExtractor::new(
                 RestSource::get(format!("{base}/since"))
                     .records("/data")
-                    .incremental(Incremental {
-                        param: "since".into(),
-                        field: "updated_at".into(),
-                        initial: Some("2024-01-20".into()),
-                    }),
+                    .incremental(
+                        Incremental::new("since", "updated_at").with_initial("2024-01-20"),
+                    ),
             )
             .unwrap(),
         )
@@ -746,11 +744,7 @@ async fn the_extractor_suite_passes_on_pages_and_on_a_watermark() {
     let (base, _) = server().await;
     let incremental = RestSource::get(format!("{base}/since"))
         .records("/data")
-        .incremental(Incremental {
-            param: "since".into(),
-            field: "updated_at".into(),
-            initial: Some("2024-01-20".into()),
-        });
+        .incremental(Incremental::new("since", "updated_at").with_initial("2024-01-20"));
     let r = tributary::testing::extractor_suite(&RestExtractor::new(incremental).unwrap(), 8).await;
     assert!(r.rows > 0 && r.resumes > 0, "{r:?}");
     let pages = RestSource::get(format!("{base}/items"))

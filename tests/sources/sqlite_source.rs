@@ -504,7 +504,7 @@ async fn too_many_identical_key_less_rows_at_one_value_is_an_error_naming_the_fi
     let pool = orders().await;
     many_at_one_value(
         &pool,
-        0..(tributary::sources::sql::KEYLESS_SEEN_LIMIT as i64 + 1),
+        0..(tributary::testing::KEYLESS_SEEN_LIMIT as i64 + 1),
         "2020-07-12 12:00:00",
     )
     .await;
@@ -639,7 +639,7 @@ async fn a_cursor_without_a_key_uses_the_tables_primary_key_and_stays_small() {
     let pool = orders_with_primary_key().await;
     let sink = ObjectSink::memory();
     let t = "2020-07-12 12:00:00";
-    let n = tributary::sources::sql::KEYLESS_SEEN_LIMIT as i64 + 1;
+    let n = tributary::testing::KEYLESS_SEEN_LIMIT as i64 + 1;
     many_at_one_value(&pool, 0..n, t).await;
     let p = common::pipeline(
         "orders",

@@ -129,7 +129,7 @@ type Cons = StreamConsumer<Ctx>;
 /// the larger of the saved checkpoint and the group's offsets. At least once: after a
 /// crash, the events since the last saved checkpoint are read again.
 ///
-/// Values are decoded by their Connect schema (see [`crate::kafka::debezium`]); events
+/// Values are decoded by their Connect schema (see [`crate::kafka`]); events
 /// without schemas get types from their JSON values (integers Int64, other numbers
 /// Float64, booleans, text; anything else JSON text), kept across runs from the schemas
 /// saved with the checkpoint.

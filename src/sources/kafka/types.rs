@@ -1,6 +1,6 @@
 //! Debezium values to Arrow: each column's [`Kind`] from its Connect schema (or, for
 //! events without schemas, from the JSON values themselves), and the arrays built from
-//! the JSON cells. The table of encodings is in [`crate::kafka::debezium`].
+//! the JSON cells. The table of encodings is in [`crate::kafka`].
 use crate::kafka::debezium as dbz;
 use crate::{Error, Result};
 use arrow_array::builder::*;

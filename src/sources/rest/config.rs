@@ -97,6 +97,7 @@ pub enum Auth {
 /// Incremental extraction: the largest `field` seen is the checkpoint, and the next run
 /// sends it as query parameter `param` (e.g. `?since=2024-01-01T00:00:00Z`).
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Incremental {
     /// The query parameter.
     pub param: String,
@@ -105,6 +106,23 @@ pub struct Incremental {
     pub field: String,
     /// The value to send on the first run, if any.
     pub initial: Option<String>,
+}
+
+impl Incremental {
+    /// Send the largest `field` seen as query parameter `param`; nothing on the first run.
+    pub fn new(param: impl Into<String>, field: impl Into<String>) -> Self {
+        Incremental {
+            param: param.into(),
+            field: field.into(),
+            initial: None,
+        }
+    }
+
+    /// The value to send on the first run.
+    pub fn with_initial(mut self, value: impl Into<String>) -> Self {
+        self.initial = Some(value.into());
+        self
+    }
 }
 
 /// A REST endpoint and everything needed to read it.

@@ -32,7 +32,7 @@ enum Msg {
 ///     RestSource::get("https://api.example.com/issues")
 ///         .records("/items")
 ///         .paginate(Pagination::LinkHeader)
-///         .incremental(Incremental { param: "since".into(), field: "updated_at".into(), initial: None }),
+///         .incremental(Incremental::new("since", "updated_at")),
 /// )?;
 /// # Ok(()) }
 /// ```

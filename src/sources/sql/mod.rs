@@ -24,7 +24,7 @@ pub(crate) use deadlines::Deadlines;
 pub(crate) use driver::{ColumnDecoder, Columns, KeyKind, Out, Prepared, SqlDriver, read_rows};
 pub(crate) use errors::sqlx_error;
 pub use timeouts::Timeouts;
-pub use watermark::{KEYED_SEEN_LIMIT, KEYLESS_SEEN_LIMIT, WatermarkTracker};
+pub(crate) use watermark::{KEYED_SEEN_LIMIT, KEYLESS_SEEN_LIMIT, WatermarkTracker};
 
 use crate::{CursorValue, Error, Result, Watermark};
 use std::time::Duration;
@@ -149,12 +149,12 @@ impl Cursor {
     }
 
     /// Columns that identify a row (a primary key). Rows at the boundary value are
-    /// recognised by these, and past [`KEYED_SEEN_LIMIT`] of them the checkpoint keeps a
+    /// recognised by these, and past 1,000 of them the checkpoint keeps a
     /// keyset position, so its size does not grow with the rows at one value.
     ///
     /// Without this, a table source uses the table's primary key from the catalog. A
     /// table with none, or a query, is read by all columns: identical rows are counted,
-    /// never merged, and past [`KEYLESS_SEEN_LIMIT`] rows at one value the extraction
+    /// never merged, and past 100,000 rows at one value the extraction
     /// stops with an error asking for a key.
     pub fn with_key<I: IntoIterator<Item = S>, S: Into<String>>(mut self, key: I) -> Self {
         self.key = key.into_iter().map(Into::into).collect();
@@ -269,17 +269,16 @@ impl Dialect {
 
 /// A query and the values to bind to it, in order.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct BuiltQuery {
+pub(crate) struct BuiltQuery {
     /// The SQL text.
-    pub sql: String,
+    pub(crate) sql: String,
     /// Values for the placeholders.
-    pub binds: Vec<CursorValue>,
+    pub(crate) binds: Vec<CursorValue>,
 }
 
 /// Build the extraction query: `SELECT cols FROM src [WHERE cursor >= ? [AND cursor < ?]]
 /// [ORDER BY cursor, key]`.
-pub fn build_query(
+pub(crate) fn build_query(
     source: &SqlSource,
     dialect: Dialect,
     from: Option<&Watermark>,
@@ -290,7 +289,7 @@ pub fn build_query(
 
 /// Like [`build_query`], with cursor parameters written as `CAST(? AS cast)` so that
 /// they can be bound as text (PostgreSQL's strict typing needs this).
-pub fn build_query_cast(
+pub(crate) fn build_query_cast(
     source: &SqlSource,
     dialect: Dialect,
     from: Option<&Watermark>,
@@ -582,7 +581,7 @@ impl Emitter {
                 // Before keys were read from the catalog, a cursor without a key
                 // fingerprinted all columns.
                 let legacy: &[String] = if c.key_from_table { &[] } else { &c.key };
-                WatermarkTracker::with_legacy_key(&c.column, &c.key, from, legacy)
+                WatermarkTracker::new(&c.column, &c.key, from, legacy)
             }),
             tx,
         }

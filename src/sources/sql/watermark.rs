@@ -7,14 +7,14 @@ use arrow_schema::{DataType, TimeUnit};
 use std::collections::HashMap;
 
 /// Rows at one cursor value a keyed watermark lists before it keeps a keyset position.
-pub const KEYED_SEEN_LIMIT: usize = 1000;
+pub(crate) const KEYED_SEEN_LIMIT: usize = 1000;
 /// Rows at one cursor value a key-less watermark lists before the extraction stops.
-pub const KEYLESS_SEEN_LIMIT: usize = 100_000;
+pub(crate) const KEYLESS_SEEN_LIMIT: usize = 100_000;
 
 /// Follows the cursor through an ordered result: drops rows already extracted at the
 /// starting value and computes the [`Watermark`] after each batch.
 #[derive(Debug)]
-pub struct WatermarkTracker {
+pub(crate) struct WatermarkTracker {
     column: String,
     /// The columns that identify a row at a new cursor value (empty: all columns).
     key: Vec<String>,
@@ -32,14 +32,8 @@ pub struct WatermarkTracker {
 impl WatermarkTracker {
     /// Track `column` (rows identified by `key`, or all columns when empty), starting
     /// from `from`. A saved watermark that does not say which columns its fingerprints
-    /// are of is read as fingerprints of `key`.
-    pub fn new(column: &str, key: &[String], from: Option<&Watermark>) -> Self {
-        Self::with_legacy_key(column, key, from, key)
-    }
-
-    /// Like [`WatermarkTracker::new`], reading a saved watermark that does not name its
-    /// columns as fingerprints of `legacy` (all columns when empty).
-    pub(crate) fn with_legacy_key(
+    /// are of is read as fingerprints of `legacy` (all columns when empty).
+    pub(crate) fn new(
         column: &str,
         key: &[String],
         from: Option<&Watermark>,
@@ -229,11 +223,6 @@ impl WatermarkTracker {
         w.after = Some(after);
         w.seen.clear();
         Ok(())
-    }
-
-    /// The watermark reached so far.
-    pub fn watermark(&self) -> Option<&Watermark> {
-        self.current.as_ref()
     }
 }
 

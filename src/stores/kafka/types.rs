@@ -1,5 +1,5 @@
 //! Arrow values → Debezium's JSON encodings and their Connect schemas (the table is in
-//! [`crate::kafka::debezium`]), the inverse of the Kafka source's decoding.
+//! [`crate::kafka`]), the inverse of the Kafka source's decoding.
 use crate::kafka::debezium as dbz;
 use crate::{Error, Result};
 use arrow_array::cast::AsArray;
