@@ -22,11 +22,11 @@ use common::{peak_rss_kib, timed, walk};
 use std::sync::Arc;
 use std::time::Instant;
 use tributary::kafka::KafkaClientConfig;
+use tributary::kafka::{KafkaConfig, KafkaExtractor};
+use tributary::kafka::{KafkaSink, KafkaSinkConfig};
 use tributary::model::{ChangeMeta, ChangeOptions, ChangeSchema, Op, key_field};
 use tributary::sources::MemoryExtractor;
-use tributary::sources::kafka::{KafkaConfig, KafkaExtractor};
 use tributary::stores::ObjectSink;
-use tributary::stores::kafka::{KafkaSink, KafkaSinkConfig};
 use tributary::{Batch, Pipeline};
 
 fn servers() -> String {

@@ -18,7 +18,7 @@
 
 use std::process::ExitCode;
 use tributary::config::PipelineConfig;
-use tributary::sources::kafka::KafkaExtractor;
+use tributary::kafka::KafkaExtractor;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -18,11 +18,11 @@
 use std::process::ExitCode;
 use tributary::Pipeline;
 use tributary::config::PipelineConfig;
+use tributary::kafka::KafkaSink;
 use tributary::model::ChangeOptions;
 use tributary::sources::mysql_cdc::MySqlCdcExtractor;
 use tributary::sources::postgres_cdc::PostgresCdcExtractor;
 use tributary::stores::ObjectStateStore;
-use tributary::stores::kafka::KafkaSink;
 
 #[tokio::main]
 async fn main() -> ExitCode {

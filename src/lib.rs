@@ -58,7 +58,7 @@
 //! | `mysql` | MySQL/MariaDB source ([`sources::mysql`]) and warehouse |
 //! | `mysql-cdc` | MySQL/MariaDB binlog change data capture (`sources::mysql_cdc`; implies `mysql`) |
 //! | `postgres-cdc` | PostgreSQL logical-replication change data capture (`sources::postgres_cdc`; implies `postgres`) |
-//! | `kafka` | Debezium change events from Kafka topics (`sources::kafka`) and change rows to topics as Debezium envelopes (`stores::kafka`) |
+//! | `kafka` | Debezium change events from Kafka topics, and change rows to topics as Debezium envelopes (`kafka`) |
 //! | `mongodb` | MongoDB source (`sources::mongo`: collection, time window, incremental) |
 //! | `rest` | REST API source ([`sources::rest`]) |
 //! | `parquet` | Parquet output format (`format::Parquet`) |

@@ -313,7 +313,7 @@ impl Warehouse {
             .collect::<Result<_>>()?;
         let seen = crate::model::row_fingerprints(&columns)?
             .into_iter()
-            .map(crate::model::fingerprint_hex)
+            .map(crate::sources::sql::fingerprint_hex)
             .collect();
         Ok(Some(crate::Checkpoint::Watermark(
             crate::Watermark::with_seen(crate::CursorValue::Text(max), seen),

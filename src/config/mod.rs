@@ -24,8 +24,6 @@
 
 #[cfg(any(feature = "mysql-cdc", feature = "postgres-cdc"))]
 mod cdc;
-#[cfg(feature = "kafka")]
-mod kafka;
 mod sections;
 mod store;
 

@@ -1,5 +1,5 @@
-//! Client settings shared by [`KafkaExtractor`](crate::sources::kafka::KafkaExtractor) and
-//! [`KafkaSink`](crate::stores::kafka::KafkaSink).
+//! Client settings shared by [`KafkaExtractor`](crate::kafka::KafkaExtractor) and
+//! [`KafkaSink`](crate::kafka::KafkaSink).
 use std::collections::BTreeMap;
 use std::time::Duration;
 

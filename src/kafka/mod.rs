@@ -1,7 +1,11 @@
-//! What the Kafka source and the Kafka sink share (feature `kafka`): the client settings
-//! ([`KafkaClientConfig`], secrets redacted), and Debezium's envelope vocabulary: the
-//! Connect schema names and value encodings both sides speak, read by the source and
-//! written by the sink as this table says.
+//! Kafka, in one place (feature `kafka`): topics of Debezium change events read as change
+//! rows ([`KafkaExtractor`] with [`KafkaConfig`]), change rows published to topics as
+//! Debezium change events ([`KafkaSink`] with [`KafkaSinkConfig`]), the client settings
+//! both share ([`KafkaClientConfig`], secrets redacted) and their `[kafka]` section of
+//! `pipeline.conf`.
+//!
+//! Both sides speak Debezium's envelope vocabulary: the Connect schema names and value
+//! encodings are read by the source and written by the sink as this table says.
 //!
 //! | Connect schema (`type`, `name`) | Arrow |
 //! |---|---|
@@ -22,6 +26,11 @@
 //! | `bytes` `io.debezium.data.Bits` | Binary |
 //! | anything else (arrays, maps, structs, geometry) | Utf8 holding the JSON value |
 pub(crate) mod client;
+mod conf;
+mod consume;
 pub(crate) mod debezium;
+mod publish;
 
 pub use client::KafkaClientConfig;
+pub use consume::{KafkaConfig, KafkaExtractor, Tombstones};
+pub use publish::{KafkaSink, KafkaSinkConfig};

@@ -24,7 +24,7 @@ fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 
 /// One fingerprint per row over `columns`: each value's canonical text, with NULL and
 /// column boundaries marked so that `("a","")` and `("","a")` differ.
-pub fn row_fingerprints(columns: &[ArrayRef]) -> Result<Vec<u64>> {
+pub(crate) fn row_fingerprints(columns: &[ArrayRef]) -> Result<Vec<u64>> {
     let fields: Vec<Field> = columns
         .iter()
         .map(|c| Field::new("c", c.data_type().clone(), true))
@@ -52,9 +52,4 @@ pub fn row_fingerprints(columns: &[ArrayRef]) -> Result<Vec<u64>> {
         out.push(h);
     }
     Ok(out)
-}
-
-/// A fingerprint as it is saved in a [`Watermark`](crate::Watermark): 16 hex digits.
-pub fn fingerprint_hex(fp: u64) -> String {
-    format!("{fp:016x}")
 }

@@ -11,7 +11,7 @@ mod table;
 pub use batch::{Batch, BatchStream, EncodedChunk, EncodedStream, collect};
 pub use change::{ChangeMeta, ChangeOptions, ChangeSchema, Op};
 pub use checkpoint::{Checkpoint, CursorValue, Watermark};
-pub(crate) use fingerprint::{fingerprint_hex, row_fingerprints};
+pub(crate) use fingerprint::row_fingerprints;
 pub use schema::{
     ColumnChange, FieldSummary, KEY_ORDINAL_KEY, SchemaSummary, key_columns, key_field,
     schema_changes,

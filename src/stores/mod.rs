@@ -18,7 +18,3 @@ pub use object_batch::ObjectBatchSink;
 pub use path::{KeyTemplate, KeyVars};
 pub use staging::{STAGING_DIR, StagedFile};
 pub use state::{ObjectStateStore, PipelineState, StateStore, Versioned};
-
-#[cfg(feature = "kafka")]
-#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
-pub mod kafka;

@@ -18,11 +18,11 @@ pub use extractor::{ExtractorSuiteReport, extractor_suite};
 /// Rows at one cursor value a keyed SQL watermark lists before it keeps a keyset
 /// position (for tests that go past it).
 #[cfg(feature = "sql")]
-pub const KEYED_SEEN_LIMIT: usize = crate::sources::sql::KEYED_SEEN_LIMIT;
+pub const KEYED_SEEN_LIMIT: usize = crate::sources::sql::watermark::KEYED_SEEN_LIMIT;
 /// Rows at one cursor value a key-less SQL watermark lists before the extraction stops
 /// (for tests that go past it).
 #[cfg(feature = "sql")]
-pub const KEYLESS_SEEN_LIMIT: usize = crate::sources::sql::KEYLESS_SEEN_LIMIT;
+pub const KEYLESS_SEEN_LIMIT: usize = crate::sources::sql::watermark::KEYLESS_SEEN_LIMIT;
 
 use crate::stores::ObjectSink;
 use crate::{ObjectTarget, Result, Sink};

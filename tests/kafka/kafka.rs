@@ -7,9 +7,9 @@ use common::wal;
 use tributary::ExtractorExt;
 use tributary::format::{Csv, Format};
 use tributary::kafka::KafkaClientConfig;
-use tributary::sources::kafka::{KafkaConfig, KafkaExtractor};
+use tributary::kafka::{KafkaConfig, KafkaExtractor};
+use tributary::kafka::{KafkaSink, KafkaSinkConfig};
 use tributary::sources::postgres_cdc::PostgresCdcConfig;
-use tributary::stores::kafka::{KafkaSink, KafkaSinkConfig};
 use tributary::stores::{ObjectSink, ObjectStateStore};
 use tributary::{Batch, Checkpoint, Extractor, Outcome, Pipeline};
 
@@ -613,7 +613,7 @@ fn bad_settings_are_configuration_errors() {
 
 #[tokio::test]
 async fn many_tables_on_one_topic_or_by_pattern_and_tombstones_as_deletes() {
-    use tributary::sources::kafka::Tombstones;
+    use tributary::kafka::Tombstones;
     let Some(servers) = bootstrap() else { return };
     let Some((url, mut conn)) = wal::connect().await else {
         return;

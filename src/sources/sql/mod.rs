@@ -18,13 +18,13 @@ pub(crate) mod driver;
 mod errors;
 pub(crate) mod extract;
 mod timeouts;
-mod watermark;
+pub(crate) mod watermark;
 
 pub(crate) use deadlines::Deadlines;
 pub(crate) use driver::{ColumnDecoder, Columns, KeyKind, Out, Prepared, SqlDriver, read_rows};
 pub(crate) use errors::sqlx_error;
 pub use timeouts::Timeouts;
-pub(crate) use watermark::{KEYED_SEEN_LIMIT, KEYLESS_SEEN_LIMIT, WatermarkTracker};
+pub(crate) use watermark::{WatermarkTracker, fingerprint_hex};
 
 use crate::{CursorValue, Error, Result, Watermark};
 use std::time::Duration;

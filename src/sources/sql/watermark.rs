@@ -1,4 +1,4 @@
-use crate::model::{fingerprint_hex, row_fingerprints};
+use crate::model::row_fingerprints;
 use crate::{Checkpoint, CursorValue, Error, Result, Watermark};
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
@@ -307,4 +307,9 @@ pub(crate) fn cursor_value(a: &ArrayRef, i: usize, column: &str) -> Result<Curso
             ));
         }
     })
+}
+
+/// A fingerprint as it is saved in a [`Watermark`]: 16 hex digits.
+pub(crate) fn fingerprint_hex(fp: u64) -> String {
+    format!("{fp:016x}")
 }

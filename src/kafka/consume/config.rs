@@ -21,7 +21,7 @@ pub enum Tombstones {
 ///
 /// ```
 /// use tributary::kafka::KafkaClientConfig;
-/// use tributary::sources::kafka::KafkaConfig;
+/// use tributary::kafka::KafkaConfig;
 /// let c = KafkaConfig::new(KafkaClientConfig::new("127.0.0.1:9092"), "landing", ["shop.inventory.orders"])
 ///     .until_current_end();
 /// assert_eq!(c.group_id(), "landing");

@@ -1,9 +1,7 @@
 //! `[kafka]`: the brokers, the consumer group and topics, and the published topics' prefix.
 
-use super::PipelineConfig;
-use crate::kafka::KafkaClientConfig;
-use crate::sources::kafka::KafkaConfig;
-use crate::stores::kafka::KafkaSinkConfig;
+use super::{KafkaClientConfig, KafkaConfig, KafkaSinkConfig};
+use crate::config::PipelineConfig;
 use crate::{Error, Result};
 
 impl PipelineConfig {

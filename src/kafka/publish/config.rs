@@ -5,7 +5,7 @@ use crate::kafka::KafkaClientConfig;
 ///
 /// ```
 /// use tributary::kafka::KafkaClientConfig;
-/// use tributary::stores::kafka::KafkaSinkConfig;
+/// use tributary::kafka::KafkaSinkConfig;
 /// let c = KafkaSinkConfig::new(KafkaClientConfig::new("127.0.0.1:9092"), "shop");
 /// assert_eq!(c.topic_for("inventory.orders"), "shop.inventory.orders");
 /// let c = c.with_topic_template("cdc-{name}");
