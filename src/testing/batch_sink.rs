@@ -1,6 +1,6 @@
 //! [`batch_sink_suite`]: the visibility rules of [`BatchSink`], for any implementation.
 
-use crate::model::SchemaSummary;
+use crate::model::{ChangeOptions, ChangeSchema, SchemaSummary};
 use crate::stores::{MemoryBatchSink, ObjectSink};
 use crate::{BatchSink, BatchTarget, Error, Leftover, Result};
 use arrow_array::{Int64Array, RecordBatch, StringArray};
@@ -33,17 +33,24 @@ impl BatchProbe for MemoryBatchSink {
     }
 }
 
+/// Change rows (an `_op` column, then the table's): what every batch sink takes, a
+/// change-stream sink such as a topic included.
 fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
+    let row = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("v", DataType::Utf8, true),
-    ]))
+    ]));
+    ChangeSchema::new(row, ChangeOptions::new())
+        .expect("no column named like a change column")
+        .schema()
+        .clone()
 }
 
 fn batch(from: i64, n: i64) -> RecordBatch {
     RecordBatch::try_new(
         schema(),
         vec![
+            Arc::new(StringArray::from(vec!["insert"; n as usize])),
             Arc::new(Int64Array::from((from..from + n).collect::<Vec<_>>())),
             Arc::new(StringArray::from(
                 (from..from + n)
@@ -59,8 +66,8 @@ fn target(run: &str, table: &str, part: u32) -> BatchTarget {
     BatchTarget::new("suite", "suite", table, run, part, Some(schema()))
 }
 
-/// Every check, each under its own run id starting with `run`; panics on the first
-/// violation:
+/// Every check, each under its own run id starting with `run`, on change rows (an `_op`
+/// column and the table's `id` and `v`); panics on the first violation:
 ///
 /// - rows written are invisible until commit, then visible; the report names the unit
 ///   (`key` = the writer's id), its table, rows and schema;
@@ -162,9 +169,10 @@ pub async fn batch_sink_suite<S: BatchSink + ?Sized, P: BatchProbe + ?Sized>(
     let r = format!("{run}-tables");
     let mut a = sink.begin(&target(&r, "t1", 0)).await.expect("begin");
     let mut b = sink.begin(&target(&r, "t2", 1)).await.expect("begin");
-    let c = sink.begin(&target(&r, "t1", 2)).await.expect("begin");
+    let mut c = sink.begin(&target(&r, "t1", 2)).await.expect("begin");
     a.write(&batch(0, 2)).await.expect("write");
     b.write(&batch(2, 3)).await.expect("write");
+    c.write(&batch(5, 1)).await.expect("write");
     let (ra, rb, rc) = (
         a.commit().await.expect("commit"),
         b.commit().await.expect("commit"),

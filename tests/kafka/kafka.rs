@@ -63,8 +63,21 @@ async fn publish(
     prefix: &str,
     state: &ObjectSink,
 ) {
+    publish_tables(url, slot, &[table], servers, prefix, state).await
+}
+
+/// Publish the WAL changes of `tables` (from where `state` left off) to topics
+/// `<prefix>.<table>`.
+async fn publish_tables(
+    url: &str,
+    slot: &str,
+    tables: &[&str],
+    servers: &str,
+    prefix: &str,
+    state: &ObjectSink,
+) {
     let report = Pipeline::builder("publish")
-        .extractor(wal::reader(url, slot, &[table], |c: PostgresCdcConfig| {
+        .extractor(wal::reader(url, slot, tables, |c: PostgresCdcConfig| {
             c.with_publication(slot)
         }))
         .batch_sink(
@@ -286,6 +299,66 @@ async fn a_run_resumes_in_the_middle_of_a_producer_batch() {
         ]
     );
     wal::cleanup(&mut conn, &t).await;
+}
+
+/// `testing::extractor_suite` on the Kafka source: Debezium events of two tables, with an
+/// `ALTER TABLE` between them (so later envelopes carry another schema), read back until
+/// the topics' current end; resumed from every checkpoint it yields exactly the rest,
+/// and its acknowledgements (offsets committed to the group) are accepted in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_extractor_suite_passes_on_kafka_across_a_ddl() {
+    let Some(servers) = bootstrap() else { return };
+    let Some((url, mut conn)) = wal::connect().await else {
+        return;
+    };
+    let (slot, a, b) = (wal::name("ks"), wal::name("ks_a"), wal::name("ks_b"));
+    wal::exec(
+        &mut conn,
+        &format!(
+            "CREATE TABLE {a} (id int PRIMARY KEY, v text);\n\
+             CREATE TABLE {b} (id int PRIMARY KEY, n int)"
+        ),
+    )
+    .await;
+    let (qa, qb) = (format!("public.{a}"), format!("public.{b}"));
+    let state = ObjectSink::memory();
+    // The first run snapshots the (empty) tables and creates the slot; the second
+    // publishes what follows.
+    publish_tables(&url, &slot, &[&qa, &qb], &servers, &slot, &state).await;
+    wal::exec(
+        &mut conn,
+        &format!(
+            "INSERT INTO {a} VALUES (1, 'x'), (2, 'y');\n\
+             INSERT INTO {b} VALUES (1, 10);\n\
+             UPDATE {a} SET v = 'z' WHERE id = 1;\n\
+             ALTER TABLE {a} ADD COLUMN w int;\n\
+             INSERT INTO {a} VALUES (3, 'w', 7);\n\
+             DELETE FROM {b} WHERE id = 1;\n\
+             BEGIN;\n\
+             INSERT INTO {a} VALUES (4, 'q', 1);\n\
+             INSERT INTO {b} VALUES (2, 20);\n\
+             COMMIT"
+        ),
+    )
+    .await;
+    publish_tables(&url, &slot, &[&qa, &qb], &servers, &slot, &state).await;
+    let (ta, tb) = (format!("{slot}.{qa}"), format!("{slot}.{qb}"));
+    let reader = KafkaExtractor::new(
+        KafkaConfig::new(
+            KafkaClientConfig::new(&servers),
+            format!("{slot}-suite"),
+            [ta.as_str(), tb.as_str()],
+        )
+        .until_current_end(),
+    )
+    .unwrap();
+    let r = tributary::testing::extractor_suite(&reader, 32).await;
+    wal::cleanup(&mut conn, &slot).await;
+    // 2 + 1 inserts, 1 update, 1 insert after the DDL, 1 delete (its tombstone is
+    // skipped), 2 in the last transaction.
+    assert_eq!(r.rows, 8, "{r:?}");
+    assert!(r.checkpoints >= 2, "{r:?}");
+    assert_eq!(r.resumes, r.checkpoints.min(32));
 }
 
 /// Every `id` column value landed in `sink` (CSV objects), with repeats.
@@ -722,4 +795,76 @@ async fn many_tables_on_one_topic_or_by_pattern_and_tombstones_as_deletes() {
         ]
     );
     wal::cleanup(&mut conn, &slot).await;
+}
+
+/// Whether a unit's messages are in its topic: any message there whose
+/// `tributary.unit` header is the unit's id (`<topic>@<run>/<part>`).
+struct TopicProbe {
+    servers: String,
+}
+
+#[tributary::async_trait]
+impl tributary::testing::BatchProbe for TopicProbe {
+    async fn visible(&self, id: &str) -> tributary::Result<bool> {
+        use rdkafka::Message;
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::Headers;
+        let topic = id.split('@').next().unwrap_or_default().to_string();
+        let (servers, id) = (self.servers.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || {
+            let c: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &servers)
+                .set("group.id", format!("probe-{}", std::process::id()))
+                .set("enable.auto.commit", "false")
+                .create()
+                .unwrap();
+            let timeout = std::time::Duration::from_secs(10);
+            let (_, high) = c.fetch_watermarks(&topic, 0, timeout).unwrap();
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)
+                .unwrap();
+            c.assign(&tpl).unwrap();
+            let mut read = 0;
+            while read < high {
+                let m = c
+                    .poll(timeout)
+                    .expect("a message before the high watermark")
+                    .unwrap();
+                read = m.offset() + 1;
+                let unit = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == "tributary.unit")
+                        .and_then(|h| h.value.map(<[u8]>::to_vec))
+                });
+                if unit.as_deref() == Some(id.as_bytes()) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .map_err(|e| tributary::Error::connector("probe", e, false))
+    }
+}
+
+/// `testing::batch_sink_suite` on the Kafka sink: a topic shows messages before the
+/// commit (it declares no atomic visibility), so the suite checks that each committed
+/// unit's messages are in its topic, ids are distinct, and another schema is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_batch_sink_suite_passes_on_the_kafka_sink() {
+    let Some(servers) = bootstrap() else { return };
+    let prefix = wal::name("bss");
+    let config = KafkaSinkConfig::new(KafkaClientConfig::new(&servers), &prefix);
+    let topic = config.topic_for("t1");
+    let sink = KafkaSink::new(config).unwrap();
+    assert!(!tributary::BatchSink::capabilities(&sink).atomic_visibility);
+    let probe = TopicProbe { servers };
+    tributary::testing::batch_sink_suite(&sink, &probe, "suite").await;
+    // The probe tells units apart: one no writer published is not in the topic.
+    let none = format!("{topic}@none/0");
+    assert!(
+        !tributary::testing::BatchProbe::visible(&probe, &none)
+            .await
+            .unwrap()
+    );
 }

@@ -9,6 +9,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{Field, SchemaRef};
 use async_trait::async_trait;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde_json::{Map, Value, json};
 use std::collections::VecDeque;
@@ -16,7 +17,9 @@ use std::collections::VecDeque;
 /// Publishes change rows (see [`crate::model::change`]) as Debezium change events
 /// (feature `kafka`): a [`BatchSink`] for [`PipelineBuilder::batch_sink`](crate::PipelineBuilder::batch_sink).
 ///
-/// Each change becomes one message on `<prefix>.<db>.<table>` ([`KafkaSinkConfig::with_topic_template`]):
+/// Each change becomes one message on `<prefix>.<db>.<table>` ([`KafkaSinkConfig::with_topic_template`]),
+/// with a header `tributary.unit` naming the unit it was published in
+/// (`<topic>@<run id>/<part>`, the id in the run's report):
 /// the key is the primary key (`{"id":1}`; null without one), the value Debezium's
 /// envelope `op`, `before`, `after`, `source`, `ts_ms`, with the Connect schemas when
 /// [`KafkaSinkConfig::with_schemas`] is on, and values encoded as Debezium's defaults
@@ -169,15 +172,20 @@ impl BatchSink for KafkaSink {
         let layout = Layout::new(&self.config, target, &schema)?;
         self.ensure_topic(&self.config.topic_for(&target.table))
             .await?;
+        let id = format!(
+            "{}@{}/{}",
+            self.config.topic_for(&target.table),
+            target.run_id,
+            target.part
+        );
         Ok(Box::new(KafkaWriter {
             producer: self.producer.clone(),
             topic: self.config.topic_for(&target.table),
-            id: format!(
-                "{}@{}/{}",
-                self.config.topic_for(&target.table),
-                target.run_id,
-                target.part
-            ),
+            headers: OwnedHeaders::new().insert(Header {
+                key: UNIT_HEADER,
+                value: Some(id.as_bytes()),
+            }),
+            id,
             table: target.table.clone(),
             schema,
             layout,
@@ -530,7 +538,13 @@ struct KafkaWriter {
     pending: VecDeque<DeliveryFuture>,
     rows: u64,
     bytes: u64,
+    /// The `tributary.unit` header every message of this unit carries.
+    headers: OwnedHeaders,
 }
+
+/// The header naming the unit (`<topic>@<run>/<part>`) a message was published in: a
+/// consumer can tell a unit a rerun published again, and find what one run published.
+pub(crate) const UNIT_HEADER: &str = "tributary.unit";
 
 /// Most messages in flight per writer before it waits for the oldest.
 const MAX_IN_FLIGHT: usize = 10_000;
@@ -553,7 +567,8 @@ impl KafkaWriter {
 
     async fn send(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<()> {
         loop {
-            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic);
+            let mut rec: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.topic).headers(self.headers.clone());
             if let Some(k) = key {
                 rec = rec.key(k);
             }
