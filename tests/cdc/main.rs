@@ -3,11 +3,13 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+#[cfg(all(feature = "mysql-cdc", feature = "postgres-cdc"))]
+mod cdc_example;
 #[cfg(any(feature = "mysql-cdc", feature = "postgres-cdc"))]
 mod cdc_suite;
 #[cfg(feature = "mysql-cdc")]
 mod mysql_cdc;
-#[cfg(feature = "mysql-cdc")]
+#[cfg(all(feature = "mysql-cdc", feature = "postgres-cdc"))]
 mod mysql_cdc_example;
 #[cfg(feature = "mysql-cdc")]
 mod mysql_cdc_pipeline;
@@ -15,7 +17,7 @@ mod mysql_cdc_pipeline;
 mod mysql_cdc_stream;
 #[cfg(feature = "postgres-cdc")]
 mod postgres_cdc;
-#[cfg(feature = "postgres-cdc")]
+#[cfg(all(feature = "mysql-cdc", feature = "postgres-cdc"))]
 mod postgres_cdc_example;
 #[cfg(feature = "postgres-cdc")]
 mod postgres_cdc_stream;
