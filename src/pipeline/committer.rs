@@ -422,7 +422,7 @@ impl<'a> Committer<'a> {
     async fn write_running_manifest(&mut self, cp: &Checkpoint) -> Result<()> {
         let mut snapshot = self.ledger.step_report(self.p);
         snapshot.checkpoint_to = Some(cp.clone());
-        write_manifest(&*self.p.sink, &mut snapshot).await?;
+        super::report::write_manifest(&*self.p.sink, &mut snapshot).await?;
         if snapshot.epoch.is_some() {
             self.ledger.epochs += 1;
             self.ledger.objects.clear();
@@ -593,19 +593,4 @@ fn watermark_time(cp: &Checkpoint) -> Option<DateTime<Utc>> {
         },
         _ => None,
     }
-}
-
-/// Write `report`'s manifest where the sink keeps it, if it keeps manifests, and record
-/// the key in `report.manifest`. The one way a manifest is written: before a checkpoint
-/// save (outcome `running`) and at the end of a run.
-pub(super) async fn write_manifest(
-    sink: &dyn crate::BatchSink,
-    report: &mut crate::RunReport,
-) -> Result<()> {
-    let Some(key) = sink.manifest_key(report)? else {
-        return Ok(());
-    };
-    report.manifest = Some(key.clone());
-    sink.write_manifest(&key, &crate::Manifest::from(&*report))
-        .await
 }

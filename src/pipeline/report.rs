@@ -310,3 +310,18 @@ crate::traits::forward_impls!(RunLog {
 } {
     async fn append(&self, report: &RunReport) -> Result<()> => (report);
 });
+
+/// Write `report`'s manifest where the sink keeps it, if it keeps manifests, and record
+/// the key in `report.manifest`. The one way a manifest is written: before a checkpoint
+/// save (outcome `running`) and at the end of a run.
+pub(super) async fn write_manifest(
+    sink: &dyn crate::BatchSink,
+    report: &mut crate::RunReport,
+) -> Result<()> {
+    let Some(key) = sink.manifest_key(report)? else {
+        return Ok(());
+    };
+    report.manifest = Some(key.clone());
+    sink.write_manifest(&key, &crate::Manifest::from(&*report))
+        .await
+}

@@ -43,7 +43,7 @@ impl Pipeline {
         let attempts = attempts.tries();
         let mut report = run.report(self, attempts, started, result);
         // The manifest describes the run as it ended, failures included.
-        if let Err(e) = super::committer::write_manifest(&*self.sink, &mut report).await {
+        if let Err(e) = super::report::write_manifest(&*self.sink, &mut report).await {
             report.warnings.push(format!("manifest not written: {e}"));
         }
         if let Some(log) = &self.run_log

@@ -4,9 +4,10 @@
 
 use super::types::Dec;
 use crate::sources::sql::extract::cursor_column;
+use crate::sources::sql::query::build_query_casts;
 use crate::sources::sql::{
     BuiltQuery, Columns, Deadlines, Dialect, From, KeyKind, Out, Prepared, SqlDriver, SqlSource,
-    Timeouts, build_query, build_query_casts, lag_bound, read_rows, sqlx_error,
+    Timeouts, build_query, lag_bound, read_rows, sqlx_error,
 };
 use crate::{CursorValue, Error, Result, Watermark};
 use arrow_schema::Schema;

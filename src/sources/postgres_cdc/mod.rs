@@ -24,6 +24,7 @@ mod extractor;
 mod pgoutput;
 mod rows;
 mod server;
+mod session;
 mod snapshot;
 mod stream;
 pub mod types;

@@ -3,9 +3,9 @@
 //! repeats a change. Big tables are read in page (`ctid`) ranges on parallel connections,
 //! each inside the same snapshot.
 
-use super::extractor::Ctx;
 use super::rows::row_schema;
 use super::server::{self, Table, err, lsn_text};
+use super::session::Ctx;
 use crate::model::{ChangeMeta, ChangeSchema, Op};
 use crate::sources::postgres::types::Dec;
 use crate::sources::sql::{Out, Prepared, SqlDriver, SqlSource};

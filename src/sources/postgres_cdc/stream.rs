@@ -3,10 +3,10 @@
 //! acknowledged position reported to the server.
 
 use super::ack::AckShared;
-use super::extractor::{Ctx, wire_err};
 use super::pgoutput::{Message, Relation, decode};
 use super::rows::{Acc, Layout};
 use super::server::{self, lsn_text};
+use super::session::{Ctx, wire_err};
 use super::types::Types;
 use crate::model::{ChangeMeta, Op};
 use crate::sources::cdc::{Handed, Handoff};
