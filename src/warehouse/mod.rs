@@ -142,12 +142,12 @@ impl Warehouse {
         Ok(r.rows_affected())
     }
 
-    /// A [`StateStore`] keeping checkpoints in table `tributary_state`.
+    /// A [`StateStore`](crate::stores::StateStore) keeping checkpoints in table `tributary_state`.
     pub fn state_store(&self) -> SqlStateStore {
         SqlStateStore { wh: self.clone() }
     }
 
-    /// A [`RunLog`] appending to table `pipeline_run_history`.
+    /// A [`RunLog`](crate::RunLog) appending to table `pipeline_run_history`.
     pub fn run_log(&self) -> SqlRunLog {
         SqlRunLog { wh: self.clone() }
     }
