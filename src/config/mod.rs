@@ -22,8 +22,6 @@
 //! never silently falls back to a default. Passwords and keys are [`Secret`]s: `Debug`
 //! prints `***`.
 
-#[cfg(any(feature = "mysql-cdc", feature = "postgres-cdc"))]
-mod cdc;
 mod sections;
 mod store;
 
@@ -301,7 +299,7 @@ impl PipelineConfig {
     }
 
     /// `[section] key` read by `parse`, or a configuration error saying what was expected.
-    pub(super) fn parsed<T>(
+    pub(crate) fn parsed<T>(
         &self,
         section: &str,
         key: &str,

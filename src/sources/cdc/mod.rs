@@ -3,6 +3,7 @@
 //! on the database: the change-row accumulator and the hand-off at transaction
 //! boundaries.
 
+mod conf;
 mod handoff;
 mod options;
 mod rows;

@@ -47,7 +47,9 @@
 //! types it cannot store (decimal128, timestamps, regexes) are tested with documents built
 //! in Rust.
 
+mod config;
 mod extractor;
 mod types;
 
-pub use extractor::{MongoExtractor, MongoSource};
+pub use config::MongoSource;
+pub use extractor::MongoExtractor;

@@ -126,3 +126,30 @@ impl MySqlCdcConfig {
         self
     }
 }
+
+/// Its section of `pipeline.conf`.
+impl crate::config::PipelineConfig {
+    /// `[cdc]` as a binlog reader's settings: `server_id`, `tables` (comma-separated
+    /// include list; default `default_table`), `snapshot` (`initial`, `never`,
+    /// `initial_only`), `when_position_lost` (`fail`, `resnapshot`). A value that does not
+    /// parse is a configuration error naming the key.
+    ///
+    /// ```
+    /// use tributary::config::PipelineConfig;
+    /// let c = PipelineConfig::parse("[cdc]\nserver_id = 7\nsnapshot = never\n", "test", |_| None)?;
+    /// assert!(c.mysql_cdc("Orders").is_ok());
+    /// let bad = PipelineConfig::parse("[cdc]\nsnapshot = sometimes\n", "test", |_| None)?;
+    /// assert!(bad.mysql_cdc("Orders").unwrap_err().to_string().contains("snapshot"));
+    /// # Ok::<(), tributary::Error>(())
+    /// ```
+    pub fn mysql_cdc(&self, default_table: &str) -> crate::Result<MySqlCdcConfig> {
+        let mut c = MySqlCdcConfig::new();
+        if let Some(id) = self.parsed("cdc", "server_id", "a server id (1 to 4294967295)", |v| {
+            v.parse::<u32>().ok().filter(|n| *n > 0)
+        })? {
+            c = c.with_server_id(id);
+        }
+        let tables = self.cdc_common(default_table, "mysql_config", c.cdc_mut())?;
+        Ok(c.with_tables(tables))
+    }
+}

@@ -153,3 +153,53 @@ impl PostgresCdcConfig {
         Ok(())
     }
 }
+
+/// Its section of `pipeline.conf`.
+impl crate::config::PipelineConfig {
+    /// `[cdc]` as a WAL reader's settings: `slot` and `publication` (default
+    /// `tributary_<table>`, in lower case), `temporary_slot` (`true`/`false`), `tables`
+    /// (comma-separated; default `default_table`), `snapshot`, `when_position_lost`, as for
+    /// [`mysql_cdc`](Self::mysql_cdc). A value that does not parse is a configuration
+    /// error naming the key.
+    ///
+    /// ```
+    /// use tributary::config::PipelineConfig;
+    /// let c = PipelineConfig::parse("[cdc]\nslot = orders_slot\n", "test", |_| None)?;
+    /// let wal = c.postgres_cdc("Orders")?;
+    /// assert_eq!((wal.slot(), wal.publication()), ("orders_slot", "tributary_orders"));
+    /// let bad = PipelineConfig::parse("[cdc]\ntemporary_slot = maybe\n", "test", |_| None)?;
+    /// assert!(bad.postgres_cdc("Orders").unwrap_err().to_string().contains("temporary_slot"));
+    /// # Ok::<(), tributary::Error>(())
+    /// ```
+    pub fn postgres_cdc(&self, default_table: &str) -> Result<PostgresCdcConfig> {
+        let fallback = format!(
+            "tributary_{}",
+            default_table
+                .to_ascii_lowercase()
+                .replace(['.', '-', ' '], "_")
+        );
+        let slot = self
+            .get("cdc", "slot")
+            .map(str::to_string)
+            .unwrap_or_else(|| fallback.clone());
+        let publication = self
+            .get("cdc", "publication")
+            .map(str::to_string)
+            .unwrap_or(fallback);
+        let mut c = PostgresCdcConfig::new(slot).with_publication(publication);
+        if let Some(t) = self.parsed("cdc", "temporary_slot", "true or false", |v| {
+            match v.trim() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            }
+        })? {
+            c = c.with_temporary_slot(t);
+        }
+        let tables = self.cdc_common(default_table, "postgres_config", c.cdc_mut())?;
+        c = c.with_tables(tables);
+        c.validate()
+            .map_err(|e| crate::Error::config("pipeline.conf", format!("[cdc]: {e}")))?;
+        Ok(c)
+    }
+}
