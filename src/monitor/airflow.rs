@@ -75,8 +75,9 @@ fn s(v: &Value, k: &str) -> Option<String> {
 }
 
 impl AirflowRuns {
-    /// Read `dag_run` from the metadata database at `url` (PostgreSQL or MySQL).
-    pub async fn metadata_db(url: &str) -> Result<Self> {
+    /// Connect to the Airflow metadata database at `url` (PostgreSQL or MySQL) and read
+    /// `dag_run` from it.
+    pub async fn connect_metadata_db(url: &str) -> Result<Self> {
         Ok(AirflowRuns::MetadataDb(Warehouse::connect(url).await?))
     }
 

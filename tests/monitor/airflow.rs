@@ -68,7 +68,7 @@ async fn from_the_metadata_database_late_finishers_included() {
     let wh = Warehouse::connect(&format!("sqlite://{}/wh.db", dir.path().display()))
         .await
         .unwrap();
-    let source = AirflowRuns::metadata_db(&a.db).await.unwrap();
+    let source = AirflowRuns::connect_metadata_db(&a.db).await.unwrap();
     let first = source.sync(&wh).await.unwrap();
     assert!(first.runs >= 2 && first.since.is_none(), "{first:?}");
     let ok = count(
@@ -249,7 +249,7 @@ async fn a_database_that_is_not_airflows_is_a_clear_error() {
     let wh = Warehouse::connect(&format!("sqlite://{}/wh.db", dir.path().display()))
         .await
         .unwrap();
-    let e = AirflowRuns::metadata_db(&url)
+    let e = AirflowRuns::connect_metadata_db(&url)
         .await
         .unwrap()
         .sync(&wh)
@@ -325,7 +325,7 @@ async fn from_the_metadata_database_of_a_real_airflow_2() {
     let wh = Warehouse::connect(&format!("sqlite://{}/wh.db", dir.path().display()))
         .await
         .unwrap();
-    let source = AirflowRuns::metadata_db(&db).await.unwrap();
+    let source = AirflowRuns::connect_metadata_db(&db).await.unwrap();
     let first = source.sync(&wh).await.unwrap();
     assert!(first.runs >= 2, "{first:?}");
     let with_dates = count(
