@@ -187,11 +187,10 @@ impl Attempts<'_> {
             "retryable failure; trying again in {wait:?}");
         self.tries += 1;
         let cancelled = async {
-            match cancel {
-                [] => std::future::pending().await,
-                [a] => a.cancelled().await,
-                [a, b, ..] => tokio::select! { _ = a.cancelled() => {}, _ = b.cancelled() => {} },
+            if cancel.is_empty() {
+                std::future::pending::<()>().await;
             }
+            futures::future::select_all(cancel.iter().map(|c| Box::pin(c.cancelled()))).await;
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => Ok(()),

@@ -298,6 +298,23 @@ impl PipelineConfig {
         self.parsed(section, "port", "a port number", |p| p.parse().ok())
     }
 
+    /// `[section] key` as a comma-separated list, blanks dropped (empty when unset).
+    #[cfg_attr(
+        not(any(feature = "kafka", feature = "mysql-cdc", feature = "postgres-cdc")),
+        allow(dead_code)
+    )]
+    pub(crate) fn list(&self, section: &str, key: &str) -> Vec<String> {
+        self.get(section, key)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// `[section] key` read by `parse`, or a configuration error saying what was expected.
     pub(crate) fn parsed<T>(
         &self,

@@ -83,16 +83,7 @@ impl PipelineConfig {
     /// `group_id` (default `tributary`), `topics` (comma-separated names or `^patterns`,
     /// required).
     pub fn kafka_reader(&self) -> Result<KafkaConfig> {
-        let topics: Vec<String> = self
-            .get("kafka", "topics")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let topics = self.list("kafka", "topics");
         if topics.is_empty() {
             return Err(Error::config(
                 "pipeline.conf",

@@ -15,16 +15,7 @@ impl PipelineConfig {
         section: &str,
         common: &mut CdcOptions,
     ) -> Result<Vec<String>> {
-        let mut tables: Vec<String> = self
-            .get("cdc", "tables")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut tables = self.list("cdc", "tables");
         if tables.is_empty() {
             tables.push(default_table.to_string());
         }
