@@ -88,8 +88,7 @@ async fn tributary_case(table: &str, from: (String, u64)) {
     .unwrap();
     let p = Pipeline::builder("bench")
         .extractor(cdc)
-        .sink(sink)
-        .options(PipelineOptions::new().with_manifest_template(None))
+        .batch_sink(tributary::stores::ObjectBatchSink::csv(sink).with_manifest_template(None))
         .build()
         .unwrap();
     let t = Instant::now();

@@ -54,12 +54,10 @@ async fn one(case: &str) {
     };
     let p = Pipeline::builder("bench")
         .extractor(extractor)
-        .sink(sink.clone())
-        .options(
-            PipelineOptions::new()
-                .with_encoded_path(encoded)
-                .with_manifest_template(None),
+        .batch_sink(
+            tributary::stores::ObjectBatchSink::csv(sink.clone()).with_manifest_template(None),
         )
+        .options(PipelineOptions::new().with_encoded_path(encoded))
         .build()
         .unwrap();
     let t = Instant::now();

@@ -17,9 +17,9 @@ use chrono::{TimeZone, Utc};
 use common::peak_rss_kib;
 use mongodb::bson::{DateTime, doc};
 use std::time::Instant;
+use tributary::Pipeline;
 use tributary::sources::mongo::{MongoExtractor, MongoSource};
 use tributary::stores::ObjectSink;
-use tributary::{Pipeline, PipelineOptions};
 
 const DB: &str = "tributary_bench";
 const COLL: &str = "events";
@@ -71,8 +71,10 @@ async fn tributary_case(case: &str) {
     let t = Instant::now();
     let p = Pipeline::builder("bench")
         .extractor(MongoExtractor::connect(&uri(), source).await.unwrap())
-        .sink(ObjectSink::local(dir.path()).unwrap())
-        .options(PipelineOptions::new().with_manifest_template(None))
+        .batch_sink(
+            tributary::stores::ObjectBatchSink::csv(ObjectSink::local(dir.path()).unwrap())
+                .with_manifest_template(None),
+        )
         .build()
         .unwrap();
     let r = p.run().await.into_result().unwrap();

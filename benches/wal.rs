@@ -135,8 +135,7 @@ async fn tributary_case(table: &str, snapshot: bool) {
     }
     let p = Pipeline::builder("bench")
         .extractor(cdc.clone())
-        .sink(sink)
-        .options(PipelineOptions::new().with_manifest_template(None))
+        .batch_sink(tributary::stores::ObjectBatchSink::csv(sink).with_manifest_template(None))
         .build()
         .unwrap();
     let t = Instant::now();

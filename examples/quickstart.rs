@@ -53,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Both pipelines land `Orders` in one folder, `sqlite/Orders/dt=…/`: one folder per
     // table whatever pipeline wrote it, so a loader reads the table from one prefix (run
     // ids keep the keys apart). To keep pipelines apart instead, give them
-    // `PipelineOptions::with_key_template(KeyTemplate::new(KeyTemplate::PER_PIPELINE)?)`.
+    // `.batch_sink(ObjectBatchSink::csv(sink).with_key_template(KeyTemplate::new(KeyTemplate::PER_PIPELINE)?))`.
     let full = Pipeline::builder("orders_full")
         .extractor(SqliteExtractor::new(
             source.clone(),

@@ -144,6 +144,24 @@ impl PipelineConfig {
         }
     }
 
+    /// The objects `[store]` describes: [`store`](Self::store) in
+    /// [`format`](Self::format), compressed as [`compression`](Self::compression) says,
+    /// with the default key and manifest templates.
+    ///
+    /// ```
+    /// use tributary::config::PipelineConfig;
+    /// let c = PipelineConfig::parse("[store]\nurl = memory:///\ncompression = gzip\n", "t", |_| None)
+    ///     .unwrap();
+    /// assert!(format!("{:?}", c.object_batch_sink().unwrap()).contains("Gzip"));
+    /// let bad = PipelineConfig::parse("[store]\nurl = memory:///\ncompression = lz9\n", "t", |_| None)
+    ///     .unwrap();
+    /// assert!(bad.object_batch_sink().unwrap_err().to_string().contains("lz9"));
+    /// ```
+    pub fn object_batch_sink(&self) -> Result<crate::stores::ObjectBatchSink> {
+        crate::stores::ObjectBatchSink::new(self.store()?, self.format()?)
+            .with_compression(self.compression()?)
+    }
+
     /// `[store] compression` of whole objects: `none` (default), `gzip`, or `zstd` /
     /// `zstd:LEVEL` (feature `zstd`). With
     /// `format = parquet` the setting is Parquet's own (see [`PipelineConfig::format`]) and
@@ -182,7 +200,7 @@ impl PipelineConfig {
     }
 
     /// The [`PipelineOptions`](crate::PipelineOptions) `pipeline.conf` sets:
-    /// `[store] compression`, `part_max_rows`, `part_max_bytes` (bytes, or `64MiB`, `1GiB`),
+    /// `[store] part_max_rows`, `part_max_bytes` (bytes, or `64MiB`, `1GiB`),
     /// and `[pipeline] commit_interval` (`30s`, `5m`), `retries`, `retry_backoff`,
     /// `channel_capacity`, `on_schema_change` (`new_object` or `fail`). Unset keys keep the
     /// defaults.
@@ -202,7 +220,7 @@ impl PipelineConfig {
     /// assert!(bad.pipeline_options().unwrap_err().to_string().contains("new_object or fail"));
     /// ```
     pub fn pipeline_options(&self) -> Result<crate::PipelineOptions> {
-        let mut o = crate::PipelineOptions::new().with_compression(self.compression()?);
+        let mut o = crate::PipelineOptions::new();
         if let Some(n) = self.parsed("store", "part_max_rows", "a number of rows", |v| {
             v.parse::<u64>().ok().filter(|n| *n > 0)
         })? {
@@ -293,8 +311,7 @@ impl PipelineConfig {
     )]
     pub async fn pipeline_builder(&self, name: &str) -> Result<crate::PipelineBuilder> {
         let mut b = crate::Pipeline::builder(name)
-            .sink(self.store()?)
-            .format(self.format()?)
+            .batch_sink(self.object_batch_sink()?)
             .options(self.pipeline_options()?);
         if self.get("warehouse", "url").is_some() {
             let wh = self.warehouse().await?;

@@ -56,8 +56,8 @@ pub use crate::traits::ObjectReport;
 pub use options::{OnSchemaChange, PipelineOptions};
 pub use report::{Manifest, Outcome, Progress, RunLog, RunReport};
 
-use crate::format::{Compression, Csv, Format};
-use crate::stores::{KeyTemplate, ObjectBatchSink, StateStore};
+use crate::format::{Csv, Format};
+use crate::stores::{ObjectBatchSink, StateStore};
 use crate::{
     BatchSink, BatchValidator, Checkpoint, Error, ExtractContext, Extractor, Result, Sink,
 };
@@ -91,17 +91,19 @@ impl PipelineBuilder {
         self
     }
 
-    /// Where objects land: batches are encoded in the [`format`](Self::format), compressed
-    /// and keyed as the options say (an [`ObjectBatchSink`] on `s`).
+    /// Where objects land: batches are encoded in the [`format`](Self::format) and keyed
+    /// with the default layout (an [`ObjectBatchSink`] on `s`). For a prefix, other key
+    /// or manifest templates or compression, give
+    /// [`batch_sink`](Self::batch_sink)`(ObjectBatchSink::new(s, format).with_*(...))`.
     pub fn sink(mut self, s: impl Sink) -> Self {
         self.sink = Some(Arc::new(s));
         self
     }
 
     /// Where rows land, for a sink that takes Arrow batches itself (a warehouse loader,
-    /// a topic), instead of [`sink`](Self::sink). The format, compression, prefix and
-    /// key and manifest templates are then the sink's own business:
-    /// [`build`](Self::build) refuses options that set them.
+    /// a topic, an [`ObjectBatchSink`] with its own layout), instead of
+    /// [`sink`](Self::sink). The format is then the sink's own business:
+    /// [`build`](Self::build) refuses a [`format`](Self::format) beside it.
     pub fn batch_sink(mut self, s: impl BatchSink) -> Self {
         self.batch_sink = Some(Arc::new(s));
         self
@@ -180,28 +182,17 @@ impl PipelineBuilder {
                 return Err(Error::config("pipeline", "no sink: call .sink(...)"));
             }
             (None, Some(b)) => {
-                let ignored = self.options.object_layout_changes(self.format_set);
-                if !ignored.is_empty() {
+                if self.format_set {
                     return Err(Error::config(
                         "pipeline",
-                        format!(
-                            "{} lay out objects written through .sink(...); a \
-                             .batch_sink(...) lays out its own output, so set them on the \
-                             sink itself (e.g. ObjectBatchSink::with_prefix)",
-                            ignored.join(", ")
-                        ),
+                        "PipelineBuilder::format applies to objects written through \
+                         .sink(...); a .batch_sink(...) encodes its own output, so give the \
+                         format to the sink itself (ObjectBatchSink::new(sink, format))",
                     ));
                 }
                 b
             }
-            (Some(s), None) => Arc::new(
-                ObjectBatchSink::from_parts(s, self.format)
-                    .with_compression(self.options.compression)?
-                    .with_prefix(self.options.prefix.clone())
-                    .with_key_template(self.options.key_template.clone())
-                    .with_manifest_template(self.options.manifest_template.clone())
-                    .with_redshift_manifest(self.options.redshift_manifest),
-            ),
+            (Some(s), None) => Arc::new(ObjectBatchSink::from_parts(s, self.format)),
         };
         if self.options.exactly_once
             && let Some(why) = not_exactly_once(&*sink, self.state.is_some(), &self.options)

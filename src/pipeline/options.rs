@@ -1,28 +1,28 @@
 //! [`PipelineOptions`]: the knobs of a run (parts, commits, retries, start point,
-//! delivery), and of objects written through `.sink(...)`.
+//! delivery). How objects are laid out (prefix, key and manifest templates,
+//! compression) is the object sink's business:
+//! [`ObjectBatchSink`](crate::stores::ObjectBatchSink).
 
-use super::{Checkpoint, Compression, KeyTemplate};
+use super::Checkpoint;
 use crate::RetryPolicy;
 use std::time::Duration;
 
-/// Knobs for a [`Pipeline`](super::Pipeline). New options never break callers: build with
-/// `PipelineOptions::new().with_*()`.
+/// Knobs for a [`Pipeline`](super::Pipeline) run. New options never break callers:
+/// build with `PipelineOptions::new().with_*()`. Object layout (prefix, key and
+/// manifest templates, compression, Redshift manifests) is set on the
+/// [`ObjectBatchSink`](crate::stores::ObjectBatchSink) given to
+/// [`PipelineBuilder::batch_sink`](super::PipelineBuilder::batch_sink).
 #[derive(Clone, Debug)]
 pub struct PipelineOptions {
-    pub(super) prefix: String,
-    pub(super) key_template: KeyTemplate,
-    pub(super) manifest_template: Option<KeyTemplate>,
     pub(super) part_max_rows: Option<u64>,
     pub(super) part_max_bytes: Option<u64>,
     pub(super) commit_interval: Option<Duration>,
-    pub(super) compression: Compression,
     pub(super) channel_capacity: usize,
     pub(super) run_id: Option<String>,
     pub(super) start_from: Option<Checkpoint>,
     pub(super) retry: RetryPolicy,
     pub(super) encoded_path: bool,
     pub(super) on_schema_change: OnSchemaChange,
-    pub(super) redshift_manifest: bool,
     pub(super) exactly_once: bool,
 }
 
@@ -44,70 +44,25 @@ pub enum OnSchemaChange {
 impl Default for PipelineOptions {
     fn default() -> Self {
         PipelineOptions {
-            prefix: String::new(),
-            key_template: KeyTemplate::default(),
-            manifest_template: Some(
-                KeyTemplate::manifest(KeyTemplate::MANIFEST).expect("valid default"),
-            ),
             part_max_rows: None,
             part_max_bytes: Some(256 * 1024 * 1024),
             commit_interval: None,
-            compression: Compression::None,
             channel_capacity: 4,
             run_id: None,
             start_from: None,
             retry: RetryPolicy::none(),
             encoded_path: true,
             on_schema_change: OnSchemaChange::NewObject,
-            redshift_manifest: false,
             exactly_once: false,
         }
     }
 }
 
 impl PipelineOptions {
-    /// The object-layout knobs set to other than their defaults (and `format` if the
-    /// builder was given one): they apply to a `.sink(...)`, never to a batch sink.
-    pub(super) fn object_layout_changes(&self, format_set: bool) -> Vec<&'static str> {
-        let d = PipelineOptions::default();
-        [
-            ("with_prefix", self.prefix != d.prefix),
-            ("with_key_template", self.key_template != d.key_template),
-            (
-                "with_manifest_template",
-                self.manifest_template != d.manifest_template,
-            ),
-            ("with_compression", self.compression != d.compression),
-            ("with_redshift_manifest", self.redshift_manifest),
-            ("PipelineBuilder::format", format_set),
-        ]
-        .into_iter()
-        .filter_map(|(name, set)| set.then_some(name))
-        .collect()
-    }
-
-    /// Defaults: default key template, no prefix, parts of at most 256 MiB, no row limit,
-    /// no commit interval, no compression, no retries.
+    /// Defaults: parts of at most 256 MiB, no row limit, no commit interval, no retries,
+    /// at-least-once delivery.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// A prefix for every key (the `{prefix}` placeholder).
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The key template for data objects (see [`KeyTemplate`]).
-    pub fn with_key_template(mut self, template: KeyTemplate) -> Self {
-        self.key_template = template;
-        self
-    }
-
-    /// The key template for the run manifest, or `None` to write no manifest.
-    pub fn with_manifest_template(mut self, template: Option<KeyTemplate>) -> Self {
-        self.manifest_template = template;
-        self
     }
 
     /// Commit the open part once it holds this many rows (checked between batches).
@@ -126,12 +81,6 @@ impl PipelineOptions {
     /// source is idle. For unbounded streams such as CDC.
     pub fn with_commit_interval(mut self, every: Duration) -> Self {
         self.commit_interval = Some(every);
-        self
-    }
-
-    /// Compress objects.
-    pub fn with_compression(mut self, compression: Compression) -> Self {
-        self.compression = compression;
         self
     }
 
@@ -158,13 +107,6 @@ impl PipelineOptions {
     /// CSV; default `true`). The bytes are the same either way; turn it off to compare.
     pub fn with_encoded_path(mut self, yes: bool) -> Self {
         self.encoded_path = yes;
-        self
-    }
-
-    /// Also write Redshift's `COPY ... MANIFEST` file beside each run manifest (see
-    /// [`ObjectBatchSink::with_redshift_manifest`](crate::stores::ObjectBatchSink::with_redshift_manifest)).
-    pub fn with_redshift_manifest(mut self, yes: bool) -> Self {
-        self.redshift_manifest = yes;
         self
     }
 

@@ -1,7 +1,9 @@
 //! [`ObjectBatchSink`]: the [`BatchSink`] that writes objects of a [`Format`] to a
 //! [`Sink`], with whole-object compression, keys from a [`KeyTemplate`] and a manifest
 //! per run. Every pipeline built with [`PipelineBuilder::sink`](crate::PipelineBuilder::sink)
-//! uses one.
+//! uses one with the default layout; give one with a layout of your own (a prefix, key
+//! and manifest templates, compression) to
+//! [`PipelineBuilder::batch_sink`](crate::PipelineBuilder::batch_sink).
 
 use super::compress::Compressor;
 use super::{KeyTemplate, KeyVars};
@@ -30,7 +32,7 @@ const WRITE_CHUNK: usize = 1024 * 1024;
 /// use arrow_schema::{DataType, Field, Schema};
 /// use tributary::{BatchSink, BatchTarget, format::Csv, stores::{ObjectBatchSink, ObjectSink}};
 /// let objects = ObjectSink::memory();
-/// let sink = ObjectBatchSink::new(objects.clone(), Csv::default())?;
+/// let sink = ObjectBatchSink::new(objects.clone(), Csv::default());
 /// let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
 /// let rb = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
 /// let mut w = sink.begin(&BatchTarget::new("p", "demo", "numbers", "r1", 0, Some(schema))).await?;
@@ -65,8 +67,8 @@ impl std::fmt::Debug for ObjectBatchSink {
 impl ObjectBatchSink {
     /// Objects of `format` on `sink`, with the default key and manifest templates, no
     /// prefix, no compression.
-    pub fn new(sink: impl Sink, format: impl Format) -> Result<Self> {
-        Ok(Self::from_parts(Arc::new(sink), Arc::new(format)))
+    pub fn new(sink: impl Sink, format: impl Format) -> Self {
+        Self::from_parts(Arc::new(sink), Arc::new(format))
     }
 
     pub(crate) fn from_parts(sink: Arc<dyn Sink>, format: Arc<dyn Format>) -> Self {

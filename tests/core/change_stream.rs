@@ -651,12 +651,13 @@ async fn part_numbers_never_collide_past_ten_thousand_parts() {
     let sink = ObjectSink::memory();
     let report = Pipeline::builder("parts")
         .extractor(tributary::sources::MemoryExtractor::new("m", "s", batches))
-        .sink(sink.clone())
+        .batch_sink(
+            tributary::stores::ObjectBatchSink::csv(sink.clone()).with_manifest_template(None),
+        )
         .options(
             PipelineOptions::new()
                 .with_run_id("r1")
-                .with_part_max_rows(1)
-                .with_manifest_template(None),
+                .with_part_max_rows(1),
         )
         .build()
         .unwrap()

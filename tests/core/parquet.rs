@@ -342,13 +342,8 @@ fn a_type_parquet_cannot_hold_names_the_column() {
 
 #[test]
 fn gzip_on_top_of_parquet_is_refused() {
-    let rb = sample();
-    let e = Pipeline::builder("pq")
-        .extractor(MemoryExtractor::new("mem", "t", vec![Batch::new(rb)]))
-        .sink(ObjectSink::memory())
-        .format(Parquet::new())
-        .options(PipelineOptions::new().with_compression(Compression::Gzip))
-        .build()
+    let e = tributary::stores::ObjectBatchSink::new(ObjectSink::memory(), Parquet::new())
+        .with_compression(Compression::Gzip)
         .err()
         .unwrap();
     assert!(matches!(e, Error::Config { .. }), "{e:?}");

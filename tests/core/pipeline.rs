@@ -442,9 +442,11 @@ async fn a_failed_commit_never_advances_the_checkpoint() {
     let store = ObjectSink::memory();
     let p = Pipeline::builder("numbers")
         .extractor(Numbers::new(3, 2))
-        .sink(CommitFails(store.clone()))
+        .batch_sink(
+            tributary::stores::ObjectBatchSink::csv(CommitFails(store.clone()))
+                .with_manifest_template(None),
+        )
         .state(ObjectStateStore::new(store.clone(), "_state"))
-        .options(PipelineOptions::new().with_manifest_template(None))
         .build()
         .unwrap();
     let r = p.run().await;
@@ -668,11 +670,10 @@ async fn gzip_and_jsonl_objects() {
     let sink = ObjectSink::memory();
     let p = Pipeline::builder("gz")
         .extractor(Numbers::new(3, 1000))
-        .sink(sink.clone())
-        .format(JsonLines::new())
-        .options(
-            PipelineOptions::new()
+        .batch_sink(
+            tributary::stores::ObjectBatchSink::new(sink.clone(), JsonLines::new())
                 .with_compression(Compression::Gzip)
+                .unwrap()
                 .with_prefix("landing"),
         )
         .build()
@@ -752,12 +753,12 @@ async fn zstd_objects_hold_exactly_the_uncompressed_bytes() {
         let sink = ObjectSink::memory();
         let r = Pipeline::builder("z")
             .extractor(Numbers::new(5, 20_000))
-            .sink(sink.clone())
-            .options(
-                PipelineOptions::new()
+            .batch_sink(
+                tributary::stores::ObjectBatchSink::csv(sink.clone())
                     .with_compression(c)
-                    .with_run_id("same"),
+                    .unwrap(),
             )
+            .options(PipelineOptions::new().with_run_id("same"))
             .build()
             .unwrap()
             .run()

@@ -30,14 +30,19 @@ fn batches() -> Vec<Batch> {
 async fn check_redshift(sink: &ObjectSink, base: &str) {
     let r = Pipeline::builder("rs")
         .extractor(MemoryExtractor::new("m", "orders", batches()))
-        .sink(sink.clone())
-        .format(format::Csv::new(CsvDialect::redshift()))
+        .batch_sink(
+            tributary::stores::ObjectBatchSink::new(
+                sink.clone(),
+                format::Csv::new(CsvDialect::redshift()),
+            )
+            .with_compression(Compression::Gzip)
+            .unwrap()
+            .with_redshift_manifest(true),
+        )
         .options(
             PipelineOptions::new()
                 .with_run_id("r1")
-                .with_part_max_rows(20)
-                .with_compression(Compression::Gzip)
-                .with_redshift_manifest(true),
+                .with_part_max_rows(20),
         )
         .build()
         .unwrap()
@@ -93,7 +98,6 @@ async fn check_redshift(sink: &ObjectSink, base: &str) {
     // (Redshift's COPY would fail on a mandatory entry that is gone), then deleted.
     let last = r.objects[2].key.clone();
     let objects = tributary::stores::ObjectBatchSink::new(sink.clone(), format::Csv::default())
-        .unwrap()
         .with_redshift_manifest(true);
     objects
         .discard(&Leftover::new(vec![last.clone()], Some(key.clone())))

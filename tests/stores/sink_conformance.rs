@@ -133,14 +133,13 @@ async fn batch_sinks_conform_on_memory_folder_and_rows() {
     let objects = ObjectSink::memory();
     batch_sink_suite(&ObjectBatchSink::csv(objects.clone()), &objects, "csv").await;
     let gz = ObjectBatchSink::new(objects.clone(), JsonLines::default())
-        .unwrap()
         .with_compression(Compression::Gzip)
         .unwrap();
     batch_sink_suite(&gz, &objects, "jsonl-gz").await;
     let dir = tempfile::tempdir().unwrap();
     let folder = ObjectSink::local(dir.path()).unwrap();
     batch_sink_suite(
-        &ObjectBatchSink::new(folder.clone(), Csv::default()).unwrap(),
+        &ObjectBatchSink::new(folder.clone(), Csv::default()),
         &folder,
         "dir",
     )
