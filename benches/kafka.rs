@@ -1,17 +1,19 @@
-//! Kafka side by side with `kcat` (librdkafka's command-line client, what a user would
-//! otherwise script) on the tansu broker of `scripts/services.sh`, N change rows of the
-//! `orders` shape (default 200,000):
+//! Kafka side by side with the Python a user would otherwise write (`confluent-kafka`
+//! from PyPI, `benches/anchors/kafka_anchor.py`) on the tansu broker of
+//! `scripts/services.sh`, N change rows of the `orders` shape (default 200,000):
 //!
 //! - publish: `KafkaSink` encodes N change rows as Debezium envelopes (with schemas) and
-//!   waits for every acknowledgement, beside `kcat -P` sending the same envelopes already
-//!   encoded, one per line (so kcat does no encoding at all);
+//!   waits for every acknowledgement, beside a Python producer sending the same
+//!   envelopes already encoded (so it does no encoding at all);
 //! - land: `KafkaExtractor` reads the topic to its end, decodes every envelope by its
-//!   schema and lands `|` CSV, beside `kcat -C -e` dumping the raw envelopes to a file
-//!   (no decoding at all).
+//!   schema and lands `|` CSV, beside a Python consumer writing `op|values` with
+//!   `csv.writer` (no decoding of decimals or timestamps).
 //!
-//! Run: `cargo bench --bench kafka --features kafka` (`TRIBUTARY_BENCH_KAFKA`, default
-//! `127.0.0.1:9092`; `TRIBUTARY_BENCH_KAFKA_N`). Each tributary case runs in a child
-//! process of its own, so its peak RSS is its own.
+//! (`kcat` from Debian cannot be the anchor: its librdkafka 2.0.2 fails the handshake
+//! with tansu.) Run: `cargo bench --bench kafka --all-features` (`TRIBUTARY_BENCH_KAFKA`,
+//! default `127.0.0.1:9092`; `TRIBUTARY_BENCH_KAFKA_N`; Python: `ANCHORS_VENV`, default
+//! `~/.cache/tributary-anchors-venv`). Each tributary case runs in a child process of its
+//! own, so its peak RSS is its own.
 
 mod common;
 use arrow_array::{

@@ -6,7 +6,9 @@
 #      and tributary's COPY path, typed PostgreSQL path and MySQL path.
 #   3. REST (100k items on loopback) beside Python requests.
 #   4. MongoDB (the book's time-window job) beside the book's pymongo script.
-#   5. Kafka: Debezium envelopes published and landed, beside kcat (Debian package).
+#   5. Kafka: Debezium envelopes published and landed, beside the Python confluent-kafka client.
+#   6. The cost of a commit as a change stream ages (benches/streaming.rs).
+# Every bench is built with --all-features, so one release build serves them all.
 # Usage: scripts/bench.sh [N]     Needs ../shared/bench (seed and anchors) beside the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +21,7 @@ if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import psycopg2, pymy
 fi
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%FT%TZ)"
 echo "== encoding"
-cargo bench --quiet --bench csv_encode 2>/dev/null
+cargo bench --quiet --all-features --bench csv_encode 2>/dev/null
 echo "== seeding $N rows"
 bash "$BENCH/seed.sh" "$N"
 echo "== anchors"
@@ -28,14 +30,15 @@ echo "== tributary"
 cargo bench --quiet --all-features --bench extract 2>/dev/null
 echo "== binlog CDC (350k changes and a 1M-row transaction; MariaDB from scripts/services.sh)"
 scripts/services.sh start >/dev/null
-cargo bench --quiet --features mysql-cdc --bench binlog 2>/dev/null
+cargo bench --quiet --all-features --bench binlog 2>/dev/null
 echo "== WAL CDC (350k changes, a 1M-row transaction, the initial load; PostgreSQL from scripts/services.sh)"
-cargo bench --quiet --features postgres-cdc --bench wal 2>/dev/null
+cargo bench --quiet --all-features --bench wal 2>/dev/null
 echo "== REST (100k items, 1,000 per page, loopback)"
 ANCHORS_VENV=$VENV cargo bench --quiet --all-features --bench rest 2>/dev/null
 echo "== MongoDB (200k documents, the book's time-window job; server from scripts/services.sh)"
 scripts/services.sh start >/dev/null
 cargo bench --quiet --all-features --bench mongo 2>/dev/null
-echo "== Kafka (200k change rows as Debezium envelopes; tansu from scripts/services.sh; kcat anchors)"
-command -v kcat >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
-cargo bench --quiet --features kafka --bench kafka 2>/dev/null
+echo "== Kafka (200k change rows as Debezium envelopes; tansu from scripts/services.sh; Python confluent-kafka anchors)"
+ANCHORS_VENV=$VENV cargo bench --quiet --all-features --bench kafka 2>/dev/null
+echo "== streaming (a commit's cost at part 10 and part 10,000)"
+cargo bench --quiet --all-features --bench streaming 2>/dev/null

@@ -61,6 +61,20 @@ impl<'a> Handoff<'a> {
         Ok(self.send(Batch::new(b).with_table(table.to_string())).await)
     }
 
+    /// Hand on `table`'s rows mid-transaction once it holds `batch_rows` of them (no
+    /// checkpoint: not a resume point); `Ok(false)` when the consumer went away.
+    pub(crate) async fn rows_when_full<L>(
+        &self,
+        accs: &mut BTreeMap<String, ChangeRows<L>>,
+        table: &str,
+        batch_rows: usize,
+    ) -> Result<bool> {
+        match accs.get_mut(table) {
+            Some(acc) if acc.len() >= batch_rows => self.rows(table, acc).await,
+            _ => Ok(true),
+        }
+    }
+
     /// A transaction ended, or the position moved outside one: every table's rows, the
     /// last batch carrying `cp`; with no rows a position-only batch, at most every
     /// interval (or now, when `force`).

@@ -5,15 +5,14 @@
 use super::types::{ColumnInfo, Dec};
 use crate::sources::sql::extract::cursor_column;
 use crate::sources::sql::{
-    BuiltQuery, ColumnDecoder, Columns, Deadlines, Dialect, From, KeyKind, Out, Prepared,
-    SqlDriver, SqlSource, Timeouts, build_query, lag_bound, read_rows, schema_and_table,
-    sqlx_error,
+    BuiltQuery, ColumnDecoder, Columns, Deadlines, Dialect, From, KeyKind, Out, Prepared, Server,
+    SqlDriver, SqlSource, build_query, lag_bound, read_rows, schema_and_table, sqlx_error,
 };
 use crate::{CursorValue, Error, Result, Watermark};
 use arrow_array::builder::ArrayBuilder;
 use arrow_schema::Schema;
 use async_trait::async_trait;
-use sqlx::mysql::{MySqlArguments, MySqlConnection, MySqlPool, MySqlRow};
+use sqlx::mysql::{MySqlArguments, MySqlConnection, MySqlRow};
 use sqlx::{Arguments, Column, ConnectOptions, Executor, Row, TypeInfo, ValueRef};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,36 +25,11 @@ fn my_err(e: sqlx::Error, what: &str) -> Error {
 
 /// A MySQL or MariaDB server's connection settings and time limits; the extractor and
 /// the binlog reader's snapshot read through it.
-#[derive(Debug, Clone)]
-pub(crate) struct MySqlDriver {
-    pool: MySqlPool,
-    pub(crate) timeouts: Timeouts,
-}
+pub(crate) type MySqlDriver = Server<sqlx::MySql>;
 
-impl MySqlDriver {
-    pub(crate) fn new(pool: MySqlPool) -> Self {
-        MySqlDriver {
-            pool,
-            timeouts: Timeouts::default(),
-        }
-    }
-
-    /// A pool that connects on first use to a `mysql://` URL (MariaDB too).
-    pub(crate) fn connect_lazy(url: &str) -> Result<Self> {
-        let pool = sqlx::mysql::MySqlPoolOptions::new()
-            .max_connections(4)
-            .connect_lazy(url)
-            .map_err(|e| {
-                Error::config(C, format!("invalid URL {}: {e}", crate::redact_url(url)))
-            })?;
-        Ok(Self::new(pool))
-    }
-
-    /// These time limits.
-    pub(crate) fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
-        self
-    }
+/// A pool that connects on first use to a `mysql://` URL (MariaDB too).
+pub(crate) fn connect_lazy(url: &str) -> Result<MySqlDriver> {
+    Server::connect_lazy(C, url, sqlx::mysql::MySqlPoolOptions::new())
 }
 
 #[async_trait]
@@ -69,8 +43,7 @@ impl SqlDriver for MySqlDriver {
     /// server waits for the client (PostgreSQL) fails on the connect limit.
     fn deadlines(&self) -> Deadlines {
         let o = self.pool.connect_options();
-        let addr = format!("{}:{}", o.get_host(), o.get_port());
-        Deadlines::new(C, "MySQL/MariaDB", addr, self.timeouts)
+        Server::deadlines_at(self, C, "MySQL/MariaDB", o.get_host(), o.get_port())
     }
 
     async fn connect(&self) -> Result<MySqlConnection> {

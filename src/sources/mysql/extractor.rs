@@ -1,7 +1,6 @@
 use super::driver::MySqlDriver;
+use crate::Result;
 use crate::sources::sql::{SqlSource, Timeouts, extract};
-use crate::{Extractor, Result};
-use async_trait::async_trait;
 use sqlx::mysql::MySqlPool;
 
 /// Extracts a MySQL or MariaDB table or query, fully or incrementally, streaming with
@@ -39,7 +38,7 @@ impl MySqlExtractor {
     /// Connect on first use to a `mysql://` URL (MariaDB too).
     pub fn connect_lazy(url: &str, source: SqlSource) -> Result<Self> {
         Ok(MySqlExtractor {
-            driver: MySqlDriver::connect_lazy(url)?,
+            driver: crate::sources::mysql::driver::connect_lazy(url)?,
             source,
         })
     }
@@ -53,32 +52,4 @@ impl MySqlExtractor {
     }
 }
 
-#[async_trait]
-impl Extractor for MySqlExtractor {
-    fn source(&self) -> &str {
-        "mysql"
-    }
-
-    fn stream(&self) -> &str {
-        self.source.stream_name()
-    }
-
-    async fn check(&self) -> Result<()> {
-        extract::check(&self.driver, &self.source).await
-    }
-
-    async fn plan(&self, cx: &crate::ExtractContext) -> Result<Option<crate::Plan>> {
-        extract::plan(&self.driver, &self.source, cx.checkpoint.as_ref())
-            .await
-            .map(Some)
-    }
-
-    fn capabilities(&self) -> crate::ExtractorCapabilities {
-        crate::ExtractorCapabilities::bounded().with_plans(true)
-    }
-
-    async fn open(&self, cx: crate::ExtractContext) -> Result<crate::Extraction> {
-        let batches = extract::batches(&self.driver, &self.source, cx.checkpoint).await?;
-        Ok(crate::Extraction::new(batches))
-    }
-}
+extract::sql_extractor!(MySqlExtractor, "mysql");

@@ -91,7 +91,8 @@ impl MySqlCdcExtractor {
         let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(opts)
             .prefer_socket(false)
             .into();
-        let sql = MySqlDriver::connect_lazy(url)?.with_timeouts(config.cdc.timeouts);
+        let sql =
+            crate::sources::mysql::driver::connect_lazy(url)?.with_timeouts(config.cdc.timeouts);
         Ok(MySqlCdcExtractor { opts, sql, config })
     }
 

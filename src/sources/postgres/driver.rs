@@ -6,13 +6,13 @@ use super::types::Dec;
 use crate::sources::sql::extract::cursor_column;
 use crate::sources::sql::query::build_query_casts;
 use crate::sources::sql::{
-    BuiltQuery, Columns, Deadlines, Dialect, From, KeyKind, Out, Prepared, SqlDriver, SqlSource,
-    Timeouts, build_query, lag_bound, read_rows, sqlx_error,
+    BuiltQuery, Columns, Deadlines, Dialect, From, KeyKind, Out, Prepared, Server, SqlDriver,
+    SqlSource, build_query, lag_bound, read_rows, sqlx_error,
 };
 use crate::{CursorValue, Error, Result, Watermark};
 use arrow_schema::Schema;
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgConnection, PgPool};
+use sqlx::postgres::{PgArguments, PgConnection};
 use sqlx::{Arguments, Column, Executor, Row, TypeInfo};
 use std::sync::Arc;
 
@@ -24,37 +24,15 @@ pub(crate) fn pg_err(e: sqlx::Error, what: &str) -> Error {
 
 /// A PostgreSQL server's connection settings and time limits; the extractor, the COPY
 /// path and the WAL reader's snapshot and acknowledgements read through it.
-#[derive(Debug, Clone)]
-pub(crate) struct PostgresDriver {
-    pub(crate) pool: PgPool,
-    pub(crate) timeouts: Timeouts,
-}
+pub(crate) type PostgresDriver = Server<sqlx::Postgres>;
 
-impl PostgresDriver {
-    pub(crate) fn new(pool: PgPool) -> Self {
-        PostgresDriver {
-            pool,
-            timeouts: Timeouts::default(),
-        }
-    }
-
-    /// A pool that connects on first use to a `postgres://` URL.
-    pub(crate) fn connect_lazy(url: &str) -> Result<Self> {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(std::time::Duration::from_secs(30))
-            .connect_lazy(url)
-            .map_err(|e| {
-                Error::config(C, format!("invalid URL {}: {e}", crate::redact_url(url)))
-            })?;
-        Ok(Self::new(pool))
-    }
-
-    /// These time limits.
-    pub(crate) fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
-        self
-    }
+/// A pool that connects on first use to a `postgres://` URL.
+pub(crate) fn connect_lazy(url: &str) -> Result<PostgresDriver> {
+    Server::connect_lazy(
+        C,
+        url,
+        sqlx::postgres::PgPoolOptions::new().acquire_timeout(std::time::Duration::from_secs(30)),
+    )
 }
 
 #[async_trait]
@@ -66,8 +44,7 @@ impl SqlDriver for PostgresDriver {
 
     fn deadlines(&self) -> Deadlines {
         let o = self.pool.connect_options();
-        let addr = format!("{}:{}", o.get_host(), o.get_port());
-        Deadlines::new(C, "PostgreSQL", addr, self.timeouts)
+        Server::deadlines_at(self, C, "PostgreSQL", o.get_host(), o.get_port())
     }
 
     async fn connect(&self) -> Result<PgConnection> {

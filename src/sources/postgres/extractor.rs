@@ -1,7 +1,6 @@
 use super::driver::PostgresDriver;
+use crate::Result;
 use crate::sources::sql::{SqlSource, Timeouts, extract};
-use crate::{Extractor, Result};
-use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 
 /// Extracts a PostgreSQL table or query, fully or incrementally, streaming with flat
@@ -47,7 +46,7 @@ impl PostgresExtractor {
     /// A pool that connects on first use to a `postgres://` URL.
     pub fn connect_lazy(url: &str, source: SqlSource) -> Result<Self> {
         Ok(PostgresExtractor {
-            driver: PostgresDriver::connect_lazy(url)?,
+            driver: crate::sources::postgres::driver::connect_lazy(url)?,
             source,
             copy: true,
         })
@@ -71,42 +70,19 @@ impl PostgresExtractor {
     }
 }
 
-#[async_trait]
-impl Extractor for PostgresExtractor {
-    fn source(&self) -> &str {
-        "postgres"
+extract::sql_extractor!(
+    PostgresExtractor,
+    "postgres",
+    crate::ExtractorCapabilities::bounded()
+        .with_plans(true)
+        .with_encodes(true),
+    {
+        async fn open_encoded(
+            &self,
+            cx: crate::ExtractContext,
+            format: &dyn crate::format::Format,
+        ) -> crate::Result<Option<crate::model::EncodedStream>> {
+            super::copy::extract_copy(self, cx.checkpoint.as_ref(), format).await
+        }
     }
-
-    fn stream(&self) -> &str {
-        self.source.stream_name()
-    }
-
-    async fn check(&self) -> Result<()> {
-        extract::check(&self.driver, &self.source).await
-    }
-
-    async fn plan(&self, cx: &crate::ExtractContext) -> Result<Option<crate::Plan>> {
-        extract::plan(&self.driver, &self.source, cx.checkpoint.as_ref())
-            .await
-            .map(Some)
-    }
-
-    async fn open_encoded(
-        &self,
-        cx: crate::ExtractContext,
-        format: &dyn crate::format::Format,
-    ) -> Result<Option<crate::model::EncodedStream>> {
-        super::copy::extract_copy(self, cx.checkpoint.as_ref(), format).await
-    }
-
-    fn capabilities(&self) -> crate::ExtractorCapabilities {
-        crate::ExtractorCapabilities::bounded()
-            .with_plans(true)
-            .with_encodes(true)
-    }
-
-    async fn open(&self, cx: crate::ExtractContext) -> Result<crate::Extraction> {
-        let batches = extract::batches(&self.driver, &self.source, cx.checkpoint).await?;
-        Ok(crate::Extraction::new(batches))
-    }
-}
+);

@@ -122,7 +122,8 @@ impl PostgresCdcExtractor {
             user,
             database,
         };
-        let sql = PostgresDriver::connect_lazy(url)?.with_timeouts(config.cdc.timeouts);
+        let sql =
+            crate::sources::postgres::driver::connect_lazy(url)?.with_timeouts(config.cdc.timeouts);
         Ok(PostgresCdcExtractor { sql, conn, config })
     }
 

@@ -133,13 +133,8 @@ impl State<'_> {
 
     /// Hand on a full table's rows mid-transaction (no checkpoint: not a resume point).
     async fn flush_full(&mut self, table: &str) -> Go {
-        let Some(acc) = self.accs.get_mut(table) else {
-            return Ok(true);
-        };
-        if acc.len() < self.ctx.config.cdc.batch_rows {
-            return Ok(true);
-        }
-        self.handoff.rows(table, acc).await
+        let n = self.ctx.config.cdc.batch_rows;
+        self.handoff.rows_when_full(&mut self.accs, table, n).await
     }
 
     async fn on_data(&mut self, wal_start: u64, data: bytes::Bytes) -> Go {

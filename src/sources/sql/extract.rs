@@ -189,3 +189,71 @@ pub(crate) fn cursor_column<C>(
             source: None,
         })
 }
+
+/// The [`Extractor`](crate::Extractor) impl of a SQL extractor (a struct with `driver`
+/// and `source` fields), written once: every method is the shared extraction's.
+/// `sql_extractor!(Type, "name")` declares bounded reads with plans;
+/// `sql_extractor!(Type, "name", capabilities, { more methods })` declares other
+/// capabilities and adds the methods they need (PostgreSQL's encoded `COPY` path). The
+/// whole impl comes from the macro, not a nested call, because `async_trait` rewrites an
+/// impl before a macro inside it would expand.
+macro_rules! sql_extractor {
+    ($ty:ty, $name:literal) => {
+        $crate::sources::sql::extract::sql_extractor!(
+            $ty,
+            $name,
+            $crate::ExtractorCapabilities::bounded().with_plans(true),
+            {}
+        );
+    };
+    ($ty:ty, $name:literal, $caps:expr, { $($more:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::Extractor for $ty {
+            fn source(&self) -> &str {
+                $name
+            }
+
+            fn stream(&self) -> &str {
+                self.source.stream_name()
+            }
+
+            async fn check(&self) -> $crate::Result<()> {
+                $crate::sources::sql::extract::check(&self.driver, &self.source).await
+            }
+
+            async fn plan(
+                &self,
+                cx: &$crate::ExtractContext,
+            ) -> $crate::Result<Option<$crate::Plan>> {
+                $crate::sources::sql::extract::plan(
+                    &self.driver,
+                    &self.source,
+                    cx.checkpoint.as_ref(),
+                )
+                .await
+                .map(Some)
+            }
+
+            fn capabilities(&self) -> $crate::ExtractorCapabilities {
+                $caps
+            }
+
+            async fn open(
+                &self,
+                cx: $crate::ExtractContext,
+            ) -> $crate::Result<$crate::Extraction> {
+                let batches = $crate::sources::sql::extract::batches(
+                    &self.driver,
+                    &self.source,
+                    cx.checkpoint,
+                )
+                .await?;
+                Ok($crate::Extraction::new(batches))
+            }
+
+            $($more)*
+        }
+    };
+}
+
+pub(crate) use sql_extractor;

@@ -19,6 +19,9 @@ pub(crate) mod driver;
 mod errors;
 pub(crate) mod extract;
 pub(crate) mod query;
+// SQLite has no server: only the PostgreSQL and MySQL drivers hold one.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod server;
 mod timeouts;
 pub(crate) mod watermark;
 
@@ -28,6 +31,8 @@ pub(crate) use deadlines::Deadlines;
 pub(crate) use driver::{ColumnDecoder, Columns, KeyKind, Out, Prepared, SqlDriver, read_rows};
 pub(crate) use errors::sqlx_error;
 pub(crate) use query::{BuiltQuery, build_query, partition_query, split_bounds};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) use server::Server;
 pub use timeouts::Timeouts;
 pub(crate) use watermark::{WatermarkTracker, fingerprint_hex};
 

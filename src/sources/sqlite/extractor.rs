@@ -1,7 +1,6 @@
 use super::driver::SqliteDriver;
 use crate::sources::sql::{SqlSource, extract};
-use crate::{Error, Extractor, Result};
-use async_trait::async_trait;
+use crate::{Error, Result};
 use sqlx::sqlite::SqlitePool;
 
 /// Extracts a SQLite table or query, fully or incrementally, inside one read
@@ -31,32 +30,4 @@ impl SqliteExtractor {
     }
 }
 
-#[async_trait]
-impl Extractor for SqliteExtractor {
-    fn source(&self) -> &str {
-        "sqlite"
-    }
-
-    fn stream(&self) -> &str {
-        self.source.stream_name()
-    }
-
-    async fn check(&self) -> Result<()> {
-        extract::check(&self.driver, &self.source).await
-    }
-
-    async fn plan(&self, cx: &crate::ExtractContext) -> Result<Option<crate::Plan>> {
-        extract::plan(&self.driver, &self.source, cx.checkpoint.as_ref())
-            .await
-            .map(Some)
-    }
-
-    fn capabilities(&self) -> crate::ExtractorCapabilities {
-        crate::ExtractorCapabilities::bounded().with_plans(true)
-    }
-
-    async fn open(&self, cx: crate::ExtractContext) -> Result<crate::Extraction> {
-        let batches = extract::batches(&self.driver, &self.source, cx.checkpoint).await?;
-        Ok(crate::Extraction::new(batches))
-    }
-}
+extract::sql_extractor!(SqliteExtractor, "sqlite");
