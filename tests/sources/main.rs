@@ -7,4 +7,5 @@ mod mongo_source;
 mod mysql_source;
 mod postgres_source;
 mod rest_source;
+mod sql_backends;
 mod sqlite_source;

@@ -1,11 +1,11 @@
 //! The MySQL/MariaDB extractor against a real MariaDB: every type lossless (each value of
-//! our CSV compared with the stored value by the server itself), incremental extraction
-//! without boundary loss, bad input, a connection killed mid-stream.
+//! our CSV compared with the stored value by the server itself), bad input, partitions,
+//! keyset positions. What both servers share (incremental runs, a killed connection,
+//! the extractor suite, dry runs) is in `sql_backends.rs`.
 
 use crate::common;
 
 use sqlx::{Connection, Executor, MySqlConnection};
-use std::time::Duration;
 use tributary::format::{Format, JsonLines};
 use tributary::sources::mysql::MySqlExtractor;
 use tributary::sources::sql::{Cursor, SqlSource};
@@ -220,70 +220,6 @@ async fn arrow_types_and_mariadb_json() {
 }
 
 #[tokio::test]
-async fn incremental_orders_lose_and_duplicate_nothing() {
-    let t = table();
-    let Some((url, mut conn)) = setup(&format!(
-        "CREATE TABLE {t} (OrderId int, OrderStatus varchar(30), LastUpdated timestamp NULL);\n\
-         INSERT INTO {t} VALUES (1,'Backordered','2020-06-01 12:00:00'), (1,'Shipped','2020-06-09 12:00:25'),
-           (2,'Shipped','2020-07-11 03:05:00'), (3,'Shipped','2020-07-12 12:00:00'), (4,'Pending','2020-07-12 12:00:00')"
-    ))
-    .await
-    else {
-        return;
-    };
-    let sink = ObjectSink::memory();
-    let p = Pipeline::builder("orders")
-        .extractor(
-            MySqlExtractor::connect_lazy(
-                &url,
-                SqlSource::table(t.clone())
-                    .incremental(Cursor::new("LastUpdated"))
-                    .with_batch_rows(2),
-            )
-            .unwrap(),
-        )
-        .sink(sink.clone())
-        .state(ObjectStateStore::new(sink.clone(), "_state"))
-        .build()
-        .unwrap();
-    let lines = |r: RunReport| {
-        let sink = sink.clone();
-        async move {
-            let mut v = vec![];
-            for o in &r.objects {
-                v.extend(
-                    String::from_utf8(sink.read(&o.key).await.unwrap().to_vec())
-                        .unwrap()
-                        .lines()
-                        .map(str::to_string),
-                );
-            }
-            v.sort();
-            v
-        }
-    };
-    assert_eq!(lines(p.run().await.into_result().unwrap()).await.len(), 5);
-    conn.execute(
-        format!("INSERT INTO {t} VALUES (0,'Late','2020-07-12 12:00:00'), (1,'Returned','2020-07-12 12:00:00'), (3,'Shipped','2020-07-13 08:00:00')")
-            .as_str(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        lines(p.run().await.into_result().unwrap()).await,
-        vec![
-            "0|Late|2020-07-12 12:00:00+00",
-            "1|Returned|2020-07-12 12:00:00+00",
-            "3|Shipped|2020-07-13 08:00:00+00"
-        ]
-    );
-    assert!(lines(p.run().await.into_result().unwrap()).await.is_empty());
-    conn.execute(format!("DROP TABLE {t}").as_str())
-        .await
-        .unwrap();
-}
-
-#[tokio::test]
 async fn bad_input_gives_typed_errors() {
     let Some(url) = common::service("TRIBUTARY_TEST_MYSQL_URL", "MariaDB") else {
         return;
@@ -357,98 +293,6 @@ async fn bad_input_gives_typed_errors() {
         .err()
         .unwrap();
     assert!(e.is_retryable(), "{e:?}");
-}
-
-#[tokio::test]
-async fn a_connection_killed_mid_stream_fails_the_run_and_a_retry_lands_every_row_once() {
-    let t = table();
-    let Some((url, mut conn)) = setup(&format!(
-        "CREATE TABLE {t} (id int primary key, v varchar(40), at datetime);\n\
-         INSERT INTO {t} SELECT seq, MD5(seq), TIMESTAMPADD(SECOND, seq, '2020-01-01') FROM seq_1_to_200000"
-    ))
-    .await
-    else {
-        return;
-    };
-    let sink = ObjectSink::memory();
-    let state = ObjectStateStore::new(sink.clone(), "_state");
-    let mk = || {
-        Pipeline::builder("big")
-            .extractor(
-                MySqlExtractor::connect_lazy(
-                    &url,
-                    SqlSource::table(t.clone())
-                        .incremental(Cursor::new("at").with_key(["id"]))
-                        .with_batch_rows(1000),
-                )
-                .unwrap(),
-            )
-            .sink(sink.clone())
-            .state(state.clone())
-            .options(
-                PipelineOptions::new()
-                    .with_part_max_rows(50_000)
-                    .with_channel_capacity(1),
-            )
-            .build()
-            .unwrap()
-    };
-    let killer = {
-        let url = url.clone();
-        let t = t.clone();
-        tokio::spawn(async move {
-            let mut c = MySqlConnection::connect(&url).await.unwrap();
-            for _ in 0..400 {
-                let ids: Vec<i64> = sqlx::query_scalar(
-                    "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE CONCAT('%', ?, '%ORDER BY%') \
-                     AND INFO NOT LIKE '%PROCESSLIST%' AND TIME_MS > 20",
-                )
-                .bind(&t)
-                .fetch_all(&mut c)
-                .await
-                .unwrap();
-                if let Some(id) = ids.first() {
-                    c.execute(format!("KILL CONNECTION {id}").as_str())
-                        .await
-                        .unwrap();
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            false
-        })
-    };
-    let r = mk().run().await;
-    assert!(
-        killer.await.unwrap(),
-        "the extraction query was never seen running"
-    );
-    assert_eq!(r.outcome, Outcome::Failed);
-    assert!(r.error.as_ref().unwrap().is_retryable(), "{:?}", r.error);
-    assert!(mk().run().await.into_result().unwrap().succeeded());
-    let mut ids = vec![];
-    for k in sink
-        .list("mysql")
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|k| k.ends_with(".csv"))
-    {
-        let text = sink.read(&k).await.unwrap();
-        ids.extend(
-            String::from_utf8_lossy(&text)
-                .lines()
-                .map(|l| l.split('|').next().unwrap().parse::<i64>().unwrap()),
-        );
-    }
-    ids.sort();
-    let n = ids.len();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "duplicates across attempts");
-    assert_eq!(ids, (1..=200_000).collect::<Vec<_>>());
-    conn.execute(format!("DROP TABLE {t}").as_str())
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -652,67 +496,4 @@ async fn a_cursor_without_a_key_reads_the_primary_key_from_the_catalog() {
     conn.execute(format!("DROP TABLE {t}").as_str())
         .await
         .unwrap();
-}
-
-#[cfg(feature = "test-util")]
-#[tokio::test]
-async fn the_extractor_suite_passes_keyed_and_key_less() {
-    let t = table();
-    let Some((url, _conn)) = setup(&format!(
-        "CREATE TABLE {t} (id INT, u INT, at DATETIME(6));
-         INSERT INTO {t} SELECT seq, seq % 3, TIMESTAMPADD(MINUTE, seq DIV 5, '2020-01-01') FROM seq_1_to_53;
-         CREATE TABLE {t}_dup (u INT, at DATETIME(6));
-         INSERT INTO {t}_dup SELECT seq % 2, TIMESTAMPADD(MINUTE, seq DIV 7, '2020-01-01') FROM seq_1_to_41;
-         CREATE TABLE {t}_pk (id INT PRIMARY KEY, u INT, at DATETIME(6));
-         INSERT INTO {t}_pk SELECT * FROM {t}"
-    ))
-    .await
-    else {
-        return;
-    };
-    for source in [
-        // No key given: the table's primary key is used.
-        SqlSource::table(format!("{t}_pk"))
-            .incremental(Cursor::new("at"))
-            .with_batch_rows(2),
-        SqlSource::table(t.clone())
-            .incremental(Cursor::new("at").with_key(["id"]))
-            .with_batch_rows(2),
-        SqlSource::table(format!("{t}_dup"))
-            .incremental(Cursor::new("at"))
-            .with_batch_rows(3),
-    ] {
-        let e = MySqlExtractor::connect_lazy(&url, source).unwrap();
-        let r = tributary::testing::extractor_suite(&e, 12).await;
-        assert!(r.rows >= 41 && r.resumes > 0, "{r:?}");
-    }
-}
-
-#[tokio::test]
-async fn a_dry_run_gives_the_query_and_the_servers_estimate() {
-    let t = table();
-    let Some((url, _conn)) = setup(&format!(
-        "CREATE TABLE {t} (id INT PRIMARY KEY, at DATETIME(6));
-         INSERT INTO {t} SELECT seq, TIMESTAMPADD(SECOND, seq, '2020-01-01') FROM seq_1_to_3000;
-         ANALYZE TABLE {t}"
-    ))
-    .await
-    else {
-        return;
-    };
-    let p = Pipeline::builder("dry")
-        .extractor(
-            MySqlExtractor::connect_lazy(
-                &url,
-                SqlSource::table(t.clone()).incremental(Cursor::new("at")),
-            )
-            .unwrap(),
-        )
-        .sink(ObjectSink::memory())
-        .build()
-        .unwrap();
-    let plan = p.dry_run().await.unwrap().plan.unwrap();
-    assert!(plan.query.contains(&t), "{}", plan.query);
-    let n = plan.estimated_rows.unwrap();
-    assert!((1000..=6000).contains(&n), "estimate {n}");
 }

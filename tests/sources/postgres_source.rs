@@ -1,10 +1,11 @@
 //! The PostgreSQL extractor against a real server: every type, lossless, compared with
-//! the server's own rendering; incremental extraction without boundary loss; bad input.
+//! the server's own rendering; the COPY path; bad input. What both servers share
+//! (incremental runs, a killed connection, the extractor suite, dry runs) is in
+//! `sql_backends.rs`.
 
 use crate::common;
 
 use sqlx::{Connection, Executor, PgConnection};
-use std::time::Duration;
 use tributary::format::Format;
 use tributary::sources::postgres::PostgresExtractor;
 use tributary::sources::sql::{Cursor, SqlSource};
@@ -220,73 +221,6 @@ async fn unsupported_types_name_the_column_and_how_to_cast() {
 }
 
 #[tokio::test]
-async fn incremental_orders_lose_and_duplicate_nothing() {
-    let s = schema_name();
-    let Some((url, mut conn)) = setup(&format!(
-        "CREATE SCHEMA {s}; CREATE TABLE {s}.orders (OrderId int, OrderStatus varchar(30), LastUpdated timestamp);
-         INSERT INTO {s}.orders VALUES (1,'Backordered','2020-06-01 12:00:00'), (1,'Shipped','2020-06-09 12:00:25'),
-           (2,'Shipped','2020-07-11 03:05:00'), (3,'Shipped','2020-07-12 12:00:00'), (4,'Pending','2020-07-12 12:00:00')"
-    ))
-    .await
-    else {
-        return;
-    };
-    let sink = ObjectSink::memory();
-    let p = Pipeline::builder("orders")
-        .extractor(
-            PostgresExtractor::connect_lazy(
-                &url,
-                SqlSource::table(format!("{s}.orders"))
-                    .incremental(Cursor::new("lastupdated"))
-                    .with_batch_rows(2),
-            )
-            .unwrap(),
-        )
-        .sink(sink.clone())
-        .state(ObjectStateStore::new(sink.clone(), "_state"))
-        .build()
-        .unwrap();
-    let lines = |r: RunReport| {
-        let sink = sink.clone();
-        async move {
-            let mut v = vec![];
-            for o in &r.objects {
-                v.extend(
-                    String::from_utf8(sink.read(&o.key).await.unwrap().to_vec())
-                        .unwrap()
-                        .lines()
-                        .map(str::to_string),
-                );
-            }
-            v.sort();
-            v
-        }
-    };
-    assert_eq!(lines(p.run().await.into_result().unwrap()).await.len(), 5);
-    conn.execute(
-        format!(
-            "INSERT INTO {s}.orders VALUES (0,'Late','2020-07-12 12:00:00'), (1,'Returned','2020-07-12 12:00:00'),
-             (3,'Shipped','2020-07-13 08:00:00')"
-        )
-        .as_str(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        lines(p.run().await.into_result().unwrap()).await,
-        vec![
-            "0|Late|2020-07-12 12:00:00",
-            "1|Returned|2020-07-12 12:00:00",
-            "3|Shipped|2020-07-13 08:00:00"
-        ]
-    );
-    assert!(lines(p.run().await.into_result().unwrap()).await.is_empty());
-    conn.execute(format!("DROP SCHEMA {s} CASCADE").as_str())
-        .await
-        .unwrap();
-}
-
-#[tokio::test]
 async fn bad_input_gives_typed_errors() {
     let Some(url) = common::service("TRIBUTARY_TEST_PG_URL", "PostgreSQL") else {
         return;
@@ -310,114 +244,6 @@ async fn bad_input_gives_typed_errors() {
     .unwrap();
     let e = ex.extract(None).await.err().unwrap();
     assert!(e.is_retryable(), "{e:?}");
-}
-
-#[tokio::test]
-async fn a_connection_killed_mid_stream_fails_the_run_and_a_retry_lands_every_row_once() {
-    let s = schema_name();
-    let Some((url, mut conn)) = setup(&format!(
-        "CREATE SCHEMA {s}; CREATE TABLE {s}.big AS SELECT i AS id, md5(i::text) AS v, timestamp '2020-01-01' + i * interval '1 second' AS at
-         FROM generate_series(1, 200000) i"
-    ))
-    .await
-    else {
-        return;
-    };
-    let sink = ObjectSink::memory();
-    let state = ObjectStateStore::new(sink.clone(), "_state");
-    let mk = |url: &str| {
-        Pipeline::builder("big")
-            .extractor(
-                PostgresExtractor::connect_lazy(
-                    url,
-                    SqlSource::table(format!("{s}.big"))
-                        .incremental(Cursor::new("at").with_key(["id"]))
-                        .with_batch_rows(1000),
-                )
-                .unwrap(),
-            )
-            .sink(sink.clone())
-            .state(state.clone())
-            .options(
-                PipelineOptions::new()
-                    .with_part_max_rows(50_000)
-                    .with_channel_capacity(1),
-            )
-            .build()
-            .unwrap()
-    };
-    let app = format!("tributary-kill-{s}");
-    let p = mk(&format!("{url}?application_name={app}"));
-    let killer = {
-        let url = url.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let mut c = PgConnection::connect(&url).await.unwrap();
-            for _ in 0..400 {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                     WHERE application_name = $1 AND state = 'active' AND query LIKE '%ORDER BY%'
-                       AND query NOT LIKE '%pg_attribute%' AND now() - query_start > interval '20 ms') t",
-                )
-                .bind(&app)
-                .fetch_one(&mut c)
-                .await
-                .unwrap();
-                if n > 0 {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            false
-        })
-    };
-    let r = p.run().await;
-    assert!(
-        killer.await.unwrap(),
-        "the extraction query was never seen running"
-    );
-    assert_eq!(
-        r.outcome,
-        Outcome::Failed,
-        "the run must fail when its connection is killed"
-    );
-    let e = r.error.unwrap();
-    assert!(
-        e.is_retryable(),
-        "a killed connection is worth retrying: {e:?}"
-    );
-    let saved = state.load("big").await.unwrap();
-    // Retry: every row lands exactly once across both attempts' committed objects.
-    let r2 = mk(&url).run().await.into_result().unwrap();
-    let mut ids = vec![];
-    for k in sink
-        .list("postgres")
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|k| k.ends_with(".csv"))
-    {
-        let text = sink.read(&k).await.unwrap();
-        ids.extend(
-            String::from_utf8_lossy(&text)
-                .lines()
-                .map(|l| l.split('|').next().unwrap().parse::<i64>().unwrap()),
-        );
-    }
-    let committed_before = r.objects.len();
-    ids.sort();
-    let n = ids.len();
-    ids.dedup();
-    assert_eq!(
-        ids.len(),
-        n,
-        "duplicates across attempts ({committed_before} parts committed before the kill, saved {saved:?})"
-    );
-    assert_eq!(ids, (1..=200_000).collect::<Vec<_>>());
-    assert!(r2.succeeded());
-    conn.execute(format!("DROP SCHEMA {s} CASCADE").as_str())
-        .await
-        .unwrap();
 }
 
 /// The COPY fast path writes exactly the bytes of the typed path, parts and row counts
@@ -1003,45 +829,6 @@ async fn a_cursor_without_a_key_reads_the_primary_key_from_the_catalog() {
         .unwrap();
 }
 
-#[cfg(feature = "test-util")]
-#[tokio::test]
-async fn the_extractor_suite_passes_keyed_key_less_and_full() {
-    let s = schema_name();
-    // Groups of identical rows at one cursor value, batches of 2: checkpoints fall
-    // inside the groups.
-    let Some((url, _conn)) = setup(&format!(
-        "CREATE SCHEMA {s}; CREATE TABLE {s}.ev (id int, u int, at timestamp);
-         INSERT INTO {s}.ev SELECT g, g % 3, '2020-01-01'::timestamp + (g / 5) * interval '1 minute'
-           FROM generate_series(1, 53) g;
-         CREATE TABLE {s}.dup (u int, at timestamp);
-         INSERT INTO {s}.dup SELECT g % 2, '2020-01-01'::timestamp + (g / 7) * interval '1 minute'
-           FROM generate_series(1, 41) g;
-         CREATE TABLE {s}.pk (id int PRIMARY KEY, u int, at timestamp);
-         INSERT INTO {s}.pk SELECT * FROM {s}.ev"
-    ))
-    .await
-    else {
-        return;
-    };
-    for source in [
-        SqlSource::table(format!("{s}.ev"))
-            .incremental(Cursor::new("at").with_key(["id"]))
-            .with_batch_rows(2),
-        // No key given: the table's primary key is used.
-        SqlSource::table(format!("{s}.pk"))
-            .incremental(Cursor::new("at"))
-            .with_batch_rows(2),
-        SqlSource::table(format!("{s}.dup"))
-            .incremental(Cursor::new("at"))
-            .with_batch_rows(3),
-        SqlSource::table(format!("{s}.ev")).with_batch_rows(10),
-    ] {
-        let e = PostgresExtractor::connect_lazy(&url, source).unwrap();
-        let r = tributary::testing::extractor_suite(&e, 12).await;
-        assert!(r.rows >= 41, "{r:?}");
-    }
-}
-
 #[tokio::test]
 async fn a_widened_numeric_between_two_incremental_runs_is_noticed() {
     let s = schema_name();
@@ -1107,36 +894,4 @@ async fn a_widened_numeric_between_two_incremental_runs_is_noticed() {
     assert!(second.warnings[0].contains("Decimal128(12, 2) to Decimal128(14, 3)"));
     let schema = second.objects[0].schema.as_ref().unwrap();
     assert_eq!(schema.fields[1].data_type, "Decimal128(14, 3)");
-}
-
-#[tokio::test]
-async fn a_dry_run_gives_the_query_and_the_servers_estimate() {
-    let s = schema_name();
-    let Some((url, _conn)) = setup(&format!(
-        "CREATE SCHEMA {s}; CREATE TABLE {s}.t AS SELECT g id, now() at FROM generate_series(1, 5000) g;
-         ANALYZE {s}.t"
-    ))
-    .await
-    else {
-        return;
-    };
-    let p = Pipeline::builder("dry")
-        .extractor(
-            PostgresExtractor::connect_lazy(
-                &url,
-                SqlSource::table(format!("{s}.t")).incremental(Cursor::new("at").with_key(["id"])),
-            )
-            .unwrap(),
-        )
-        .sink(ObjectSink::memory())
-        .build()
-        .unwrap();
-    let plan = p.dry_run().await.unwrap().plan.unwrap();
-    assert!(
-        plan.query.contains(&format!("\"{s}\".\"t\"")),
-        "{}",
-        plan.query
-    );
-    let n = plan.estimated_rows.unwrap();
-    assert!((4000..=6000).contains(&n), "estimate {n}");
 }
