@@ -385,6 +385,16 @@ start_kafka() {
     [[ -x $CARGO_ROOT/bin/tansu ]] || { tail -30 "$LOGS/cargo-install-tansu.log" >&2; die "tansu build failed"; }
   fi
   mkdir -p "$DATA/kafka"
+  # tansu keeps every message in one SQLite file, and its fetches slow to a crawl once
+  # that passes a few hundred MB (seen: 1.7 GB after a test run and a bench, consumers
+  # then got nothing for 60 s). Test and bench topics are throwaway: start afresh.
+  local db_mb=0
+  [[ -f $DATA/kafka/tansu.db ]] && db_mb=$(( $(stat -c %s "$DATA/kafka/tansu.db") / 1048576 ))
+  if (( db_mb > 256 )); then
+    log "tansu's storage is ${db_mb} MB: restarting tansu with an empty one"
+    if kafka_alive; then kill "$(cat "$RUN/kafka.pid")"; sleep 2; fi
+    rm -f "$DATA/kafka"/tansu.db*
+  fi
   if ! kafka_alive; then
     log "starting tansu on port $KAFKA_PORT"
     # The sqlite path is relative to the working folder.
