@@ -43,7 +43,8 @@ impl SqlDriver for MySqlDriver {
     /// server waits for the client (PostgreSQL) fails on the connect limit.
     fn deadlines(&self) -> Deadlines {
         let o = self.pool.connect_options();
-        Server::deadlines_at(self, C, "MySQL/MariaDB", o.get_host(), o.get_port())
+        let addr = format!("{}:{}", o.get_host(), o.get_port());
+        Deadlines::new(C, "MySQL/MariaDB", addr, self.timeouts)
     }
 
     async fn connect(&self) -> Result<MySqlConnection> {

@@ -44,7 +44,8 @@ impl SqlDriver for PostgresDriver {
 
     fn deadlines(&self) -> Deadlines {
         let o = self.pool.connect_options();
-        Server::deadlines_at(self, C, "PostgreSQL", o.get_host(), o.get_port())
+        let addr = format!("{}:{}", o.get_host(), o.get_port());
+        Deadlines::new(C, "PostgreSQL", addr, self.timeouts)
     }
 
     async fn connect(&self) -> Result<PgConnection> {

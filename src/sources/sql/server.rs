@@ -1,7 +1,7 @@
 //! [`Server`]: what the MySQL and PostgreSQL drivers hold, a lazy connection pool and
 //! the time limits, written once for both.
 
-use super::{Deadlines, Timeouts};
+use super::Timeouts;
 use crate::{Error, Result};
 use sqlx::pool::{Pool, PoolOptions};
 
@@ -60,16 +60,5 @@ impl<DB: sqlx::Database> Server<DB> {
     pub(crate) fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
         self
-    }
-
-    /// The limits for `server` at `host:port`, for errors of `component`.
-    pub(crate) fn deadlines_at(
-        &self,
-        component: &'static str,
-        server: &'static str,
-        host: &str,
-        port: u16,
-    ) -> Deadlines {
-        Deadlines::new(component, server, format!("{host}:{port}"), self.timeouts)
     }
 }
