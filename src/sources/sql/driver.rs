@@ -11,7 +11,7 @@ use arrow_array::builder::{ArrayBuilder, make_builder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
-use futures::TryStreamExt;
+use futures::{FutureExt, TryStreamExt};
 
 /// A query ready to run: the source with names resolved against the catalog (its cursor
 /// may have the table's primary key as its key), the SQL and its binds, how to decode
@@ -255,11 +255,16 @@ where
     B: RowBuilder<DB::Row>,
 {
     let mut rows = sqlx::query_with(sql, args).fetch(executor);
-    while let Some(row) = deadlines
-        .read(rows.try_next(), "reading rows")
-        .await?
-        .map_err(|e| sqlx_error(component, e, "reading rows"))?
-    {
+    loop {
+        // A row already buffered needs no timer: arming one per row cost a clock read
+        // and a timer-wheel entry for each of millions of rows. Only a wait is limited.
+        let next = match rows.try_next().now_or_never() {
+            Some(next) => next,
+            None => deadlines.read(rows.try_next(), "reading rows").await?,
+        };
+        let Some(row) = next.map_err(|e| sqlx_error(component, e, "reading rows"))? else {
+            break;
+        };
         builder.push(&row)?;
         if builder.rows() >= batch_rows && !out.emit(builder.finish()?).await? {
             return Ok(false);
