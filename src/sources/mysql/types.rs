@@ -24,9 +24,9 @@
 //! column's `information_schema` type decides, so such text stays text; in a custom
 //! query, `CAST(col AS CHAR)` it if it should be text.
 
+use crate::sources::sql::{unscaled_i128, unscaled_i256};
 use crate::{Error, Result};
 use arrow_array::builder::*;
-use arrow_buffer::i256;
 use arrow_schema::{DataType, Field, TimeUnit};
 use sqlx::Decode;
 use sqlx::mysql::{MySql, MySqlValueRef};
@@ -269,16 +269,7 @@ impl Dec {
                     let bld = get!(Decimal256Builder);
                     match text {
                         None => bld.append_null(),
-                        Some(t) => {
-                            let (int, frac) = t.split_once('.').unwrap_or((t, ""));
-                            let digits = (frac.len() <= want)
-                                .then(|| format!("{int}{frac}{}", "0".repeat(want - frac.len())));
-                            bld.append_value(
-                                digits
-                                    .and_then(|d| i256::from_string(&d))
-                                    .ok_or_else(|| bad(t))?,
-                            )
-                        }
+                        Some(t) => bld.append_value(unscaled_i256(t, want).ok_or_else(|| bad(t))?),
                     }
                 }
             }
@@ -333,33 +324,6 @@ impl Dec {
     }
 }
 
-/// A DECIMAL's text (`-123.45`) as its unscaled integer at `scale` digits after the
-/// point (`-12345` at 2), without allocating: this runs once per value of every
-/// DECIMAL column. `None` when it is not a decimal or has more fraction digits than
-/// the scale (the column's type says it cannot).
-pub(crate) fn unscaled_i128(text: &str, scale: usize) -> Option<i128> {
-    let (neg, digits) = match text.as_bytes().first()? {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if frac.len() > scale || int.len() + frac.len() == 0 {
-        return None;
-    }
-    let mut acc: i128 = 0;
-    for b in int.bytes().chain(frac.bytes()) {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        acc = acc.checked_mul(10)?.checked_add((b - b'0') as i128)?;
-    }
-    for _ in frac.len()..scale {
-        acc = acc.checked_mul(10)?;
-    }
-    Some(if neg { -acc } else { acc })
-}
-
 /// A cell read as text through `Decode`, whatever its column type (information_schema
 /// columns vary in type and collation between MySQL and MariaDB versions, and `SHOW`
 /// statements send numbers as text); `None` for NULL.
@@ -391,31 +355,4 @@ pub(crate) fn zero_date(column: &str) -> Error {
              select NULLIF({column}, '0000-00-00') or CAST({column} AS CHAR) in a custom query"
         ),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::unscaled_i128;
-
-    #[test]
-    fn decimals_parse_to_their_unscaled_value() {
-        assert_eq!(unscaled_i128("123.45", 2), Some(12345));
-        assert_eq!(unscaled_i128("-123.45", 2), Some(-12345));
-        assert_eq!(unscaled_i128("-0.05", 2), Some(-5));
-        assert_eq!(unscaled_i128("7", 2), Some(700));
-        assert_eq!(unscaled_i128("7.5", 3), Some(7500));
-        assert_eq!(unscaled_i128("0", 0), Some(0));
-        let max38 = "9".repeat(38);
-        assert_eq!(unscaled_i128(&max38, 0), Some(max38.parse().unwrap()));
-    }
-
-    #[test]
-    fn malformed_or_too_precise_decimals_are_refused() {
-        assert_eq!(unscaled_i128("1.234", 2), None);
-        assert_eq!(unscaled_i128("", 2), None);
-        assert_eq!(unscaled_i128("-", 2), None);
-        assert_eq!(unscaled_i128("1e5", 2), None);
-        assert_eq!(unscaled_i128("12a.00", 2), None);
-        assert_eq!(unscaled_i128(&"9".repeat(40), 0), None);
-    }
 }

@@ -25,10 +25,10 @@
 //! `infinity` dates) is an error naming the column and its type; cast it in a custom query
 //! (`SELECT col::text ...`).
 
+use crate::sources::sql::{unscaled_i128, unscaled_i256};
 use crate::{Error, Result};
 use arrow_array::builder::*;
 use arrow_array::types::IntervalMonthDayNanoType;
-use arrow_buffer::i256;
 use arrow_schema::{DataType, Field, IntervalUnit, TimeUnit};
 use sqlx::TypeInfo;
 use sqlx::postgres::{PgTypeInfo, PgTypeKind};
@@ -308,34 +308,31 @@ impl Dec {
                     Some(x) => Some(numeric_text(x, column)?),
                     None => None,
                 };
-                let unscaled = |t: &str| -> Result<String> {
-                    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
-                    let want = (*s).max(0) as usize;
-                    if frac.len() > want || ["NaN", "Infinity", "-Infinity"].contains(&t) {
-                        return Err(Error::type_error(
-                            "postgres",
-                            format!(
-                                "column {column}: value {t} does not fit numeric({p},{s}); cast it to text"
-                            ),
-                        ));
-                    }
-                    Ok(format!("{int}{frac}{}", "0".repeat(want - frac.len())))
+                let want = (*s).max(0) as usize;
+                // NaN, ±Infinity, more fraction digits than the scale, or too many digits.
+                let unfit = |t: &str| {
+                    Error::type_error(
+                        "postgres",
+                        format!(
+                            "column {column}: value {t} does not fit numeric({p},{s}); cast it to text"
+                        ),
+                    )
                 };
                 if *p <= 38 {
                     let bld = get!(Decimal128Builder);
                     match text {
                         None => bld.append_null(),
-                        Some(t) => bld.append_value(
-                            unscaled(&t)?.parse::<i128>().map_err(|_| bad("numeric"))?,
-                        ),
+                        Some(t) => {
+                            bld.append_value(unscaled_i128(&t, want).ok_or_else(|| unfit(&t))?)
+                        }
                     }
                 } else {
                     let bld = get!(Decimal256Builder);
                     match text {
                         None => bld.append_null(),
-                        Some(t) => bld.append_value(
-                            i256::from_string(&unscaled(&t)?).ok_or_else(|| bad("numeric"))?,
-                        ),
+                        Some(t) => {
+                            bld.append_value(unscaled_i256(&t, want).ok_or_else(|| unfit(&t))?)
+                        }
                     }
                 }
             }
