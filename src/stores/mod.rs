@@ -4,6 +4,7 @@
 
 mod backends;
 pub(crate) mod compress;
+mod local_writer;
 mod memory_batch;
 mod object;
 mod object_batch;

@@ -2,6 +2,7 @@
 //! streaming multipart upload so that it appears whole at its final key or not at all.
 
 use super::backends;
+use super::local_writer::LocalWriter;
 use super::staging::{STAGING_DIR, StagedFile, Staging};
 use super::uploads::Uploads;
 use crate::{Error, ObjectTarget, Receipt, Result, Sink, SinkWriter};
@@ -370,23 +371,26 @@ impl Sink for ObjectSink {
                 .await?;
             return Ok(Box::new(w));
         }
-        let (upload_path, publish) = match &self.staging {
-            Some(staging) => {
-                staging.clean_key(&path);
-                let staged = staging.path_for(&path);
-                (staged.clone(), Some((staged, path)))
-            }
-            None => (path, None),
-        };
+        if let Some(staging) = &self.staging {
+            staging.clean_key(&path);
+            let w = LocalWriter::create(
+                self.store.clone(),
+                staging,
+                path,
+                &target.key,
+                &self.label,
+                self.part_size,
+                self.concurrency,
+            )?;
+            return Ok(Box::new(w));
+        }
         let upload = self
             .store
-            .put_multipart(&upload_path)
+            .put_multipart(&path)
             .await
             .map_err(|e| self.err(e))?;
         Ok(Box::new(ObjectWriter {
             upload: Some(WriteMultipart::new_with_chunk_size(upload, self.part_size)),
-            store: self.store.clone(),
-            publish,
             key: target.key.clone(),
             label: self.label.clone(),
             concurrency: self.concurrency,
@@ -396,11 +400,10 @@ impl Sink for ObjectSink {
     }
 }
 
+/// The writer on a store whose uploads are invisible until complete (memory, or any
+/// store given to [`ObjectSink::new`]).
 struct ObjectWriter {
     upload: Option<WriteMultipart>,
-    store: Arc<dyn ObjectStore>,
-    /// A staged upload's `(staged, final)` paths: renamed into place on commit.
-    publish: Option<(Path, Path)>,
     key: String,
     label: String,
     concurrency: usize,
@@ -438,13 +441,6 @@ impl SinkWriter for ObjectWriter {
             .take()
             .expect("writer used after commit or abort");
         let put = upload.finish().await.map_err(|e| self.err(e))?;
-        if let Some((staged, path)) = &self.publish {
-            // On failure the whole staged file stays in the staging folder, never at `path`.
-            self.store
-                .rename(staged, path)
-                .await
-                .map_err(|e| self.err(e))?;
-        }
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         Ok(Receipt {
             key: self.key.clone(),

@@ -62,6 +62,12 @@ impl Staging {
         ))
     }
 
+    /// Where a path from [`Staging::path_for`] is on disk.
+    pub(crate) fn on_disk(&self, staged: &Path) -> PathBuf {
+        let name = staged.filename().unwrap_or_default();
+        self.dir.join(name)
+    }
+
     /// Remove what earlier writes of the same key left when their process died (a crash
     /// or kill mid-object): staged files and the store's `name#N` upload files. Files of
     /// live processes, this one included, are left alone.

@@ -185,6 +185,7 @@ pub async fn large_multipart_object<S: Sink + SinkProbe>(sink: &S, prefix: &str)
     }
     let r = w.commit().await.expect("commit");
     assert_eq!(r.bytes, all.len() as u64);
+    assert_eq!(r.sha256, crate::util::sha256_hex(&all));
     let got = sink
         .probe(&key)
         .await
