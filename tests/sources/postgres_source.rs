@@ -189,6 +189,74 @@ async fn arrow_types_are_exact() {
 }
 
 #[tokio::test]
+async fn numeric_values_are_exact_and_nan_is_a_typed_error() {
+    // The typed path turns a binary numeric(p <= 38, s) into its unscaled value without
+    // text: every digit group, sign, weight and scale padding must come out as the
+    // server's own text says.
+    let s = schema_name();
+    let Some((url, mut conn)) = setup(&format!(
+        "CREATE SCHEMA {s}; CREATE TABLE {s}.m (id int, a numeric(12,2), b numeric(38,0), c numeric(20,6));
+         INSERT INTO {s}.m VALUES (1, 0, 0, 0), (2, -0.05, 10000, 0.5), (3, 9999999999.99, 99999999999999999999999999999999999999, -12345678.000001),
+           (4, -1, -100000000, 10000000000000), (5, 10.10, 1, 0.000001), (6, NULL, NULL, NULL);
+         CREATE TABLE {s}.nan (id int, a numeric(12,2)); INSERT INTO {s}.nan VALUES (1, 'NaN')"
+    ))
+    .await
+    else {
+        return;
+    };
+    let ex = PostgresExtractor::connect_lazy(&url, SqlSource::table(format!("{s}.m"))).unwrap();
+    let batches = model::collect(ex.extract(None).await.unwrap())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let schema = batches[0].records.schema();
+    use tributary::format::Format;
+    let mut enc = tributary::format::Csv::new(tributary::format::CsvDialect::book())
+        .encoder(&schema)
+        .unwrap();
+    for b in &batches {
+        enc.encode(&b.records, &mut out).unwrap();
+    }
+    let mut got: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    got.sort();
+    // The server's text of the same rows.
+    type Row = (i32, Option<String>, Option<String>, Option<String>);
+    let want: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT id, a::text, b::text, c::text FROM {s}.m ORDER BY id"
+    ))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut want: Vec<String> = want
+        .into_iter()
+        .map(|(id, a, b, c)| {
+            let t = |v: Option<String>| v.unwrap_or_default();
+            format!("{id}|{}|{}|{}", t(a), t(b), t(c))
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    let ex = PostgresExtractor::connect_lazy(&url, SqlSource::table(format!("{s}.nan"))).unwrap();
+    let e = model::collect(ex.extract(None).await.unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, tributary::Error::Type { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("column a: value NaN does not fit numeric(12,2); cast it to text"),
+        "{e}"
+    );
+    conn.execute(format!("DROP SCHEMA {s} CASCADE").as_str())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn unsupported_types_name_the_column_and_how_to_cast() {
     let s = schema_name();
     let Some((url, mut conn)) = setup(&format!(

@@ -3,6 +3,7 @@
 mod copy;
 pub(crate) mod driver;
 mod extractor;
+mod numeric;
 mod rows;
 pub mod types;
 

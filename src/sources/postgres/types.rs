@@ -25,7 +25,8 @@
 //! `infinity` dates) is an error naming the column and its type; cast it in a custom query
 //! (`SELECT col::text ...`).
 
-use crate::sources::sql::{unscaled_i128, unscaled_i256};
+use super::numeric::{numeric_text, numeric_unscaled_i128};
+use crate::sources::sql::unscaled_i256;
 use crate::{Error, Result};
 use arrow_array::builder::*;
 use arrow_array::types::IntervalMonthDayNanoType;
@@ -304,13 +305,10 @@ impl Dec {
                 }
             }
             Dec::Decimal(p, s) => {
-                let text = match v {
-                    Some(x) => Some(numeric_text(x, column)?),
-                    None => None,
-                };
                 let want = (*s).max(0) as usize;
                 // NaN, ±Infinity, more fraction digits than the scale, or too many digits.
-                let unfit = |t: &str| {
+                let unfit = |x: &[u8]| {
+                    let t = numeric_text(x, column).unwrap_or_default();
                     Error::type_error(
                         "postgres",
                         format!(
@@ -320,18 +318,19 @@ impl Dec {
                 };
                 if *p <= 38 {
                     let bld = get!(Decimal128Builder);
-                    match text {
+                    match v {
                         None => bld.append_null(),
-                        Some(t) => {
-                            bld.append_value(unscaled_i128(&t, want).ok_or_else(|| unfit(&t))?)
-                        }
+                        Some(x) => bld.append_value(
+                            numeric_unscaled_i128(x, want, column)?.ok_or_else(|| unfit(x))?,
+                        ),
                     }
                 } else {
                     let bld = get!(Decimal256Builder);
-                    match text {
+                    match v {
                         None => bld.append_null(),
-                        Some(t) => {
-                            bld.append_value(unscaled_i256(&t, want).ok_or_else(|| unfit(&t))?)
+                        Some(x) => {
+                            let t = numeric_text(x, column)?;
+                            bld.append_value(unscaled_i256(&t, want).ok_or_else(|| unfit(x))?)
                         }
                     }
                 }
@@ -438,68 +437,6 @@ pub(super) fn infinite(column: &str, ty: &str) -> Error {
             "column {column}: {ty} 'infinity' has no Arrow value; cast the column to text in a custom query"
         ),
     )
-}
-
-/// The exact decimal text of a binary `numeric`.
-pub(crate) fn numeric_text(x: &[u8], column: &str) -> Result<String> {
-    let bad = || {
-        Error::type_error(
-            "postgres",
-            format!("column {column}: malformed numeric value"),
-        )
-    };
-    if x.len() < 8 {
-        return Err(bad());
-    }
-    let rd = |i: usize| i16::from_be_bytes([x[i], x[i + 1]]);
-    let ndigits = rd(0) as usize;
-    let weight = rd(2) as i32;
-    let sign = u16::from_be_bytes([x[4], x[5]]);
-    let dscale = u16::from_be_bytes([x[6], x[7]]) as usize;
-    if x.len() < 8 + 2 * ndigits {
-        return Err(bad());
-    }
-    match sign {
-        0xC000 => return Ok("NaN".into()),
-        0xD000 => return Ok("Infinity".into()),
-        0xF000 => return Ok("-Infinity".into()),
-        _ => {}
-    }
-    let digit = |i: i32| -> i16 {
-        if i >= 0 && (i as usize) < ndigits {
-            rd(8 + 2 * i as usize)
-        } else {
-            0
-        }
-    };
-    let mut s = String::with_capacity(4 * (ndigits + 2));
-    if sign == 0x4000 {
-        s.push('-');
-    }
-    if weight < 0 {
-        s.push('0');
-    } else {
-        for i in 0..=weight {
-            let d = digit(i);
-            if i == 0 {
-                s.push_str(&d.to_string());
-            } else {
-                s.push_str(&format!("{d:04}"));
-            }
-        }
-    }
-    if dscale > 0 {
-        s.push('.');
-        let mut frac = String::with_capacity(dscale + 4);
-        let mut i = weight + 1;
-        while frac.len() < dscale {
-            frac.push_str(&format!("{:04}", digit(i)));
-            i += 1;
-        }
-        frac.truncate(dscale);
-        s.push_str(&frac);
-    }
-    Ok(s)
 }
 
 fn inet_text(x: &[u8]) -> Option<String> {
