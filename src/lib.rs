@@ -109,8 +109,8 @@ pub mod warehouse;
 pub use error::{BoxError, Error, ErrorStatus, Result};
 pub use model::{Batch, BatchStream, Checkpoint, CursorValue, Watermark};
 pub use pipeline::{
-    DryRun, Manifest, ObjectReport, OnSchemaChange, Outcome, Pipeline, PipelineBuilder,
-    PipelineOptions, Progress, RunLog, RunReport,
+    DryRun, FailurePoint, Manifest, ObjectReport, OnSchemaChange, Outcome, Pipeline,
+    PipelineBuilder, PipelineOptions, Progress, RunLog, RunReport,
 };
 pub use retry::{Retry, RetryPolicy};
 pub use traits::{

@@ -355,7 +355,8 @@ impl<'a> Committer<'a> {
         }
         if let Some(state) = &self.p.state {
             self.write_running_manifest(&cp).await?;
-            self.version = Some(state.save(&self.p.name, self.version, &value).await?);
+            let saved = state.save(&self.p.name, self.version, &value).await;
+            self.version = Some(self.ledger.note(saved, "save the checkpoint", None)?);
             self.saved_state = Some(value);
             self.leftover = Leftover::default();
             tracing::debug!(pipeline = %self.p.name, checkpoint = ?cp, "checkpoint saved");
@@ -371,7 +372,8 @@ impl<'a> Committer<'a> {
         self.saved = Some(cp.clone());
         self.ledger.checkpoint_to = Some(cp.clone());
         if let Some(acker) = self.acker.as_mut() {
-            acker.committed(&cp).await?;
+            let acked = acker.committed(&cp).await;
+            self.ledger.note(acked, "acknowledge", None)?;
             tracing::debug!(pipeline = %self.p.name, checkpoint = ?cp, "checkpoint acknowledged to the source");
             if let Some(lag) = acker.retained_bytes().await {
                 self.ledger.source_lag_bytes = Some(lag);

@@ -2,7 +2,7 @@
 //! reports, manifests and progress made from it. A leaf: it calls into no other part of
 //! the run loop.
 
-use super::{ObjectReport, Outcome, Pipeline, Progress, RunReport};
+use super::{FailurePoint, ObjectReport, Outcome, Pipeline, Progress, RunReport};
 use crate::{Checkpoint, Error, Result, ValidationOutcome};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -36,6 +36,8 @@ pub(super) struct Ledger {
     pub(super) rows_estimated: Option<u64>,
     /// Whether the estimate was asked for already (once per run, not per attempt).
     pub(super) estimated: bool,
+    /// Where the current attempt failed, the innermost step that knew first.
+    pub(super) failed_at: Option<FailurePoint>,
 }
 
 impl Ledger {
@@ -57,6 +59,7 @@ impl Ledger {
             epochs: 0,
             rows_estimated: None,
             estimated: false,
+            failed_at: None,
         }
     }
 
@@ -109,6 +112,23 @@ impl Ledger {
         report
     }
 
+    /// `r`, noting where the run was if it failed (the report's `failed_at`) unless a
+    /// step nearer the failure noted it first. Cancelling is no failure and notes nothing.
+    pub(super) fn note<T>(
+        &mut self,
+        r: Result<T>,
+        operation: &str,
+        table: Option<&str>,
+    ) -> Result<T> {
+        if let Err(e) = &r
+            && !matches!(e, Error::Cancelled)
+        {
+            self.failed_at
+                .get_or_insert_with(|| FailurePoint::new(operation, table));
+        }
+        r
+    }
+
     /// The run's report (and manifest body) as it ended with `result`.
     pub(super) fn report(
         self,
@@ -121,6 +141,10 @@ impl Ledger {
             Ok(()) => (Outcome::Succeeded, None),
             Err(Error::Cancelled) => (Outcome::Cancelled, Some(Error::Cancelled)),
             Err(e) => (Outcome::Failed, Some(e)),
+        };
+        let failed_at = match outcome {
+            Outcome::Failed => self.failed_at,
+            _ => None,
         };
         RunReport {
             pipeline: p.name.clone(),
@@ -147,6 +171,7 @@ impl Ledger {
             manifest: None, // set when the committer writes the manifest
             validations: self.validations.into_values().collect(),
             error_message: error.as_ref().map(|e| e.to_string()),
+            failed_at,
             warnings: self.warnings,
             source_encoded: self.source_encoded,
             source_lag_bytes: self.source_lag_bytes,

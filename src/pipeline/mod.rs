@@ -54,7 +54,7 @@ mod signals;
 
 pub use crate::traits::ObjectReport;
 pub use options::{OnSchemaChange, PipelineOptions};
-pub use report::{Manifest, Outcome, Progress, RunLog, RunReport};
+pub use report::{FailurePoint, Manifest, Outcome, Progress, RunLog, RunReport};
 
 use crate::format::{Csv, Format};
 use crate::stores::{ObjectBatchSink, StateStore};

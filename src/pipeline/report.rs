@@ -33,6 +33,64 @@ impl Outcome {
     }
 }
 
+/// Where a failed run was when it failed: what it was doing and, when it had one
+/// table's batch in hand, which table. Where it resumes from is the report's
+/// [`checkpoint_to`](RunReport::checkpoint_to), the last checkpoint saved.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use tributary::{OnSchemaChange, Pipeline, PipelineOptions, stores::ObjectSink};
+/// use tributary::sources::{ChangeEvent, MemoryChangeStream};
+/// use tributary::arrow_array::{Int64Array, RecordBatch, StringArray};
+/// use std::sync::Arc;
+/// let ids = RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(vec![1])) as _)]).unwrap();
+/// let wider = RecordBatch::try_from_iter([
+///     ("id", Arc::new(Int64Array::from(vec![2])) as _),
+///     ("note", Arc::new(StringArray::from(vec!["new"])) as _),
+/// ]).unwrap();
+/// let log = vec![ChangeEvent::rows(1, "orders", ids), ChangeEvent::rows(2, "orders", wider)];
+/// let report = Pipeline::builder("cdc")
+///     .extractor(MemoryChangeStream::new("mem", "shop", log).bounded())
+///     .sink(ObjectSink::memory())
+///     .options(PipelineOptions::new().with_on_schema_change(OnSchemaChange::Fail))
+///     .build()?
+///     .run()
+///     .await;
+/// let at = report.failed_at.as_ref().unwrap();
+/// assert_eq!((at.operation.as_str(), at.table.as_deref()), ("compare schema", Some("orders")));
+/// assert_eq!(at.to_string(), "compare schema, table orders");
+/// # Ok::<(), tributary::Error>(()) }).unwrap();
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FailurePoint {
+    /// What the run was doing: `check the sink`, `load the saved state`, `open the
+    /// source`, `extract`, `validate`, `compare schema`, `write`, `commit`, `save the
+    /// checkpoint`, `acknowledge`.
+    pub operation: String,
+    /// The table whose batch was in hand, if one was.
+    pub table: Option<String>,
+}
+
+impl FailurePoint {
+    pub(crate) fn new(operation: &str, table: Option<&str>) -> Self {
+        FailurePoint {
+            operation: operation.to_string(),
+            table: table.map(str::to_string),
+        }
+    }
+}
+
+impl std::fmt::Display for FailurePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.operation)?;
+        match &self.table {
+            Some(t) => write!(f, ", table {t}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// What a run did. Also the body of the run's manifest and of a run history row.
 ///
 /// `#[must_use]`: [`Pipeline::run`](crate::Pipeline::run) never returns an `Err`, its
@@ -97,6 +155,9 @@ pub struct RunReport {
     pub validations: Vec<ValidationOutcome>,
     /// The error's message, when the run failed.
     pub error_message: Option<String>,
+    /// Where the run was when it failed (not for a cancelled run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<FailurePoint>,
     /// Things that went wrong without failing the run (e.g. a history row not written).
     pub warnings: Vec<String>,
     /// Whether the source encoded the output itself (PostgreSQL `COPY`) rather than
@@ -204,6 +265,9 @@ pub struct Manifest {
     pub validations: Vec<ValidationOutcome>,
     /// The error, when the run failed.
     pub error_message: Option<String>,
+    /// Where the run was when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<FailurePoint>,
     /// Warnings (schema changes, a history row not written, ...).
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -241,6 +305,7 @@ impl From<&RunReport> for Manifest {
             epochs: r.epochs,
             validations: r.validations.clone(),
             error_message: r.error_message.clone(),
+            failed_at: r.failed_at.clone(),
             warnings: r.warnings.clone(),
             source_encoded: r.source_encoded,
             source_lag_bytes: r.source_lag_bytes,

@@ -58,7 +58,9 @@ impl Pipeline {
             Outcome::Succeeded => tracing::info!(pipeline = %self.name, run_id = %report.run_id,
                 rows = report.rows, bytes = report.bytes, objects = report.objects.len(), "run succeeded"),
             _ => tracing::error!(pipeline = %self.name, run_id = %report.run_id,
-                error = report.error_message.as_deref().unwrap_or(""), "run {}", report.outcome.as_str()),
+                error = report.error_message.as_deref().unwrap_or(""),
+                failed_at = %report.failed_at.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+                "run {}", report.outcome.as_str()),
         }
         self.meter
             .run_ended(report.outcome.as_str(), report.duration.as_secs_f64());

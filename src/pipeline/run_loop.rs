@@ -43,9 +43,15 @@ impl<'a> RunLoop<'a> {
     /// stream (or until cancelled), commit and save. On failure the open parts are
     /// aborted and what was committed past the last saved checkpoint is removed.
     pub(super) async fn attempt(p: &'a Pipeline, ledger: &'a mut Ledger) -> Result<()> {
-        p.sink.check().await?;
+        ledger.failed_at = None;
+        let checked = p.sink.check().await;
+        ledger.note(checked, "check the sink", None)?;
         ledger.rows_extracted = 0;
-        let committer = Committer::load(p, ledger).await?;
+        let loaded = Committer::load(p, &mut *ledger).await;
+        let committer = match loaded {
+            Ok(c) => c,
+            Err(e) => return ledger.note(Err(e), "load the saved state", None),
+        };
         let mut l = RunLoop {
             p,
             seen_schemas: committer.saved_schemas().clone(),
@@ -53,10 +59,12 @@ impl<'a> RunLoop<'a> {
             parts: BTreeMap::new(),
             deadline: None,
         };
-        let (mut rx, _producer) = l.open().await?;
+        let opened = l.open().await;
+        let (mut rx, _producer) = l.noted(opened, "open the source", None)?;
         let mut result = l.consume(&mut rx).await;
         if result.is_ok() {
-            result = l.commit_all().await;
+            let committed = l.commit_all().await;
+            result = l.noted(committed, "commit", None);
         }
         if let Err(e) = result {
             for part in std::mem::take(&mut l.parts).into_values() {
@@ -69,6 +77,12 @@ impl<'a> RunLoop<'a> {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// `r`, noting where the run was if it failed (the report's `failed_at`); a step
+    /// nearer the failure that noted it first is kept.
+    fn noted<T>(&mut self, r: Result<T>, operation: &str, table: Option<&str>) -> Result<T> {
+        self.committer.ledger.note(r, operation, table)
     }
 
     /// Start the extraction from the committer's start point, in its own task.
@@ -144,14 +158,16 @@ impl<'a> RunLoop<'a> {
                 _ = self.p.cancel.cancelled() => return Err(Error::Cancelled),
                 _ = self.p.stop.cancelled(), if stop_cancels => return Err(Error::Cancelled),
                 _ = async { if let Some(at) = wait { tokio::time::sleep_until(at).await } }, if wait.is_some() => {
-                    self.commit_all().await?;
+                    let committed = self.commit_all().await;
+                    self.noted(committed, "commit", None)?;
                     self.deadline = None;
                     continue;
                 }
                 // A commit that ends while the source is idle is recorded, and its
                 // checkpoint saved and acknowledged, now rather than at the next item.
                 _ = async { if let Some(d) = &done { d.notified().await } }, if done.is_some() => {
-                    self.committer.finish_inflight().await?;
+                    let finished = self.committer.finish_inflight().await;
+                    self.noted(finished, "commit", None)?;
                     self.settle_deadline();
                     self.committer.ledger.notify(self.p);
                     continue;
@@ -160,14 +176,19 @@ impl<'a> RunLoop<'a> {
             };
             let slot = match item {
                 None => return Ok(()),
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => return self.noted(Err(e), "extract", None),
                 Some(Ok(Item::Batch(batch))) => self.on_batch(batch).await?,
-                Some(Ok(Item::Encoded(chunk))) => self.on_chunk(chunk).await?,
+                Some(Ok(Item::Encoded(chunk))) => {
+                    let written = self.on_chunk(chunk).await;
+                    self.noted(written, "write", Some(self.p.extractor.stream()))?
+                }
             };
             if self.is_full(&slot) {
-                self.rotate(&slot).await?;
+                let rotated = self.rotate(&slot).await;
+                self.noted(rotated, "commit", slot.0.as_deref())?;
             }
-            self.committer.poll().await?;
+            let polled = self.committer.poll().await;
+            self.noted(polled, "commit", None)?;
             self.settle_deadline();
             self.committer.ledger.notify(self.p);
         }
@@ -198,9 +219,11 @@ impl<'a> RunLoop<'a> {
                 .reached(None, newest_commit_ts(&batch.records));
         }
         if rows > 0 {
-            self.validate(table, &batch)?;
+            let checked = self.validate(table, &batch);
+            self.noted(checked, "validate", Some(table))?;
             let schema = batch.records.schema();
-            self.track_schema(table, &schema)?;
+            let tracked = self.track_schema(table, &schema);
+            self.noted(tracked, "compare schema", Some(table))?;
             // A schema change (a new column in a REST source, a DDL in CDC) starts a new
             // part: every object has one schema and one header.
             if self
@@ -208,9 +231,11 @@ impl<'a> RunLoop<'a> {
                 .get(&slot)
                 .is_some_and(|p| p.schema.as_ref() != Some(&schema))
             {
-                self.rotate(&slot).await?;
+                let rotated = self.rotate(&slot).await;
+                self.noted(rotated, "commit", Some(table))?;
             }
-            self.write_rows(&slot, &schema, &batch.records).await?;
+            let written = self.write_rows(&slot, &schema, &batch.records).await;
+            self.noted(written, "write", Some(table))?;
         }
         self.committer.reached(batch.checkpoint, None);
         Ok(slot)

@@ -230,6 +230,11 @@ async fn a_schema_change_can_fail_the_run_and_commits_nothing_of_the_new_schema(
         "{msg}"
     );
     assert_eq!(msg, "table b: schema changed: column note (Utf8) was added");
+    let at = report.failed_at.as_ref().expect("where it failed");
+    assert_eq!(
+        (at.operation.as_str(), at.table.as_deref()),
+        ("compare schema", Some("b"))
+    );
     let saved = state.saves().last().map(lsn).unwrap_or(0);
     assert!(saved < DDL_AT, "checkpoint {saved} is past the DDL");
     assert!(landed(&sink).await.iter().all(|(_, l)| l.note.is_none()));
@@ -330,6 +335,11 @@ async fn a_failed_acknowledgement_stops_the_run_and_the_next_run_resumes_from_th
             .unwrap()
     };
     let report = build(failing.clone()).run().await;
+    let at = report.failed_at.as_ref().expect("where it failed");
+    assert_eq!(
+        (at.operation.as_str(), at.table.as_deref()),
+        ("acknowledge", None)
+    );
     assert!(
         matches!(report.error, Some(Error::PositionLost { .. })),
         "{:?}",
@@ -425,10 +435,42 @@ async fn acknowledgements_stay_in_order_across_retries() {
         .unwrap();
     let report = pipeline.run().await.into_result().unwrap();
     assert_eq!(report.attempts, 2);
+    // The first attempt's failure does not outlive the attempt that succeeded.
+    assert_eq!(report.failed_at, None);
     assert_eq!(report.checkpoint_to, Some(Checkpoint::Lsn { lsn: n }));
     // The memory source refuses an acknowledgement that goes backwards, so the run
     // succeeding says they were monotone; and each was a saved checkpoint, in order.
     assert_eq!(inner.acks(), state.saves());
+}
+
+#[tokio::test]
+async fn a_failed_run_says_where_it_failed() {
+    let (n, k) = (20, 2);
+    let sink = ObjectSink::memory();
+    let pipeline = Pipeline::builder("cdc")
+        .extractor(FlakyOnce {
+            inner: MemoryChangeStream::new("mem", "shop", changes::log(n, k)).bounded(),
+            after: 5,
+            failed: Arc::new(Mutex::new(false)),
+        })
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    let report = pipeline.run().await;
+    assert!(matches!(report.error, Some(Error::Connection { .. })));
+    let at = report.failed_at.clone().expect("where it failed");
+    assert_eq!(
+        (at.operation.as_str(), at.table.as_deref()),
+        ("extract", None)
+    );
+    // The manifest of the failed run says the same, and reads back.
+    let manifest = sink
+        .read_manifest(report.manifest.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(manifest.failed_at, Some(at));
+    let again = pipeline.run().await.into_result().unwrap();
+    assert_eq!(again.failed_at, None);
 }
 
 #[tokio::test]
@@ -444,6 +486,11 @@ async fn a_checkpoint_of_another_kind_is_a_config_error() {
         .unwrap();
     let report = pipeline.run().await;
     assert!(matches!(report.error, Some(Error::Config { .. })));
+    let at = report.failed_at.as_ref().expect("where it failed");
+    assert_eq!(
+        (at.operation.as_str(), at.table.as_deref()),
+        ("open the source", None)
+    );
     assert!(
         report
             .error_message

@@ -595,6 +595,11 @@ async fn halting_validators_stop_before_bad_rows_land_and_warnings_are_recorded(
         .await;
     assert_eq!(r.outcome, Outcome::Failed);
     assert!(matches!(r.error, Some(Error::Validation { .. })));
+    let at = r.failed_at.as_ref().expect("where it failed");
+    assert_eq!(
+        (at.operation.as_str(), at.table.as_deref()),
+        ("validate", Some("s"))
+    );
     assert!(data_keys(&sink).await.is_empty());
     assert!(!r.validations[0].passed);
 
@@ -611,6 +616,7 @@ async fn halting_validators_stop_before_bad_rows_land_and_warnings_are_recorded(
         .run()
         .await;
     assert!(r.succeeded());
+    assert_eq!(r.failed_at, None);
     assert_eq!(r.rows, 5);
     assert!(!r.validations[0].passed);
     assert!(r.validations[0].message.contains("duplicate"));
