@@ -31,6 +31,9 @@ pub enum Error {
         component: Cow<'static, str>,
         /// What is wrong, naming the offending key or value.
         message: String,
+        /// The underlying error (a store's refusal of a path or key), when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// A server or store could not be reached, or the connection broke. Usually temporary.
     #[error("{component}: connection failed: {message}")]
@@ -81,6 +84,9 @@ pub enum Error {
         component: Cow<'static, str>,
         /// Which position, and why it is gone.
         message: String,
+        /// The server's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// A value or type cannot be represented losslessly, or a schema does not match.
     #[error("{component}: {message}")]
@@ -126,6 +132,9 @@ pub enum Error {
         component: Cow<'static, str>,
         /// What conflicted.
         message: String,
+        /// The store's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// A validator with severity `halt` failed.
     #[error("validation {name} failed: {message}")]
@@ -242,6 +251,7 @@ impl Error {
         Error::Config {
             component: component.into(),
             message: message.into(),
+            source: None,
         }
     }
 
@@ -307,13 +317,19 @@ impl Error {
                 message,
                 source: Some(Box::new(e)),
             },
-            E::AlreadyExists { .. } | E::Precondition { .. } => {
-                Error::Conflict { component, message }
-            }
+            E::AlreadyExists { .. } | E::Precondition { .. } => Error::Conflict {
+                component,
+                message,
+                source: Some(Box::new(e)),
+            },
             E::InvalidPath { .. }
             | E::UnknownConfigurationKey { .. }
             | E::NotSupported { .. }
-            | E::NotImplemented { .. } => Error::Config { component, message },
+            | E::NotImplemented { .. } => Error::Config {
+                component,
+                message,
+                source: Some(Box::new(e)),
+            },
             other => {
                 let (retryable, kind) = classify_remote(&other);
                 let source = Some(Box::new(other) as BoxError);

@@ -284,6 +284,7 @@ impl Acker for MemoryAcker {
             return Err(Error::PositionLost {
                 component: "memory-changes".into(),
                 message: format!("acknowledgement went backwards: {lsn} after {last}"),
+                source: None,
             });
         }
         if let Some(h) = &self.hook {

@@ -243,12 +243,15 @@ impl StateStore for ObjectStateStore {
         let key = format!("{}/{version:020}.json", self.dir(pipeline)?);
         let body = serde_json::to_vec_pretty(state).expect("state serializes");
         self.store.put_if_absent(&key, body.into()).await.map_err(|e| match e {
-            Error::Conflict { component, .. } => Error::Conflict {
+            Error::Conflict {
+                component, source, ..
+            } => Error::Conflict {
                 component,
                 message: format!(
                     "state of pipeline {pipeline:?} was saved by another runner (version {version} exists); \
                      reload and retry"
                 ),
+                source,
             },
             other => other,
         })?;

@@ -83,6 +83,7 @@ impl StateStore for SqlStateStore {
             message: format!(
                 "state of pipeline {pipeline:?} was saved by another runner (expected version {version}); reload and retry"
             ),
+            source: None,
         };
         match expected {
             None => {

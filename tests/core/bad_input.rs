@@ -294,6 +294,26 @@ fn bad_key_templates_are_refused() {
 }
 
 #[tokio::test]
+async fn a_conflict_and_a_refused_path_keep_the_stores_error_as_their_source() {
+    use std::error::Error as _;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = ObjectSink::local(dir.path()).unwrap();
+    sink.put_if_absent("k.json", bytes::Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    let e = sink
+        .put_if_absent("k.json", bytes::Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
+    let cause = e.source().expect("the store's error is kept");
+    assert!(
+        cause.downcast_ref::<object_store::Error>().is_some(),
+        "{cause:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_failed_rename_into_place_names_its_cause() {
     // Issue 8.11: an I/O error at the rename was reported as "Upload aborted".
     let dir = tempfile::tempdir().unwrap();

@@ -321,6 +321,7 @@ async fn a_failed_acknowledgement_stops_the_run_and_the_next_run_resumes_from_th
                 return Err(Error::PositionLost {
                     component: "memory-changes".into(),
                     message: "replication slot \"s1\" was dropped".into(),
+                    source: None,
                 });
             }
             Ok(())

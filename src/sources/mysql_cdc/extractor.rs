@@ -154,6 +154,7 @@ impl MySqlCdcExtractor {
         Error::PositionLost {
             component: C.into(),
             message,
+            source: None,
         }
     }
 

@@ -85,6 +85,7 @@ pub(crate) fn my_err(e: mysql_async::Error, what: &str, at: Option<&Position>) -
                 ),
                 None => message,
             },
+            source: Some(Box::new(e)),
         },
         E::Server(s) if matches!(s.code, 1044 | 1045 | 1142 | 1227 | 1370) => {
             Error::PermissionDenied {

@@ -262,6 +262,7 @@ impl PostgresCdcExtractor {
         Error::PositionLost {
             component: C.into(),
             message,
+            source: None,
         }
     }
 

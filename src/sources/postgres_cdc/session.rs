@@ -92,6 +92,8 @@ pub(crate) fn wire_err(e: PgWireError, ctx: &Ctx) -> Error {
             Error::PositionLost {
                 component: C.into(),
                 message: format!("replication slot {slot} was dropped while reading: {text}"),
+                // The wire error's own text is not redacted: only `text` is kept.
+                source: None,
             }
         }
         PgWireError::Server(m) if m.contains("publication") && m.contains("does not exist") => {

@@ -47,7 +47,11 @@ pub(crate) fn sqlx_error(component: &'static str, e: sqlx::Error, what: &str) ->
             retryable,
             source,
         },
-        Kind::Config => Error::Config { component, message },
+        Kind::Config => Error::Config {
+            component,
+            message,
+            source,
+        },
     }
 }
 
