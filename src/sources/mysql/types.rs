@@ -24,7 +24,7 @@
 //! column's `information_schema` type decides, so such text stays text; in a custom
 //! query, `CAST(col AS CHAR)` it if it should be text.
 
-use crate::sources::sql::{unscaled_i128, unscaled_i256};
+use crate::sources::sql::decimal::{unscaled_i128, unscaled_i256};
 use crate::{Error, Result};
 use arrow_array::builder::*;
 use arrow_schema::{DataType, Field, TimeUnit};

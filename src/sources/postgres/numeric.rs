@@ -188,7 +188,10 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
             {
-                assert_eq!(crate::sources::sql::unscaled_i128(text, *scale), *want);
+                assert_eq!(
+                    crate::sources::sql::decimal::unscaled_i128(text, *scale),
+                    *want
+                );
             }
         }
         // 38 nines, the widest Decimal128.

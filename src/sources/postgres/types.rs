@@ -26,7 +26,7 @@
 //! (`SELECT col::text ...`).
 
 use super::numeric::{numeric_text, numeric_unscaled_i128};
-use crate::sources::sql::unscaled_i256;
+use crate::sources::sql::decimal::unscaled_i256;
 use crate::{Error, Result};
 use arrow_array::builder::*;
 use arrow_array::types::IntervalMonthDayNanoType;

@@ -35,6 +35,10 @@ pub(crate) fn unscaled_i128(text: &str, scale: usize) -> Option<i128> {
 /// `text` at `scale` as an i256 (precision above 38, up to MySQL's 65 and beyond);
 /// `None` as for [`unscaled_i128`].
 pub(crate) fn unscaled_i256(text: &str, scale: usize) -> Option<i256> {
+    // Most values of a wide column fit 38 digits: those need no padded copy of the text.
+    if let Some(v) = unscaled_i128(text, scale) {
+        return Some(i256::from_i128(v));
+    }
     let (neg, int, frac) = parts(text, scale)?;
     let sign = if neg { "-" } else { "" };
     i256::from_string(&format!(

@@ -16,7 +16,7 @@
 mod config;
 mod deadlines;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-mod decimal;
+pub(crate) mod decimal;
 pub(crate) mod driver;
 mod errors;
 pub(crate) mod extract;
@@ -30,8 +30,6 @@ pub(crate) mod watermark;
 pub(crate) use config::From;
 pub use config::{Cursor, SqlSource};
 pub(crate) use deadlines::Deadlines;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(crate) use decimal::{unscaled_i128, unscaled_i256};
 pub(crate) use driver::{ColumnDecoder, Columns, KeyKind, Out, Prepared, SqlDriver, read_rows};
 pub(crate) use errors::sqlx_error;
 pub(crate) use query::{BuiltQuery, build_query, partition_query, split_bounds};
