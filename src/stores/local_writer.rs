@@ -18,7 +18,7 @@ use sha2::Digest;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Bytes written between two flushes to disk.
 const WRITEBACK_BYTES: u64 = 8 * 1024 * 1024;
@@ -38,7 +38,8 @@ pub(crate) struct LocalWriter {
     /// The staged file on disk, removed on abort or drop.
     file: Option<PathBuf>,
     tx: Option<mpsc::Sender<Vec<Bytes>>>,
-    thread: Option<tokio::task::JoinHandle<Written>>,
+    /// The thread's outcome, sent when it ends (a closed channel: it panicked).
+    thread: Option<oneshot::Receiver<Written>>,
     buf: Vec<Bytes>,
     buffered: usize,
     part_size: usize,
@@ -69,7 +70,17 @@ impl LocalWriter {
             .open(&file)
             .map_err(io)?;
         let (tx, rx) = mpsc::channel(concurrency.max(1));
-        let thread = tokio::task::spawn_blocking(move || write_all(f, rx));
+        // A thread of its own rather than the runtime's blocking pool: a writer leaked
+        // without being dropped (`mem::forget`, as a crash test does) leaves a parked
+        // thread behind, where a blocking-pool task would hold up the runtime's shutdown.
+        let (done_tx, done_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("tributary-file-writer".into())
+            .spawn(move || {
+                let _ = done_tx.send(write_all(f, rx));
+            })
+            .map_err(io)?;
+        let thread = done_rx;
         Ok(LocalWriter {
             store,
             staged,
