@@ -74,12 +74,16 @@ impl LocalWriter {
         // without being dropped (`mem::forget`, as a crash test does) leaves a parked
         // thread behind, where a blocking-pool task would hold up the runtime's shutdown.
         let (done_tx, done_rx) = oneshot::channel();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("tributary-file-writer".into())
             .spawn(move || {
                 let _ = done_tx.send(write_all(f, rx));
-            })
-            .map_err(io)?;
+            });
+        if let Err(e) = spawned {
+            // No thread, no writer: the empty file goes too.
+            let _ = std::fs::remove_file(&file);
+            return Err(io(e));
+        }
         let thread = done_rx;
         Ok(LocalWriter {
             store,
