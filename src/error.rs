@@ -298,6 +298,33 @@ impl Error {
         }
     }
 
+    /// A local file operation's failure: [`Error::PermissionDenied`] when access was
+    /// refused, else a storage error that retrying will not mend (a full disk, a file
+    /// where a folder should be).
+    pub(crate) fn from_local_io(
+        component: impl Into<Cow<'static, str>>,
+        message: String,
+        e: std::io::Error,
+    ) -> Self {
+        let component = component.into();
+        let denied = e.kind() == std::io::ErrorKind::PermissionDenied;
+        let source = Some(Box::new(e) as BoxError);
+        if denied {
+            Error::PermissionDenied {
+                component,
+                message,
+                source,
+            }
+        } else {
+            Error::Storage {
+                component,
+                message,
+                retryable: false,
+                source,
+            }
+        }
+    }
+
     /// Convert an `object_store` error, naming the store it came from.
     pub(crate) fn from_object_store(
         store: impl Into<Cow<'static, str>>,

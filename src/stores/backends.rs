@@ -70,20 +70,7 @@ fn missing_feature(scheme: &str, feature: &str) -> Error {
 pub(crate) fn local(dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>> {
     std::fs::create_dir_all(dir).map_err(|e| {
         let message = format!("cannot create folder {}: {e}", dir.display());
-        if e.kind() == std::io::ErrorKind::PermissionDenied {
-            Error::PermissionDenied {
-                component: "file".into(),
-                message,
-                source: Some(Box::new(e)),
-            }
-        } else {
-            Error::Storage {
-                component: "file".into(),
-                message,
-                retryable: false,
-                source: Some(Box::new(e)),
-            }
-        }
+        Error::from_local_io("file", message, e)
     })?;
     let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
         .map_err(|e| Error::from_object_store("file", e))?

@@ -164,19 +164,7 @@ fn write_all(mut f: std::fs::File, mut rx: mpsc::Receiver<Vec<Bytes>>) -> Writte
 
 fn staging_err(label: &str, file: &std::path::Path, e: std::io::Error) -> Error {
     let message = format!("staged file {}: {e}", file.display());
-    if e.kind() == std::io::ErrorKind::PermissionDenied {
-        return Error::PermissionDenied {
-            component: label.to_string().into(),
-            message,
-            source: Some(Box::new(e)),
-        };
-    }
-    Error::Storage {
-        component: label.to_string().into(),
-        message,
-        retryable: false,
-        source: Some(Box::new(e)),
-    }
+    Error::from_local_io(label.to_string(), message, e)
 }
 
 #[async_trait]
