@@ -190,14 +190,15 @@ async fn arrow_types_are_exact() {
 
 #[tokio::test]
 async fn numeric_values_are_exact_and_nan_is_a_typed_error() {
-    // The typed path turns a binary numeric(p <= 38, s) into its unscaled value without
-    // text: every digit group, sign, weight and scale padding must come out as the
-    // server's own text says.
+    // The typed path turns a binary numeric(p <= 38, s), and a wide one's values that fit
+    // 38 digits, into its unscaled value without text: every digit group, sign, weight
+    // and scale padding must come out as the server's own text says.
     let s = schema_name();
     let Some((url, mut conn)) = setup(&format!(
-        "CREATE SCHEMA {s}; CREATE TABLE {s}.m (id int, a numeric(12,2), b numeric(38,0), c numeric(20,6));
-         INSERT INTO {s}.m VALUES (1, 0, 0, 0), (2, -0.05, 10000, 0.5), (3, 9999999999.99, 99999999999999999999999999999999999999, -12345678.000001),
-           (4, -1, -100000000, 10000000000000), (5, 10.10, 1, 0.000001), (6, NULL, NULL, NULL);
+        "CREATE SCHEMA {s}; CREATE TABLE {s}.m (id int, a numeric(12,2), b numeric(38,0), c numeric(20,6), d numeric(50,10));
+         INSERT INTO {s}.m VALUES (1, 0, 0, 0, 0), (2, -0.05, 10000, 0.5, -0.0000000001),
+           (3, 9999999999.99, 99999999999999999999999999999999999999, -12345678.000001, 1234567890123456789012345678901234567890.0123456789),
+           (4, -1, -100000000, 10000000000000, -9999999999999999999999999999.9999999999), (5, 10.10, 1, 0.000001, 42.5), (6, NULL, NULL, NULL, NULL);
          CREATE TABLE {s}.nan (id int, a numeric(12,2)); INSERT INTO {s}.nan VALUES (1, 'NaN')"
     ))
     .await
@@ -224,18 +225,24 @@ async fn numeric_values_are_exact_and_nan_is_a_typed_error() {
         .collect();
     got.sort();
     // The server's text of the same rows.
-    type Row = (i32, Option<String>, Option<String>, Option<String>);
+    type Row = (
+        i32,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     let want: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT id, a::text, b::text, c::text FROM {s}.m ORDER BY id"
+        "SELECT id, a::text, b::text, c::text, d::text FROM {s}.m ORDER BY id"
     ))
     .fetch_all(&mut conn)
     .await
     .unwrap();
     let mut want: Vec<String> = want
         .into_iter()
-        .map(|(id, a, b, c)| {
+        .map(|(id, a, b, c, d)| {
             let t = |v: Option<String>| v.unwrap_or_default();
-            format!("{id}|{}|{}|{}", t(a), t(b), t(c))
+            format!("{id}|{}|{}|{}|{}", t(a), t(b), t(c), t(d))
         })
         .collect();
     want.sort();

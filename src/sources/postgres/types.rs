@@ -30,6 +30,7 @@ use crate::sources::sql::decimal::unscaled_i256;
 use crate::{Error, Result};
 use arrow_array::builder::*;
 use arrow_array::types::IntervalMonthDayNanoType;
+use arrow_buffer::i256;
 use arrow_schema::{DataType, Field, IntervalUnit, TimeUnit};
 use sqlx::TypeInfo;
 use sqlx::postgres::{PgTypeInfo, PgTypeKind};
@@ -328,10 +329,14 @@ impl Dec {
                     let bld = get!(Decimal256Builder);
                     match v {
                         None => bld.append_null(),
-                        Some(x) => {
-                            let t = numeric_text(x, column)?;
-                            bld.append_value(unscaled_i256(&t, want).ok_or_else(|| unfit(x))?)
-                        }
+                        // Most values of a wide column fit an i128: text only for the rest.
+                        Some(x) => match numeric_unscaled_i128(x, want, column)? {
+                            Some(v) => bld.append_value(i256::from_i128(v)),
+                            None => {
+                                let t = numeric_text(x, column)?;
+                                bld.append_value(unscaled_i256(&t, want).ok_or_else(|| unfit(x))?)
+                            }
+                        },
                     }
                 }
             }
